@@ -1,0 +1,284 @@
+"""The TOML config schema (pydantic) and ``${VAR}`` expansion for secrets.
+
+A config file never holds a secret itself: ``client_secret = "${GENESYS_CLIENT_SECRET}"``
+is expanded from the environment when the file is loaded. Every problem is
+reported with its location (``rules[1].dial.user``) and the reason, all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "GENESYS_REGIONS",
+    "Config",
+    "ConfigError",
+    "DialSpec",
+    "GuardsConfig",
+    "ListenerConfig",
+    "PlatformConfig",
+    "Rule",
+    "StoreConfig",
+    "expand_env",
+    "load_config",
+]
+
+#: Genesys Cloud domains; the API is at ``api.<domain>``, OAuth at ``login.<domain>``.
+GENESYS_REGIONS = frozenset(
+    {
+        "mypurecloud.com",
+        "mypurecloud.ie",
+        "mypurecloud.de",
+        "mypurecloud.com.au",
+        "mypurecloud.jp",
+        "usw2.pure.cloud",
+        "cac1.pure.cloud",
+        "euw2.pure.cloud",
+        "aps1.pure.cloud",
+        "apne2.pure.cloud",
+        "sae1.pure.cloud",
+        "mec1.pure.cloud",
+        "euc2.pure.cloud",
+    }
+)
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` lists ``(location, reason)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {where}: {why}" for where, why in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class _Strict(BaseModel):
+    # Unknown keys are an error: a typo such as ``ping_intreval`` must not be ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlatformConfig(_Strict):
+    """Where the platform is and how to authenticate (OAuth client credentials)."""
+
+    kind: Literal["genesys"] = "genesys"
+    region: str | None = None
+    api_url: str | None = None
+    login_url: str | None = None
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    request_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is not None and value not in GENESYS_REGIONS:
+            known = ", ".join(sorted(GENESYS_REGIONS))
+            raise ValueError(f"unknown region {value!r}; known regions: {known}")
+        return value
+
+    @field_validator("api_url", "login_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _has_endpoints(self) -> PlatformConfig:
+        if self.region is None and (self.api_url is None or self.login_url is None):
+            raise ValueError("set region, or both api_url and login_url")
+        return self
+
+    @property
+    def resolved_api_url(self) -> str:
+        """The REST base URL: ``api_url`` if given, else ``https://api.<region>``."""
+        return self.api_url or f"https://api.{self.region}"
+
+    @property
+    def resolved_login_url(self) -> str:
+        """The OAuth base URL: ``login_url`` if given, else ``https://login.<region>``."""
+        return self.login_url or f"https://login.{self.region}"
+
+
+class ListenerConfig(_Strict):
+    """Keepalive and reconnect tuning for the notification channel."""
+
+    ping_interval: float = Field(default=10.0, gt=0)
+    ping_timeout: float = Field(default=5.0, gt=0)
+    backoff_base: float = Field(default=0.5, gt=0)
+    backoff_cap: float = Field(default=30.0, gt=0)
+    stable_after: float = Field(default=30.0, ge=0)
+    rotate_before_expiry: float = Field(default=3600.0, ge=0)
+    queue_size: int = Field(default=10_000, ge=1)
+
+
+class StoreConfig(_Strict):
+    """Where outdial keeps contacts, dial claims and calls."""
+
+    url: str = "sqlite:///outdial.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError(f"store url must be sqlite:///PATH or postgresql://..., got {value!r}")
+        return value
+
+
+class GuardsConfig(_Strict):
+    """Compliance guards checked just before each dial."""
+
+    default_region: str = Field(default="US", min_length=2, max_length=2)
+    calling_window: tuple[str, str] = ("08:00", "21:00")
+    max_attempts: int = Field(default=3, ge=1)
+    retry_after: dict[str, float] = Field(
+        default_factory=lambda: {"busy": 600.0, "no_answer": 3600.0, "failed": 86400.0}
+    )
+    do_not_call_file: str | None = None
+    calls_per_second: float = Field(default=5.0, gt=0)
+
+    @field_validator("calling_window")
+    @classmethod
+    def _window(cls, value: tuple[str, str]) -> tuple[str, str]:
+        for bound in value:
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", bound):
+                raise ValueError(f"calling window bound {bound!r} is not HH:MM")
+        return value
+
+
+class DialSpec(_Strict):
+    """What to dial when a rule matches; string values are templates over the event."""
+
+    user: str = Field(min_length=1)
+    contact: Literal["next"] | None = None
+    phone_number: str | None = None
+    caller_id: str | None = None
+    caller_id_name: str | None = None
+    call_from_queue_id: str | None = None
+    label: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DialSpec:
+        if (self.contact is None) == (self.phone_number is None):
+            raise ValueError('give exactly one of contact = "next" or phone_number')
+        return self
+
+
+class Rule(_Strict):
+    """A dialing rule: when an event on ``topic`` matches ``when``, ``dial``."""
+
+    name: str = Field(min_length=1)
+    topic: str = Field(min_length=1)
+    users: list[str] = Field(default_factory=list)
+    when: dict[str, Any] = Field(default_factory=dict)
+    dial: DialSpec
+
+    @model_validator(mode="after")
+    def _users_fill_topic(self) -> Rule:
+        if "{userId}" in self.topic and not self.users:
+            raise ValueError("topic has {userId}: list the agents to subscribe in users = [...]")
+        return self
+
+
+class Config(_Strict):
+    """The whole ``outdial.toml``."""
+
+    platform: PlatformConfig
+    listener: ListenerConfig = Field(default_factory=ListenerConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> Config:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return self
+
+
+def expand_env(
+    value: Any, env: Mapping[str, str], path: str = ""
+) -> tuple[Any, list[tuple[str, str]]]:
+    """Replace ``${VAR}`` in every string of a parsed TOML tree; report unset variables."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                problems.append((path or "(root)", f"environment variable {name} is not set"))
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, value), problems
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out[key], sub_problems = expand_env(item, env, f"{path}.{key}" if path else key)
+            problems += sub_problems
+        return out, problems
+    if isinstance(value, list):
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            expanded, sub_problems = expand_env(item, env, f"{path}[{index}]")
+            items.append(expanded)
+            problems += sub_problems
+        return items, problems
+    return value, problems
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+def parse_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
+    """Validate an already-parsed TOML mapping; raise :class:`ConfigError` listing every problem."""
+    expanded, problems = expand_env(dict(data), env)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        for error in exc.errors():
+            problems.append((_location(tuple(error["loc"])), error["msg"]))
+        raise ConfigError(source, problems) from None
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [("(toml)", str(exc))]) from None
+    return parse_config(data, str(path), os.environ if env is None else env)
