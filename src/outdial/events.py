@@ -23,6 +23,7 @@ __all__ = [
     "Envelope",
     "Event",
     "Frame",
+    "Gap",
     "Heartbeat",
     "MalformedFrame",
     "Pong",
@@ -111,6 +112,22 @@ class Event:
 
 
 Frame = Heartbeat | Pong | SocketClosing | Event
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """An interval in which events on ``topics`` may have been missed.
+
+    The platform keeps nothing for a disconnected client, so after a gap the
+    handlers re-read over REST whatever state their rules depend on. ``start``
+    and ``end`` are monotonic times; ``reason`` says what caused it (startup,
+    reconnect, rotation, overflow of the handler queue).
+    """
+
+    topics: frozenset[str]
+    start: float
+    end: float
+    reason: str
 
 
 def parse_frame(raw: str | bytes, *, channel_id: str = "", received_at: float = 0.0) -> Frame:

@@ -1,0 +1,345 @@
+"""One shard's channel, kept alive forever: reconnect, resubscribe, rotate.
+
+:class:`ChannelSupervisor` owns at most two sockets at a time (two only during a
+make-before-break rotation). Its loop:
+
+1. bring up a socket: reuse the channel if it still exists, else create one;
+   connect; make the channel carry exactly the wanted topics (GET, PUT if they
+   differ); report the gap since the last frame of the previous socket;
+2. wait for the socket to end, for a ``socket_closing`` warning, or for the
+   channel's expiry to come near;
+3. on a warning or near expiry, bring up a new channel *before* closing the old
+   one; on a socket end, back off (full jitter) and go to 1.
+
+Retryable errors back off; fatal ones (credentials, permissions, a rejected
+subscription, a 400) stop the daemon with what to fix.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from random import Random
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from outdial.clock import Clock
+from outdial.config import ListenerConfig
+from outdial.events import Event, Gap, SocketClosing
+from outdial.listener.backoff import Backoff
+from outdial.listener.plan import rotation_delay
+from outdial.listener.session import SessionEnd, SocketSession
+from outdial.log import emit
+from outdial.platforms.base import ChannelGone, ChannelInfo, Platform, PlatformError
+
+__all__ = ["ChannelState", "ChannelSupervisor", "ListenerFatal", "SupervisorStats"]
+
+log = logging.getLogger("outdial.listener")
+
+
+class ListenerFatal(Exception):
+    """The listener cannot go on without a change by the operator (credentials, config)."""
+
+
+class ChannelState(enum.Enum):
+    """Connection states, as logged and counted."""
+
+    CONNECTING = "connecting"
+    SUBSCRIBED = "subscribed"
+    DEGRADED = "degraded"
+    RECONNECTING = "reconnecting"
+    ROTATING = "rotating"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class SupervisorStats:
+    """Counters of one shard, for logs, metrics and the soak report."""
+
+    state: ChannelState = ChannelState.CONNECTING
+    connects: int = 0
+    reconnects: int = 0
+    rotations: int = 0
+    channels_created: int = 0
+    resubscribes: int = 0
+    gaps: int = 0
+    longest_recovery: float = 0.0
+    transitions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Live:
+    session: SocketSession
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    end: SessionEnd | None = None
+
+
+class ChannelSupervisor:
+    """Keeps one channel carrying ``topics`` connected, forever, until cancelled."""
+
+    def __init__(
+        self,
+        name: str,
+        topics: Sequence[str],
+        *,
+        platform: Platform,
+        settings: ListenerConfig,
+        clock: Clock,
+        rng: Random,
+        deliver: Callable[[Event], None],
+        report_gap: Callable[[Gap], None],
+        rotation_started: Callable[[], None] = lambda: None,
+        rotation_finished: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.topics = frozenset(topics)
+        self._platform = platform
+        self._settings = settings
+        self._clock = clock
+        self._backoff = Backoff(
+            settings.backoff_base, settings.backoff_cap, settings.stable_after, rng
+        )
+        self._deliver = deliver
+        self._report_gap = report_gap
+        self._rotation_started = rotation_started
+        self._rotation_finished = rotation_finished
+        self._closing_warned = anyio.Event()
+        self.stats = SupervisorStats()
+        self.channel: ChannelInfo | None = None
+
+    def _set_state(self, state: ChannelState, **fields: Any) -> None:
+        if state is not self.stats.state:
+            self.stats.state = state
+            self.stats.transitions[state.value] = self.stats.transitions.get(state.value, 0) + 1
+            emit(
+                log,
+                f"channel.{state.value}",
+                shard=self.name,
+                channel=self.channel.id if self.channel else None,
+                **fields,
+            )
+
+    async def run(self) -> None:
+        """Run until cancelled; raise :class:`ListenerFatal` when retrying cannot help."""
+        gap_start: float | None = self._clock.monotonic()  # before start, nothing is known
+        gap_reason = "startup"
+        live: _Live | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    if live is None:
+                        self._set_state(
+                            ChannelState.CONNECTING
+                            if gap_reason == "startup"
+                            else ChannelState.RECONNECTING
+                        )
+                        try:
+                            live = await self._bring_up(tg, self.channel)
+                        except ChannelGone:
+                            self.channel = None
+                            await self._sleep_backoff(None)
+                            continue
+                        except PlatformError as exc:
+                            if not exc.retryable:
+                                raise ListenerFatal(str(exc)) from exc
+                            await self._sleep_backoff(exc)
+                            continue
+                        now = self._clock.monotonic()
+                        self._backoff.connected(now)
+                        if gap_start is not None:
+                            self._close_gap(gap_start, now, gap_reason)
+                            gap_start = None
+                        self._set_state(ChannelState.SUBSCRIBED)
+
+                    if await self._wait_for_trouble(live):
+                        rotated = await self._rotate(tg, live)
+                        if rotated is not None:
+                            live = rotated
+                            continue
+                    # The socket ended: events since its last frame may be lost.
+                    gap_start = live.session.last_frame_at or self._clock.monotonic()
+                    gap_reason = f"socket {live.end.value if live.end else 'ended'}"
+                    self.stats.reconnects += 1
+                    live = None
+                    self._set_state(ChannelState.DEGRADED, reason=gap_reason)
+                    await self._forget_channel_if_gone()
+                    await self._sleep_backoff(None)
+        finally:
+            self._set_state(ChannelState.STOPPED)
+
+    async def _sleep_backoff(self, error: PlatformError | None) -> None:
+        delay = self._backoff.failed(self._clock.monotonic(), error.retry_after if error else None)
+        emit(
+            log,
+            "channel.backoff",
+            shard=self.name,
+            delay=round(delay, 3),
+            attempt=self._backoff.attempts,
+            error=str(error) if error else None,
+        )
+        await anyio.sleep(delay)
+
+    async def _forget_channel_if_gone(self) -> None:
+        if self.channel is None:
+            return
+        try:
+            exists = await self._platform.channel_exists(self.channel.id)
+        except PlatformError as exc:
+            if not exc.retryable:
+                raise ListenerFatal(str(exc)) from exc
+            return  # unknown: try the channel again; a refused handshake will tell
+        if not exists:
+            emit(log, "channel.gone", shard=self.name, channel=self.channel.id)
+            self.channel = None
+
+    async def _bring_up(self, tg: anyio.abc.TaskGroup, channel: ChannelInfo | None) -> _Live:
+        """A connected socket on a channel that carries exactly our topics."""
+        fresh = channel is None
+        if channel is None:
+            channel = await self._platform.create_channel()
+            self.stats.channels_created += 1
+            emit(
+                log,
+                "channel.created",
+                shard=self.name,
+                channel=channel.id,
+                expires=channel.expires.isoformat() if channel.expires else None,
+            )
+        live = _Live(
+            SocketSession(
+                channel,
+                ping_interval=self._settings.ping_interval,
+                ping_timeout=self._settings.ping_timeout,
+                clock=self._clock,
+                on_event=self._deliver,
+                on_closing=self._on_closing,
+            )
+        )
+        try:
+            await tg.start(self._run_live, live)
+        except ChannelGone:
+            self.channel = None
+            raise
+        self.channel = channel
+        self.stats.connects += 1
+        try:
+            await self._ensure_subscribed(channel, fresh=fresh)
+        except BaseException:
+            live.scope.cancel()
+            raise
+        return live
+
+    async def _run_live(
+        self, live: _Live, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with live.scope:
+                live.end = await live.session.run(task_status=task_status)
+        finally:
+            live.done.set()
+
+    async def _ensure_subscribed(self, channel: ChannelInfo, *, fresh: bool) -> None:
+        wanted = self.topics
+        current = (
+            frozenset() if fresh else frozenset(await self._platform.get_subscriptions(channel.id))
+        )
+        if current == wanted:
+            return
+        results = await self._platform.put_subscriptions(channel.id, sorted(wanted))
+        self.stats.resubscribes += 1
+        rejected = [r for r in results if not r.permitted]
+        if rejected:
+            listed = ", ".join(f"{r.topic} ({r.reason or 'no reason given'})" for r in rejected)
+            raise ListenerFatal(
+                f"the platform rejected {len(rejected)} subscription(s): {listed}; "
+                "check the OAuth client's permissions and the user ids in the rules"
+            )
+        emit(log, "channel.subscribed", shard=self.name, channel=channel.id, topics=len(wanted))
+
+    def _on_closing(self, warning: SocketClosing) -> None:
+        emit(
+            log,
+            "channel.closing_warning",
+            shard=self.name,
+            channel=warning.channel_id,
+            reason=warning.reason,
+        )
+        self._closing_warned.set()
+
+    async def _wait_for_trouble(self, live: _Live) -> bool:
+        """Wait until the socket ends (False) or it is time to rotate (True)."""
+        assert self.channel is not None
+        delay = rotation_delay(
+            self.channel.expires, self._clock.now(), self._settings.rotate_before_expiry
+        )
+        rotate = False
+        async with anyio.create_task_group() as tg:
+
+            async def socket_ended() -> None:
+                await live.done.wait()
+                tg.cancel_scope.cancel()
+
+            async def warned() -> None:
+                nonlocal rotate
+                await self._closing_warned.wait()
+                rotate = True
+                tg.cancel_scope.cancel()
+
+            async def expiring(seconds: float) -> None:
+                nonlocal rotate
+                await anyio.sleep(seconds)
+                rotate = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(socket_ended)
+            tg.start_soon(warned)
+            if delay is not None:
+                tg.start_soon(expiring, delay)
+        return rotate and not live.done.is_set()
+
+    async def _rotate(self, tg: anyio.abc.TaskGroup, old: _Live) -> _Live | None:
+        """Make before break: a new channel carries the topics before the old socket closes."""
+        self._set_state(ChannelState.ROTATING)
+        started = self._clock.monotonic()
+        self._rotation_started()
+        try:
+            while True:
+                try:
+                    new = await self._bring_up(tg, None)
+                    break
+                except PlatformError as exc:
+                    if not exc.retryable and not isinstance(exc, ChannelGone):
+                        raise ListenerFatal(str(exc)) from exc
+                    if old.done.is_set():
+                        # The old socket is gone too: fall back to a plain reconnect.
+                        self._closing_warned = anyio.Event()
+                        return None
+                    await self._sleep_backoff(exc)
+            old.scope.cancel()
+            await old.done.wait()
+        finally:
+            self._rotation_finished()
+        self._closing_warned = anyio.Event()
+        self.stats.rotations += 1
+        self._backoff.connected(self._clock.monotonic())
+        emit(
+            log,
+            "channel.rotated",
+            shard=self.name,
+            channel=new.session.channel.id,
+            took=round(self._clock.monotonic() - started, 3),
+        )
+        self._set_state(ChannelState.SUBSCRIBED)
+        return new
+
+    def _close_gap(self, start: float, end: float, reason: str) -> None:
+        self.stats.gaps += 1
+        if reason != "startup":
+            self.stats.longest_recovery = max(self.stats.longest_recovery, end - start)
+        emit(log, "listener.gap", shard=self.name, reason=reason, seconds=round(end - start, 3))
+        self._report_gap(Gap(topics=self.topics, start=start, end=end, reason=reason))

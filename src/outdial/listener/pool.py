@@ -1,0 +1,154 @@
+"""The listener: every shard's channel, one bounded stream of events and gaps out.
+
+Topics are sharded over channels (at most 1,000 per channel, 20 channels per
+app). Each shard runs a :class:`ChannelSupervisor`; all of them hand events to
+one bounded memory stream that the handlers read. Receiving never waits for
+handling: when the stream is full the event is dropped, *counted*, and a gap is
+reported as soon as there is room again, so the handlers re-read the state over
+REST instead of silently missing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from random import Random
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from outdial.clock import Clock
+from outdial.config import ListenerConfig
+from outdial.events import Event, Gap
+from outdial.listener.channel import ChannelSupervisor
+from outdial.listener.plan import OverlapDeduper, shard_topics
+from outdial.log import emit
+from outdial.platforms.base import Platform
+
+__all__ = ["Listener", "ListenerStats"]
+
+log = logging.getLogger("outdial.listener")
+
+Item = Event | Gap
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    """Totals across shards."""
+
+    delivered: int = 0
+    overflowed: int = 0
+    duplicates_dropped: int = 0
+    gaps: int = 0
+
+
+class Listener:
+    """Keeps every topic subscribed and hands events and gaps to one bounded stream.
+
+    Use as ``async with listener.items as stream`` alongside ``await listener.run()``
+    in the same task group; ``run`` returns only by cancellation or raises
+    :class:`~outdial.listener.channel.ListenerFatal`.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        topics: Iterable[str],
+        settings: ListenerConfig,
+        clock: Clock,
+        rng: Random | None = None,
+    ) -> None:
+        self._platform = platform
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or Random()
+        self._send: MemoryObjectSendStream[Item]
+        self.items: MemoryObjectReceiveStream[Item]
+        self._send, self.items = anyio.create_memory_object_stream[Item](settings.queue_size)
+        self._dedupe = OverlapDeduper()
+        self._rotations_under_way = 0
+        self._overflow_since: float | None = None
+        self.stats = ListenerStats()
+        self.supervisors = [
+            ChannelSupervisor(
+                f"shard-{index}",
+                shard,
+                platform=platform,
+                settings=settings,
+                clock=clock,
+                rng=self._rng,
+                deliver=self._deliver,
+                report_gap=self._report_gap,
+                rotation_started=self._rotation_started,
+                rotation_finished=self._rotation_finished,
+            )
+            for index, shard in enumerate(shard_topics(topics))
+        ]
+
+    @property
+    def topics(self) -> frozenset[str]:
+        """Every topic the listener keeps subscribed."""
+        return frozenset().union(*(s.topics for s in self.supervisors))
+
+    async def run(self) -> None:
+        """Run every shard until cancelled."""
+        emit(log, "listener.start", shards=len(self.supervisors), topics=len(self.topics))
+        try:
+            async with anyio.create_task_group() as tg:
+                for supervisor in self.supervisors:
+                    tg.start_soon(supervisor.run)
+        finally:
+            self._send.close()
+
+    def _rotation_started(self) -> None:
+        self._rotations_under_way += 1
+        self._dedupe.open()
+
+    def _rotation_finished(self) -> None:
+        self._rotations_under_way -= 1
+        if self._rotations_under_way == 0:
+            self._dedupe.close(self._clock.monotonic())
+
+    def _deliver(self, event: Event) -> None:
+        now = event.received_at
+        if self._dedupe.active(now) and not self._dedupe.first_delivery(event.identity):
+            self.stats.duplicates_dropped += 1
+            return
+        if self._overflow_since is not None and not self._offer_overflow_gap(now):
+            self._count_overflow(now)
+            return
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            self._count_overflow(now)
+            return
+        self.stats.delivered += 1
+
+    def _count_overflow(self, now: float) -> None:
+        self.stats.overflowed += 1
+        if self._overflow_since is None:
+            self._overflow_since = now
+            emit(log, "listener.overflow", logging.WARNING, queue_size=self._settings.queue_size)
+
+    def _offer_overflow_gap(self, now: float) -> bool:
+        assert self._overflow_since is not None
+        gap = Gap(self.topics, self._overflow_since, now, "overflow")
+        try:
+            self._send.send_nowait(gap)
+        except anyio.WouldBlock:
+            return False
+        self.stats.gaps += 1
+        self._overflow_since = None
+        return True
+
+    def _report_gap(self, gap: Gap) -> None:
+        try:
+            self._send.send_nowait(gap)
+            self.stats.gaps += 1
+        except anyio.WouldBlock:
+            # The handlers are behind: fold this gap into the overflow gap.
+            start = (
+                gap.start if self._overflow_since is None else min(gap.start, self._overflow_since)
+            )
+            self._overflow_since = start

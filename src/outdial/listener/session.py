@@ -1,0 +1,225 @@
+"""One socket on one channel: receive frames, keep the connection provably alive.
+
+This is the thin I/O shell around :class:`~outdial.listener.keepalive.Liveness`:
+a receive loop that feeds it every frame, and a keepalive task that sleeps until
+``next_deadline()`` and acts on the verdict (probe, or declare the socket dead).
+Both live in one task group; when either ends, the other is cancelled and the
+socket is closed (aborted when it is dead, so a frozen peer cannot hold us up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from outdial.clock import Clock
+from outdial.events import Event, Heartbeat, MalformedFrame, Pong, SocketClosing, parse_frame
+from outdial.listener.keepalive import Liveness, Verdict
+from outdial.log import emit
+from outdial.platforms.base import ChannelGone, ChannelInfo, RetryableError
+
+__all__ = ["APP_PING", "SessionEnd", "SessionStats", "SocketSession"]
+
+log = logging.getLogger("outdial.listener")
+
+#: The platform's application-level probe; it answers with a ``pong`` on channel.metadata.
+APP_PING = '{"message":"ping"}'
+
+
+class SessionEnd(enum.Enum):
+    """Why a socket session ended."""
+
+    CLOSED_BY_SERVER = "closed_by_server"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Counters of one socket, for logs and metrics."""
+
+    frames: int = 0
+    events: int = 0
+    heartbeats: int = 0
+    pongs: int = 0
+    probes: int = 0
+    malformed: int = 0
+    closing_warnings: int = 0
+    close_reason: str = ""
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class SocketSession:
+    """A WebSocket to ``channel.connect_uri`` that calls back for events and warnings.
+
+    ``on_event`` must not block for long: the listener hands events to a bounded
+    queue so handling never delays receiving (and so never fakes a dead socket).
+    """
+
+    def __init__(
+        self,
+        channel: ChannelInfo,
+        *,
+        ping_interval: float,
+        ping_timeout: float,
+        clock: Clock,
+        on_event: Callable[[Event], None],
+        on_closing: Callable[[SocketClosing], None],
+        open_timeout: float = 10.0,
+    ) -> None:
+        self.channel = channel
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._clock = clock
+        self._on_event = on_event
+        self._on_closing = on_closing
+        self._open_timeout = open_timeout
+        self.stats = SessionStats()
+        self.liveness: Liveness | None = None
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """Monotonic time of the last frame, or None before the socket opened."""
+        return self.liveness.last_frame_at if self.liveness else None
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> SessionEnd:
+        """Connect, signal ``task_status.started()`` once open, then run until the socket ends.
+
+        Raises :class:`ChannelGone` when the handshake is refused with 4xx (the channel
+        expired or was evicted) and :class:`RetryableError` for other connect failures.
+        """
+        try:
+            ws = await connect(
+                self.channel.connect_uri,
+                ping_interval=None,  # our own keepalive decides; see Liveness
+                open_timeout=self._open_timeout,
+                close_timeout=1.0,
+                compression=None,
+                proxy=None,
+                max_size=4 * 1024 * 1024,
+                user_agent_header="outdial",
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if 400 <= status < 500:
+                raise ChannelGone(
+                    f"socket handshake refused with {status}: channel {self.channel.id} is gone",
+                    status=status,
+                ) from exc
+            raise RetryableError(f"socket handshake refused with {status}", status=status) from exc
+        except (OSError, TimeoutError) as exc:
+            raise RetryableError(f"socket connect failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # websockets.InvalidHandshake and friends
+            raise RetryableError(f"socket connect failed: {type(exc).__name__}: {exc}") from exc
+
+        self.liveness = Liveness(self._ping_interval, self._ping_timeout, self._clock.monotonic())
+        end = SessionEnd.CANCELLED
+        try:
+            task_status.started()
+            end = await self._serve(ws)
+            return end
+        finally:
+            if end is SessionEnd.DEAD:
+                # A dead peer will never answer a close handshake: don't wait for one.
+                ws.transport.abort()
+            else:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await ws.close()
+                ws.transport.abort()
+
+    async def _serve(self, ws: ClientConnection) -> SessionEnd:
+        outcome: list[SessionEnd] = []
+        async with anyio.create_task_group() as tg:
+
+            async def receive() -> None:
+                outcome.append(await self._receive(ws))
+                tg.cancel_scope.cancel()
+
+            async def keepalive() -> None:
+                outcome.append(await self._keepalive(ws))
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(receive)
+            tg.start_soon(keepalive)
+        return outcome[0] if outcome else SessionEnd.CANCELLED
+
+    async def _receive(self, ws: ClientConnection) -> SessionEnd:
+        assert self.liveness is not None
+        liveness, stats, clock = self.liveness, self.stats, self._clock
+        channel_id = self.channel.id
+        try:
+            async for raw in ws:
+                now = clock.monotonic()
+                liveness.frame_received(now)
+                stats.frames += 1
+                try:
+                    frame = parse_frame(raw, channel_id=channel_id, received_at=now)
+                except MalformedFrame as exc:
+                    stats.malformed += 1
+                    emit(
+                        log,
+                        "socket.malformed_frame",
+                        logging.WARNING,
+                        channel=channel_id,
+                        reason=exc.reason,
+                    )
+                    continue
+                if isinstance(frame, Event):
+                    stats.events += 1
+                    self._on_event(frame)
+                elif isinstance(frame, Heartbeat):
+                    stats.heartbeats += 1
+                elif isinstance(frame, Pong):
+                    stats.pongs += 1
+                elif isinstance(frame, SocketClosing):
+                    stats.closing_warnings += 1
+                    self._on_closing(frame)
+        except ConnectionClosed as exc:
+            stats.close_reason = f"{exc.rcvd.code if exc.rcvd else 'no close frame'}"
+        else:
+            stats.close_reason = f"{ws.close_code}"
+        return SessionEnd.CLOSED_BY_SERVER
+
+    def _pong_received(self, future: asyncio.Future[float]) -> None:
+        # A waiter cancelled by the connection closing is no sign of life.
+        if self.liveness is not None and not future.cancelled() and future.exception() is None:
+            self.liveness.frame_received(self._clock.monotonic())
+
+    async def _keepalive(self, ws: ClientConnection) -> SessionEnd:
+        assert self.liveness is not None
+        liveness, clock = self.liveness, self._clock
+        while True:
+            now = clock.monotonic()
+            verdict = liveness.poll(now)
+            if verdict is Verdict.DEAD:
+                emit(
+                    log,
+                    "socket.dead",
+                    logging.WARNING,
+                    channel=self.channel.id,
+                    silent_for=round(now - liveness.last_frame_at, 3),
+                )
+                return SessionEnd.DEAD
+            if verdict is Verdict.SEND_PING:
+                liveness.probe_sent(now)
+                self.stats.probes += 1
+                try:
+                    # Both probes: the platform's app-level ping (answered by a pong
+                    # event) and a protocol ping (answered by the WebSocket stack).
+                    await ws.send(APP_PING)
+                    pong = await ws.ping()
+                except ConnectionClosed:
+                    return SessionEnd.CLOSED_BY_SERVER
+                pong.add_done_callback(self._pong_received)  # type: ignore[attr-defined]
+            delay = liveness.next_deadline() - clock.monotonic()
+            await anyio.sleep(max(delay, 0.0))

@@ -1,0 +1,398 @@
+"""Genesys Cloud over REST: OAuth client credentials, channels, subscriptions, calls, errors.
+
+:class:`GenesysPlatform` implements :class:`outdial.platforms.base.Platform` with
+one ``httpx.AsyncClient``. Every answer that is not a success becomes a
+:class:`~outdial.platforms.base.PlatformError` carrying the platform's own fields
+(``code``, ``message``, ``details`` with the field names, ``contextId``) and the
+``ININ-Correlation-Id`` header, classified as retryable or not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from outdial.clock import Clock, SystemClock
+from outdial.log import emit
+from outdial.platforms.base import (
+    AgentState,
+    AmbiguousOutcome,
+    AuthError,
+    CallSnapshot,
+    ChannelGone,
+    ChannelInfo,
+    DialRequest,
+    FieldProblem,
+    PlacedCall,
+    PlatformError,
+    RetryableError,
+    SubscriptionResult,
+)
+
+__all__ = ["CreateCallRequest", "GenesysPlatform", "error_from_response"]
+
+log = logging.getLogger("outdial.platform")
+
+#: Refresh the token this long before the platform says it expires.
+TOKEN_REFRESH_MARGIN = 60.0
+
+
+class CreateCallRequest(BaseModel):
+    """The body of ``POST /api/v2/conversations/calls/user/{userId}``.
+
+    Field names follow the platform's CreateCallRequest model. Unknown keys are an
+    error (``callee``, ``recipient`` ...), so a payload the platform would reject
+    with a bare "Invalid request payload" is rejected here naming the key.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    phone_number: str = Field(alias="phoneNumber", min_length=1)
+    caller_id: str | None = Field(default=None, alias="callerId")
+    caller_id_name: str | None = Field(default=None, alias="callerIdName")
+    call_from_queue_id: str | None = Field(default=None, alias="callFromQueueId")
+    call_queue_id: str | None = Field(default=None, alias="callQueueId")
+    call_user_id: str | None = Field(default=None, alias="callUserId")
+    priority: int | None = None
+    language_id: str | None = Field(default=None, alias="languageId")
+    routing_skills_ids: list[str] | None = Field(default=None, alias="routingSkillsIds")
+    conversation_ids: list[str] | None = Field(default=None, alias="conversationIds")
+    participants: list[dict[str, Any]] | None = None
+    uui_data: str | None = Field(default=None, alias="uuiData")
+    external_contact_id: str | None = Field(default=None, alias="externalContactId")
+    label: str | None = None
+    attributes: dict[str, str] | None = None
+
+    @field_validator("phone_number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        import phonenumbers
+
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValueError(
+                f"{value!r} is not an E.164 number (expected +<country code><number>)"
+            ) from None
+        if not value.startswith("+"):
+            raise ValueError(f"{value!r} is not E.164: it must start with +")
+        if not phonenumbers.is_valid_number(parsed):
+            region = phonenumbers.region_code_for_number(parsed) or "its country code"
+            raise ValueError(f"{value!r} is not a valid number for {region}")
+        return value
+
+    @classmethod
+    def from_dial(cls, dial: DialRequest) -> CreateCallRequest:
+        """The platform request for a neutral :class:`DialRequest`."""
+        return cls(
+            phoneNumber=dial.phone_number,
+            callerId=dial.caller_id,
+            callerIdName=dial.caller_id_name,
+            callFromQueueId=dial.queue_id,
+            label=dial.label,
+            attributes=dict(dial.attributes) or None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire body: camelCase keys, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _float_header(response: httpx.Response, name: str) -> float | None:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def error_from_response(response: httpx.Response, *, what: str) -> PlatformError:
+    """Map an error answer to the right :class:`PlatformError`, keeping the platform's fields."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    status = response.status_code
+    details = [
+        FieldProblem(
+            field=str(d.get("fieldName") or d.get("field") or "?"),
+            code=str(d.get("errorCode") or d.get("code") or "invalid"),
+            message=str(d.get("message") or d.get("errorMessage") or ""),
+        )
+        for d in body.get("details") or []
+        if isinstance(d, dict)
+    ]
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "code": body.get("code") or body.get("error"),
+        "details": details,
+        "context_id": body.get("contextId"),
+        "correlation_id": response.headers.get("ININ-Correlation-Id"),
+        "retry_after": _float_header(response, "Retry-After"),
+        "body": body,
+    }
+    message = str(
+        body.get("message")
+        or body.get("error_description")
+        or f"{what} failed with HTTP {status} {response.reason_phrase}"
+    )
+    if status == 429 or status >= 500:
+        return RetryableError(message, **kwargs)
+    if status in (401, 403):
+        return AuthError(message, **kwargs)
+    return PlatformError(message, **kwargs)
+
+
+def _parse_expires(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class GenesysPlatform:
+    """Genesys Cloud REST, authenticated with OAuth client credentials."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        login_url: str,
+        client_id: str,
+        client_secret: str,
+        timeout: float = 10.0,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._login_url = login_url.rstrip("/")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._clock = clock or SystemClock()
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": "outdial"},
+        )
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_lock = anyio.Lock()
+
+    # -- auth --------------------------------------------------------------
+
+    async def _fetch_token(self) -> str:
+        try:
+            response = await self._http.post(
+                f"{self._login_url}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(self._client_id, self._client_secret),
+            )
+        except httpx.TransportError as exc:
+            raise RetryableError(f"token request failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            error = error_from_response(response, what="token request")
+            if response.status_code in (400, 401, 403):
+                raise AuthError(
+                    f"the platform refused the client credentials ({error.message}); "
+                    "check platform.client_id and platform.client_secret",
+                    status=error.status,
+                    code=error.code,
+                    correlation_id=error.correlation_id,
+                )
+            raise error
+        body = response.json()
+        self._token = str(body["access_token"])
+        lifetime = float(body.get("expires_in", 0))
+        self._token_expires_at = self._clock.monotonic() + lifetime
+        emit(log, "auth.token", expires_in=lifetime)
+        return self._token
+
+    async def _valid_token(self, *, force: bool = False) -> str:
+        async with self._token_lock:
+            fresh = self._clock.monotonic() < self._token_expires_at - TOKEN_REFRESH_MARGIN
+            if self._token is not None and fresh and not force:
+                return self._token
+            return await self._fetch_token()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        json: Any = None,
+        ambiguous_after_send: bool = False,
+    ) -> httpx.Response:
+        """Send one authenticated request; refresh the token once on a 401."""
+        stale_token: str | None = None
+        for _ in range(2):
+            token = await self._valid_token(force=stale_token is not None)
+            try:
+                response = await self._http.request(
+                    method,
+                    f"{self._api_url}{path}",
+                    json=json,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached the platform: safe to retry whatever the request was.
+                raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            except httpx.TransportError as exc:
+                if ambiguous_after_send:
+                    raise AmbiguousOutcome(
+                        f"{what}: sent, but no answer ({type(exc).__name__}); "
+                        "the outcome must be reconciled before any retry"
+                    ) from exc
+                raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 401 and stale_token is None:
+                stale_token = token
+                continue
+            return response
+        return response
+
+    # -- channels ----------------------------------------------------------
+
+    async def create_channel(self) -> ChannelInfo:
+        """``POST /api/v2/notifications/channels``."""
+        response = await self._request(
+            "POST", "/api/v2/notifications/channels", what="create channel"
+        )
+        if response.status_code not in (200, 201):
+            raise error_from_response(response, what="create channel")
+        body = response.json()
+        return ChannelInfo(
+            id=str(body["id"]),
+            connect_uri=str(body["connectUri"]),
+            expires=_parse_expires(body.get("expires")),
+        )
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        """``HEAD /api/v2/notifications/channels/{id}``: 200 while valid, 404 when gone."""
+        response = await self._request(
+            "HEAD", f"/api/v2/notifications/channels/{channel_id}", what="check channel"
+        )
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise error_from_response(response, what="check channel")
+        return True
+
+    async def get_subscriptions(self, channel_id: str) -> list[str]:
+        """``GET .../subscriptions``: the topics the channel carries now."""
+        response = await self._request(
+            "GET",
+            f"/api/v2/notifications/channels/{channel_id}/subscriptions",
+            what="read subscriptions",
+        )
+        self._raise_for_channel(response, channel_id, "read subscriptions")
+        return [str(e["id"]) for e in response.json().get("entities", [])]
+
+    async def put_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """``PUT .../subscriptions``: the channel carries exactly ``topics`` afterwards."""
+        response = await self._request(
+            "PUT",
+            f"/api/v2/notifications/channels/{channel_id}/subscriptions",
+            what="subscribe",
+            json=[{"id": topic} for topic in topics],
+        )
+        self._raise_for_channel(response, channel_id, "subscribe")
+        return [
+            SubscriptionResult(
+                topic=str(e["id"]),
+                permitted=e.get("state", "Permitted") == "Permitted",
+                reason=e.get("rejectionReason"),
+            )
+            for e in response.json().get("entities", [])
+        ]
+
+    @staticmethod
+    def _raise_for_channel(response: httpx.Response, channel_id: str, what: str) -> None:
+        if response.status_code == 404:
+            raise ChannelGone(f"{what}: channel {channel_id} no longer exists", status=404)
+        if response.status_code >= 400:
+            raise error_from_response(response, what=what)
+
+    # -- calls and agents ----------------------------------------------------
+
+    async def place_call(self, request: DialRequest) -> PlacedCall:
+        """``POST /api/v2/conversations/calls/user/{userId}`` on behalf of the agent."""
+        try:
+            body = CreateCallRequest.from_dial(request).to_json()
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+        response = await self._request(
+            "POST",
+            f"/api/v2/conversations/calls/user/{request.user_id}",
+            what="place call",
+            json=body,
+            ambiguous_after_send=True,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise error_from_response(response, what="place call")
+        return PlacedCall(conversation_id=str(response.json()["id"]))
+
+    async def get_call(self, conversation_id: str) -> CallSnapshot | None:
+        """``GET /api/v2/conversations/calls/{id}``; None when the platform does not know it."""
+        response = await self._request(
+            "GET", f"/api/v2/conversations/calls/{conversation_id}", what="read call"
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise error_from_response(response, what="read call")
+        return CallSnapshot(conversation_id=conversation_id, body=response.json())
+
+    async def get_agent_state(self, user_id: str) -> AgentState:
+        """The agent's presence and routing status now, to re-read after a gap."""
+        presence = await self._get_optional(
+            f"/api/v2/users/{user_id}/presences/purecloud", "read presence"
+        )
+        routing = await self._get_optional(
+            f"/api/v2/users/{user_id}/routingstatus", "read routing status"
+        )
+        return AgentState(user_id=user_id, presence=presence, routing_status=routing)
+
+    async def _get_optional(self, path: str, what: str) -> Mapping[str, Any] | None:
+        response = await self._request("GET", path, what=what)
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise error_from_response(response, what=what)
+        body = response.json()
+        return body if isinstance(body, dict) else None
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http.aclose()
+
+
+def validation_error(exc: ValidationError) -> PlatformError:
+    """Our own pre-send validation failure, in the same shape as a platform 400."""
+    problems = [
+        FieldProblem(
+            field=".".join(str(p) for p in e["loc"]) or "(body)",
+            code=e["type"],
+            message=e["msg"],
+        )
+        for e in exc.errors()
+    ]
+    return PlatformError(
+        "the call request would be rejected by the platform",
+        status=400,
+        code="outdial.invalid.request",
+        details=problems,
+    )
