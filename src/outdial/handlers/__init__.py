@@ -1,0 +1,31 @@
+"""The handlers: rules (compile + match), dispatch, guards, the dialer, the call state machine.
+
+The daemon needs :class:`Handlers` (``topics``, ``handle``, ``refresh``); custom
+Python handlers register on a :class:`HandlerRegistry`.
+"""
+
+from __future__ import annotations
+
+from outdial.handlers.calls import Call, CallState, CallUpdate, Outcome, advance
+from outdial.handlers.dialer import Dialer, DialResult, RetryPolicy
+from outdial.handlers.dispatch import Handlers
+from outdial.handlers.registry import HandlerRegistry
+from outdial.handlers.rules import Match, RuleError, RuleIndex
+from outdial.handlers.templates import TemplateError
+
+__all__ = [
+    "Call",
+    "CallState",
+    "CallUpdate",
+    "DialResult",
+    "Dialer",
+    "HandlerRegistry",
+    "Handlers",
+    "Match",
+    "Outcome",
+    "RetryPolicy",
+    "RuleError",
+    "RuleIndex",
+    "TemplateError",
+    "advance",
+]

@@ -1,0 +1,282 @@
+"""Where events enter the handlers: call tracking, rule matches, custom handlers.
+
+:class:`Handlers` is what the daemon wires to the listener: ``topics()`` says
+what to subscribe, ``handle(event)`` takes every event, ``refresh(user_ids)``
+re-reads state over REST after a gap in the event stream (the platform keeps no
+events for a disconnected socket).
+
+``handle`` never raises for one bad event or one failing rule: it logs and goes
+on, because one malformed notification must not stop dialing for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from outdial import log
+from outdial.clock import Clock
+from outdial.config import Config
+from outdial.events import CallConversation, Event, body_as
+from outdial.handlers import guards
+from outdial.handlers.calls import (
+    Call,
+    CallState,
+    CallUpdate,
+    Outcome,
+    advance,
+    update_from_conversation,
+)
+from outdial.handlers.dialer import Dialer, DialResult
+from outdial.handlers.registry import HandlerRegistry
+from outdial.handlers.rules import RuleIndex
+from outdial.handlers.templates import Template
+from outdial.platforms.base import Platform, PlatformError
+from outdial.store.base import CallRecord, Store
+
+__all__ = ["CALLS_TOPIC", "Handlers", "calls_topic"]
+
+logger = logging.getLogger("outdial.handlers")
+
+CALLS_TOPIC = "v2.users.{userId}.conversations.calls"
+_CALLS_SUFFIX = ".conversations.calls"
+# Call events that arrive before the dial's response names the call: kept
+# (newest wins, oldest dropped past this many) and applied once it is named.
+_EARLY_EVENTS = 256
+
+
+def calls_topic(user_id: str) -> str:
+    """The conversations-calls topic of one agent."""
+    return CALLS_TOPIC.replace("{userId}", user_id)
+
+
+def _to_call(record: CallRecord) -> Call:
+    return Call(
+        conversation_id=record.conversation_id,
+        user_id=record.user_id,
+        phone_number=record.phone_number,
+        contact_id=record.contact_id,
+        state=CallState(record.state),
+        outcome=Outcome(record.outcome) if record.outcome else None,
+    )
+
+
+class Handlers:
+    """Everything the daemon does with an event, behind one ``handle``."""
+
+    def __init__(
+        self,
+        config: Config,
+        platform: Platform,
+        store: Store,
+        clock: Clock,
+        *,
+        registry: HandlerRegistry | None = None,
+        dialer: Dialer | None = None,
+    ) -> None:
+        self.config = config
+        self.platform = platform
+        self.store = store
+        self.clock = clock
+        self.rules = RuleIndex.compile(config.rules)
+        self.registry = registry or HandlerRegistry()
+        self.dialer = dialer or Dialer(platform, store, config.guards, clock)
+        #: False stops new dials (a draining shutdown) while calls are still tracked.
+        self.dialing_enabled = True
+        # One call's events are read-modify-written in the store; this keeps two
+        # concurrent handle() calls from losing one of the updates.
+        self._calls_lock = anyio.Lock()
+        self._early: OrderedDict[str, CallConversation] = OrderedDict()
+
+    def dial_users(self) -> set[str]:
+        """Agents the rules may dial for (whose calls must be tracked).
+
+        A literal ``dial.user`` names its agent; ``{userId}`` (or any other
+        template, which cannot be known before the event) stands for the rule's
+        ``users``.
+        """
+        users: set[str] = set()
+        for rule in self.rules.rules:
+            template = Template.parse(rule.dial.user, rule.name, "user")
+            if template.is_literal:
+                users.add(template.render(rule.name, "user", {}, {}, {}))
+            else:
+                users.update(rule.users)
+        return users
+
+    def topics(self) -> set[str]:
+        """Every topic to subscribe: the rules', the custom handlers', and call tracking."""
+        return (
+            self.rules.topics()
+            | self.registry.topics()
+            | {calls_topic(user) for user in self.dial_users()}
+        )
+
+    async def handle(self, event: Event) -> None:
+        """Track calls, dial for every matching rule, run custom handlers; never raises."""
+        if event.topic.startswith("v2.users.") and event.topic.endswith(_CALLS_SUFFIX):
+            try:
+                await self._track_call(event)
+            except Exception as exc:
+                self._error("call.track", event, exc)
+        try:
+            matches = self.rules.match(event)
+            custom = self.registry.match(event)
+        except Exception as exc:
+            self._error("rules.match", event, exc)
+            return
+        for match in matches if self.dialing_enabled else ():
+            try:
+                result = await self.dialer.dial(match)
+            except Exception as exc:
+                self._error(f"rule {match.name}", event, exc)
+                continue
+            await self._after_dial(result)
+        for handler, match in custom:
+            try:
+                await handler(event, match)
+            except Exception as exc:
+                self._error(f"handler {match.name}", event, exc)
+
+    async def refresh(self, user_ids: Iterable[str]) -> None:
+        """Re-read what a gap in the events may have hidden, and feed it through ``handle``.
+
+        Calls first: a call that ended during the gap must be ended before a
+        refreshed presence can trigger the agent's next dial (one active call
+        per agent). A call the platform no longer knows is taken as ended: it
+        is ANSWERED if we saw it connected, otherwise FAILED (we cannot know
+        why it did not connect, and FAILED retries later than busy/no-answer).
+        """
+        for record in await self.store.active_calls():
+            try:
+                snapshot = await self.platform.get_call(record.conversation_id)
+            except PlatformError as exc:
+                self._error("refresh.call", None, exc, conversation=record.conversation_id)
+                continue
+            if snapshot is None:
+                update = CallUpdate(record.conversation_id, CallState.ENDED, False, "unknown")
+                async with self._calls_lock:
+                    # Re-read under the lock: an event may have ended it meanwhile.
+                    current = await self.store.get_call(record.conversation_id)
+                    if current is not None:
+                        await self._apply(current, update)
+                continue
+            await self.handle(self._synthetic(calls_topic(record.user_id), dict(snapshot.body)))
+        for user_id in user_ids:
+            try:
+                state = await self.platform.get_agent_state(user_id)
+            except PlatformError as exc:
+                self._error("refresh.agent", None, exc, user=user_id)
+                continue
+            if state.presence:
+                topic = f"v2.users.{user_id}.presence"
+                await self.handle(self._synthetic(topic, dict(state.presence)))
+            if state.routing_status:
+                topic = f"v2.users.{user_id}.routingStatus"
+                body = {"routingStatus": dict(state.routing_status)}
+                await self.handle(self._synthetic(topic, body))
+
+    def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
+        return Event(
+            topic=topic, body=body, channel_id="refresh", received_at=self.clock.monotonic()
+        )
+
+    async def _track_call(self, event: Event) -> None:
+        try:
+            conversation = body_as(CallConversation, event.body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            log.emit(
+                logger,
+                "call.malformed",
+                logging.WARNING,
+                topic=event.topic,
+                reason=f"{where}: {first['msg']}",
+            )
+            return
+        async with self._calls_lock:
+            record = await self.store.get_call(conversation.id)
+            if record is None:
+                # Not ours, or ours but the dial's response is not back yet.
+                self._early[conversation.id] = conversation
+                self._early.move_to_end(conversation.id)
+                while len(self._early) > _EARLY_EVENTS:
+                    self._early.popitem(last=False)
+                return
+            await self._apply(record, update_from_conversation(conversation))
+
+    async def _after_dial(self, result: DialResult) -> None:
+        if result.status != "placed" or result.conversation_id is None:
+            return
+        early = self._early.pop(result.conversation_id, None)
+        if early is None:
+            return
+        async with self._calls_lock:
+            record = await self.store.get_call(result.conversation_id)
+            if record is not None:
+                await self._apply(record, update_from_conversation(early))
+
+    async def _apply(self, record: CallRecord, update: CallUpdate) -> None:
+        """Advance one stored call; on its end, record the contact's outcome."""
+        call = _to_call(record)
+        new = advance(call, update)
+        if new == call:
+            return
+        now = self.clock.now()
+        await self.store.upsert_call(
+            CallRecord(
+                conversation_id=new.conversation_id,
+                user_id=new.user_id,
+                contact_id=new.contact_id,
+                phone_number=new.phone_number,
+                state=new.state.value,
+                outcome=new.outcome.value if new.outcome else None,
+                updated_at=now,
+                ended_at=now if new.ended else None,
+            )
+        )
+        log.emit(
+            logger,
+            "call.state",
+            conversation=new.conversation_id,
+            user=new.user_id,
+            state=new.state.value,
+            previous=call.state.value,
+        )
+        if not new.ended or new.outcome is None:
+            return
+        next_due = None
+        if new.contact_id is not None:
+            contact = await self.store.get_contact(new.contact_id)
+            if contact is not None:
+                next_due = guards.next_due_at(
+                    new.outcome.value, contact.attempts + 1, now, self.config.guards
+                )
+                await self.store.record_outcome(contact.id, new.outcome.value, now, next_due)
+        log.emit(
+            logger,
+            "call.ended",
+            conversation=new.conversation_id,
+            user=new.user_id,
+            outcome=new.outcome.value,
+            contact=new.contact_id,
+            disconnect_type=update.disconnect_type,
+            next_due_at=next_due.isoformat() if next_due else None,
+        )
+
+    def _error(self, where: str, event: Event | None, exc: BaseException, **fields: object) -> None:
+        log.emit(
+            logger,
+            "handler.error",
+            logging.ERROR,
+            where=where,
+            topic=event.topic if event else None,
+            error=f"{type(exc).__name__}: {exc}",
+            **fields,
+        )

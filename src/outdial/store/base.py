@@ -1,0 +1,227 @@
+"""The :class:`Store` protocol and the records it keeps.
+
+The store is the daemon's memory: personal contact lists, the dial claims that
+make "exactly one call per trigger" hold, the calls being tracked, and the
+do-not-call list. Every method is async; a backend may do its I/O however it
+likes (a worker thread for SQLite, a native async driver for PostgreSQL).
+
+Times are timezone-aware UTC ``datetime`` values everywhere. States and
+outcomes are plain strings so the store does not depend on the handlers; the
+values are those of :class:`outdial.handlers.calls.CallState` and ``Outcome``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+__all__ = [
+    "CallRecord",
+    "Claim",
+    "ClaimState",
+    "Contact",
+    "ContactRow",
+    "ContactState",
+    "ContactsSummary",
+    "Store",
+    "StoreError",
+    "UserCallSummary",
+]
+
+#: ``due``: may be dialed once ``next_due_at`` has passed; ``dialing``: claimed by a
+#: dial whose call has not ended; ``done``: answered, out of attempts, or excluded.
+ContactState = Literal["due", "dialing", "done"]
+
+#: ``claimed``: written before the request is sent; ``placed``: the platform gave a
+#: conversation id; ``failed``: the platform refused (or a guard denied after the
+#: claim); ``unknown``: sent without an answer, the call may or may not exist.
+ClaimState = Literal["claimed", "placed", "failed", "unknown"]
+
+
+class StoreError(Exception):
+    """A store that cannot be opened or used (bad URL, unsupported backend)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    """One row of a personal contact list to import (``phone_number`` in E.164)."""
+
+    user_id: str
+    phone_number: str
+    name: str | None = None
+    external_id: str | None = None
+    timezone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A contact as stored; ``next_due_at`` None means due since it was imported."""
+
+    id: int
+    user_id: str
+    phone_number: str
+    name: str | None
+    external_id: str | None
+    timezone: str | None
+    attempts: int
+    last_outcome: str | None
+    next_due_at: datetime | None
+    state: ContactState
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A dial claimed under an idempotency key; ``contact`` is set for ``contact="next"``."""
+
+    key: str
+    rule: str
+    user_id: str
+    contact: Contact | None
+    phone_number: str | None
+    state: ClaimState
+    created_at: datetime
+    conversation_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call outdial placed and tracks until it ends."""
+
+    conversation_id: str
+    user_id: str
+    contact_id: int | None
+    phone_number: str
+    state: str
+    outcome: str | None
+    updated_at: datetime
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserCallSummary:
+    """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call."""
+
+    user_id: str
+    placed: int = 0
+    active: int = 0
+    answered: int = 0
+    busy: int = 0
+    no_answer: int = 0
+    failed: int = 0
+    dial_errors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ContactsSummary:
+    """How many contacts are in each state."""
+
+    due: int = 0
+    dialing: int = 0
+    done: int = 0
+
+
+class Store(Protocol):
+    """Where outdial keeps contacts, dial claims, calls and the do-not-call list."""
+
+    async def import_contacts(self, rows: Iterable[ContactRow]) -> int:
+        """Insert contacts; a known ``(user_id, phone_number)`` is updated, not duplicated.
+
+        Returns how many rows were written (inserted or updated).
+        """
+        ...
+
+    async def contacts(self, user_id: str | None = None) -> list[Contact]:
+        """All contacts (of one agent when ``user_id`` is given), by id."""
+        ...
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        """One contact by id."""
+        ...
+
+    async def claim_dial(
+        self,
+        key: str,
+        rule: str,
+        user_id: str,
+        now: datetime,
+        *,
+        contact: Literal["next"] | None = None,
+        phone_number: str | None = None,
+    ) -> Claim | None:
+        """Atomically claim a dial under ``key``; None means: place nothing.
+
+        None when ``key`` was claimed before (a duplicate trigger), or when
+        ``contact="next"`` and the agent has no contact due at ``now``. With
+        ``contact="next"`` the oldest due contact is moved to ``dialing`` in
+        the same transaction, so two claims never get the same contact.
+        """
+        ...
+
+    async def get_claim(self, key: str) -> Claim | None:
+        """The claim recorded under ``key``, if any."""
+        ...
+
+    async def mark_placed(self, key: str, conversation_id: str) -> None:
+        """The platform accepted the dial and named the call."""
+        ...
+
+    async def mark_failed(self, key: str, error: str) -> None:
+        """The dial was refused (or denied after claiming); nothing was placed."""
+        ...
+
+    async def mark_unknown(self, key: str, error: str) -> None:
+        """The request was sent but no answer came: the call may exist."""
+        ...
+
+    async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:
+        """Put a ``dialing`` contact back to ``due`` without counting an attempt."""
+        ...
+
+    async def close_contact(self, contact_id: int, reason: str) -> None:
+        """Mark a contact ``done`` without counting an attempt (do-not-call, invalid number)."""
+        ...
+
+    async def record_outcome(
+        self, contact_id: int, outcome: str, now: datetime, next_due_at: datetime | None
+    ) -> None:
+        """Count an attempt with ``outcome``; due again at ``next_due_at``, or done if None."""
+        ...
+
+    async def upsert_call(self, call: CallRecord) -> None:
+        """Insert or replace a call by conversation id."""
+        ...
+
+    async def get_call(self, conversation_id: str) -> CallRecord | None:
+        """A call by conversation id."""
+        ...
+
+    async def active_calls(self) -> list[CallRecord]:
+        """Every call that has not ended."""
+        ...
+
+    async def active_call_for_user(self, user_id: str) -> CallRecord | None:
+        """The agent's call that has not ended, if any."""
+        ...
+
+    async def call_summary(self) -> list[UserCallSummary]:
+        """Per agent counts of calls placed and their outcomes, by user id."""
+        ...
+
+    async def contacts_summary(self) -> ContactsSummary:
+        """How many contacts are due, dialing and done."""
+        ...
+
+    async def add_do_not_call(self, numbers: Iterable[str]) -> int:
+        """Add E.164 numbers to the do-not-call list; returns how many were new."""
+        ...
+
+    async def is_do_not_call(self, number: str) -> bool:
+        """True when the E.164 number must never be dialed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        ...

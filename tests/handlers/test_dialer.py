@@ -1,0 +1,290 @@
+"""The dialer: one call per trigger, retries under one claim, guards that log why."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from handlers_fakes import (
+    AGENT,
+    LONDON,
+    FakePlatform,
+    call_event,
+    callback_rule,
+    clock,
+    next_contact_rule,
+    outdial_fields,
+    presence,
+)
+
+from outdial.clock import ManualClock
+from outdial.config import GuardsConfig
+from outdial.events import Event
+from outdial.handlers.dialer import Dialer, DialResult, RetryPolicy
+from outdial.handlers.rules import Match, RuleIndex
+from outdial.platforms.base import (
+    AmbiguousOutcome,
+    FieldProblem,
+    PlatformError,
+    RetryableError,
+)
+from outdial.store import CallRecord, ContactRow, SqliteStore
+
+
+class Harness:
+    def __init__(self, store: SqliteStore, platform: FakePlatform, guards: GuardsConfig) -> None:
+        self.store = store
+        self.platform = platform
+        self.clock: ManualClock = clock()
+        self.sleeps: list[float] = []
+        self.dialer = Dialer(
+            platform,
+            store,
+            guards,
+            self.clock,
+            retry=RetryPolicy(attempts=3, base=0.001, cap=0.002),
+            rng=random.Random(7),
+            sleep=self.sleep,
+        )
+        self.index = RuleIndex.compile([next_contact_rule(), callback_rule()])
+
+    async def sleep(self, seconds: float) -> None:
+        # Time moves, nothing waits.
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+
+    def match(self, event: Event) -> Match:
+        [m] = self.index.match(event)
+        return m
+
+    async def dial(self, event: Event) -> DialResult:
+        return await self.dialer.dial(self.match(event))
+
+
+async def make(
+    tmp_path: object, *script: Exception, guards: GuardsConfig | None = None, contacts: int = 2
+) -> Harness:
+    store = SqliteStore(":memory:")
+    await store.import_contacts(
+        [ContactRow(AGENT, f"+4412123456{i:02d}", name=f"c{i}") for i in range(1, contacts + 1)]
+    )
+    return Harness(store, FakePlatform(script), guards or GuardsConfig())
+
+
+async def end_call(h: Harness, cid: str) -> None:
+    record = await h.store.get_call(cid)
+    assert record is not None
+    await h.store.upsert_call(
+        CallRecord(
+            cid,
+            record.user_id,
+            record.contact_id,
+            record.phone_number,
+            "ended",
+            "busy",
+            h.clock.now(),
+        )
+    )
+
+
+@pytest.mark.anyio
+async def test_next_contact_is_dialed_and_recorded() -> None:
+    h = await make(None)
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    assert result.conversation_id == "conv-1"
+    [request] = h.platform.requests
+    assert (request.user_id, request.phone_number, request.caller_id) == (
+        AGENT,
+        "+441212345601",
+        "+4930123456",
+    )
+    claim = await h.store.get_claim(result.key or "")
+    assert claim is not None
+    assert claim.state == "placed"
+    assert claim.conversation_id == "conv-1"
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert call.state == "dialing"
+    assert call.contact_id == 1
+
+
+@pytest.mark.anyio
+async def test_duplicate_event_places_one_call() -> None:
+    h = await make(None)
+    first = await h.dial(presence())
+    await end_call(h, "conv-1")  # so the one-active-call guard is not what stops it
+    second = await h.dial(presence())
+    assert first.status == "placed"
+    assert (second.status, second.guard, second.reason) == (
+        "skipped",
+        "idempotency",
+        "already_claimed",
+    )
+    assert len(h.platform.requests) == 1
+    # A new event (another presence change) is a new trigger.
+    third = await h.dial(presence(stamp="t2"))
+    assert third.status == "placed"
+    assert len(h.platform.requests) == 2
+
+
+@pytest.mark.anyio
+async def test_one_active_call_per_agent(caplog: pytest.LogCaptureFixture) -> None:
+    h = await make(None)
+    await h.dial(presence())
+    with caplog.at_level(logging.INFO, logger="outdial"):
+        second = await h.dial(presence(stamp="t2"))
+    assert (second.status, second.guard) == ("skipped", "one_active_call")
+    assert any(
+        outdial_fields(r).get("event") == "dial.skipped"
+        and outdial_fields(r)["guard"] == "one_active_call"
+        for r in caplog.records
+    )
+
+
+@pytest.mark.anyio
+async def test_503_then_success_places_one_call() -> None:
+    h = await make(None, RetryableError("unavailable", status=503))
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    assert len(h.platform.requests) == 2
+    assert h.platform.placed == ["conv-1"]
+    assert len(h.sleeps) == 1
+    assert 0 <= h.sleeps[0] <= 0.001
+
+
+@pytest.mark.anyio
+async def test_429_honours_retry_after() -> None:
+    h = await make(None, RetryableError("slow down", status=429, retry_after=1.5))
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    assert h.sleeps == [1.5]
+
+
+@pytest.mark.anyio
+async def test_retries_give_up_and_count_a_failed_attempt() -> None:
+    h = await make(None, *[RetryableError("down", status=503) for _ in range(3)])
+    result = await h.dial(presence())
+    assert result.status == "failed"
+    assert len(h.platform.requests) == 3
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert contact.state == "due"
+    assert contact.attempts == 1
+
+
+@pytest.mark.anyio
+async def test_ambiguous_outcome_is_never_retried() -> None:
+    h = await make(None, AmbiguousOutcome("read timeout after send"))
+    result = await h.dial(presence())
+    assert result.status == "unknown"
+    assert len(h.platform.requests) == 1
+    assert h.sleeps == []
+    claim = await h.store.get_claim(result.key or "")
+    assert claim is not None
+    assert claim.state == "unknown"
+    assert claim.error is not None
+    assert "read timeout" in claim.error
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert contact.state == "dialing"
+
+
+@pytest.mark.anyio
+async def test_400_is_not_retried_and_recorded_with_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    error = PlatformError(
+        "The phone number is invalid: 12345",
+        status=400,
+        code="invalid.phone.number",
+        details=[FieldProblem("phoneNumber", "invalid.value")],
+        correlation_id="corr-1",
+    )
+    h = await make(None, error)
+    with caplog.at_level(logging.INFO, logger="outdial"):
+        result = await h.dial(presence())
+    assert result.status == "failed"
+    assert result.error is error
+    assert len(h.platform.requests) == 1
+    claim = await h.store.get_claim(result.key or "")
+    assert claim is not None
+    assert claim.state == "failed"
+    assert claim.error is not None
+    assert "phoneNumber" in claim.error
+    assert "corr-1" in claim.error
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert (contact.state, contact.attempts, contact.last_outcome) == ("due", 1, "failed")
+    assert contact.next_due_at == h.clock.now() + timedelta(days=1)
+    [failed] = [r for r in caplog.records if outdial_fields(r).get("event") == "dial.failed"]
+    assert outdial_fields(failed)["status"] == 400
+    assert outdial_fields(failed)["details"] == "phoneNumber: invalid.value"
+
+
+@pytest.mark.anyio
+async def test_do_not_call_denied_logged_and_contact_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = await make(None, contacts=1)
+    await h.store.add_do_not_call(["+441212345601"])
+    with caplog.at_level(logging.INFO, logger="outdial"):
+        result = await h.dial(presence())
+    assert (result.status, result.guard) == ("skipped", "do_not_call")
+    assert h.platform.requests == []
+    [skip] = [r for r in caplog.records if outdial_fields(r).get("event") == "dial.skipped"]
+    assert outdial_fields(skip)["rule"] == "next-contact"
+    assert outdial_fields(skip)["guard"] == "do_not_call"
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert contact.state == "done"
+    assert contact.attempts == 0
+
+
+@pytest.mark.anyio
+async def test_outside_window_releases_contact_until_it_opens() -> None:
+    h = await make(None, contacts=1)
+    h.clock.set_wall(datetime(2026, 1, 5, 22, 0, tzinfo=UTC))  # 22:00 in London
+    result = await h.dial(presence())
+    assert (result.status, result.guard) == ("skipped", "calling_window")
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert contact.state == "due"
+    assert contact.next_due_at == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+    assert h.platform.requests == []
+
+
+@pytest.mark.anyio
+async def test_no_due_contact_is_a_skip() -> None:
+    h = await make(None, contacts=0)
+    result = await h.dial(presence())
+    assert (result.status, result.guard, result.reason) == ("skipped", "contacts", "no_due_contact")
+
+
+@pytest.mark.anyio
+async def test_callback_number_from_event() -> None:
+    h = await make(None)
+    event = call_event("old", "disconnected", address="+44 121 234 5699", disconnectType="peer")
+    result = await h.dial(event)
+    assert result.status == "placed"
+    assert h.platform.requests[0].phone_number == "+441212345699"
+
+
+@pytest.mark.anyio
+async def test_invalid_event_number_is_denied_before_claiming() -> None:
+    h = await make(None)
+    result = await h.dial(call_event("old", "disconnected", address="12345", disconnectType="peer"))
+    assert (result.status, result.guard) == ("skipped", "number")
+    assert result.key is not None
+    assert await h.store.get_claim(result.key) is None
+
+
+@pytest.mark.anyio
+async def test_calls_per_second_waits_for_a_token() -> None:
+    h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
+    await h.store.import_contacts([ContactRow("agent-2", LONDON)])
+    assert (await h.dial(presence())).status == "placed"
+    assert (await h.dial(presence("agent-2"))).status == "placed"
+    assert h.sleeps == [pytest.approx(1.0)]
