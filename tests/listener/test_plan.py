@@ -32,10 +32,12 @@ def test_dedupe_only_while_overlapping_and_for_a_grace_period() -> None:
     dedupe = OverlapDeduper(grace=5)
     assert not dedupe.active(0)
     dedupe.open()
-    assert dedupe.active(1) and dedupe.first_delivery("a")
+    assert dedupe.active(1)
+    assert dedupe.first_delivery("a")
     assert not dedupe.first_delivery("a")
     dedupe.close(now=2)
-    assert dedupe.active(6.9) and not dedupe.first_delivery("a")
+    assert dedupe.active(6.9)
+    assert not dedupe.first_delivery("a")
     assert not dedupe.active(7.1)
     assert dedupe.dropped == 2
 

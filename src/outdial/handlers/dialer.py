@@ -288,6 +288,7 @@ class Dialer:
                 user=spec.user_id,
                 conversation=placed.conversation_id,
                 contact=contact_id,
+                number=number,
                 key=claim.key,
                 attempts=attempt + 1,
             )

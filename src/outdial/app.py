@@ -1,0 +1,127 @@
+"""The daemon: config, platform, listener, handlers and store wired together.
+
+One task receives (the listener, with its own tasks per shard), one task
+handles (reading the listener's bounded stream in order). A gap from the
+listener makes the handlers re-read the affected agents and calls over REST.
+Shutdown is cancellation of the daemon's task group: every socket closes and
+the store is closed by its context manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from random import Random
+
+import anyio
+import anyio.abc
+
+from outdial.clock import Clock, SystemClock
+from outdial.config import Config
+from outdial.events import Event, Gap, topic_user_id
+from outdial.handlers.dispatch import Handlers
+from outdial.listener import Listener
+from outdial.log import emit
+from outdial.platforms.base import Platform
+from outdial.platforms.genesys import GenesysPlatform
+from outdial.store import open_store
+from outdial.store.base import Store
+
+__all__ = ["Daemon", "open_daemon", "platform_from_config", "run_until_signalled"]
+
+log = logging.getLogger("outdial.app")
+
+#: How long a shutdown may take before we stop waiting for sockets to close politely.
+SHUTDOWN_GRACE = 5.0
+
+
+def platform_from_config(config: Config, clock: Clock | None = None) -> Platform:
+    """The REST client for ``config.platform``."""
+    settings = config.platform
+    return GenesysPlatform(
+        api_url=settings.resolved_api_url,
+        login_url=settings.resolved_login_url,
+        client_id=settings.client_id,
+        client_secret=settings.client_secret.get_secret_value(),
+        timeout=settings.request_timeout,
+        clock=clock,
+    )
+
+
+class Daemon:
+    """outdial running: listener in, handlers out."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        platform: Platform,
+        store: Store,
+        clock: Clock | None = None,
+        rng: Random | None = None,
+    ) -> None:
+        self.config = config
+        self.platform = platform
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.handlers = Handlers(config, platform, store, self.clock)
+        self.listener = Listener(platform, self.handlers.topics(), config.listener, self.clock, rng)
+        self.events_handled = 0
+        self.gaps_handled = 0
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run until cancelled, or raise ``ListenerFatal`` when the platform refuses us."""
+        emit(log, "daemon.start", rules=len(self.config.rules), topics=len(self.listener.topics))
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.listener.run)
+                task_status.started()
+                async with self.listener.items as items:
+                    async for item in items:
+                        await self._consume(item)
+        finally:
+            emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
+
+    async def _consume(self, item: Event | Gap) -> None:
+        if isinstance(item, Gap):
+            self.gaps_handled += 1
+            users = sorted({uid for t in item.topics if (uid := topic_user_id(t)) is not None})
+            await self.handlers.refresh(users)
+        else:
+            self.events_handled += 1
+            await self.handlers.handle(item)
+
+
+@asynccontextmanager
+async def open_daemon(
+    config: Config, *, clock: Clock | None = None, rng: Random | None = None
+) -> AsyncIterator[Daemon]:
+    """A daemon with its store and platform client, both closed on exit."""
+    clock = clock or SystemClock()
+    async with open_store(config.store.url) as store:
+        platform = platform_from_config(config, clock)
+        try:
+            yield Daemon(config, platform=platform, store=store, clock=clock, rng=rng)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE):
+                await platform.aclose()
+
+
+async def run_until_signalled(config: Config) -> None:
+    """``outdial run``: the daemon until SIGTERM or SIGINT, then a clean, bounded stop."""
+    async with open_daemon(config) as daemon, anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    emit(log, "daemon.signal", signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await daemon.run()
+        tg.cancel_scope.cancel()

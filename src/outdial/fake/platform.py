@@ -1,0 +1,1033 @@
+"""The fake Genesys Cloud platform: REST (auth, channels, subscriptions, calls, agents) + WebSocket.
+
+:class:`FakePlatform` serves the platform contract of ``DESIGN.md`` on real
+loopback sockets: the API and the login host on one HTTP/1.1 port (h11 over
+anyio), the notification streaming host on its own port (the ``websockets``
+asyncio server). Simulated agents place seeded, deterministic calls and change
+presence as real agents would, and every way the connection can break is a
+control a test (or a user trying their rules) can pull.
+
+Lifetimes: every task the fake starts (the HTTP listener, one task per HTTP
+connection, call play-outs, deferred socket closes) runs in the task group the
+platform owns from ``__aenter__`` to ``__aexit__``. WebSocket connections are
+owned by the ``websockets`` server, which is closed (and its handlers awaited)
+before that task group is cancelled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import random
+import re
+import secrets
+import socket
+import string
+import struct
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
+
+from outdial.clock import Clock, SystemClock
+from outdial.fake.errors import ApiError, FieldDetail, oauth_error, status_error
+from outdial.fake.http import HttpServer, Request, Response, Router
+from outdial.fake.script import (
+    DEFAULT_OUTCOME_WEIGHTS,
+    CallParties,
+    CallPlan,
+    CallStep,
+    CallTiming,
+    Outcome,
+    call_script,
+    iso_ms,
+    plan_call,
+    presence_body,
+    presence_definition_id,
+    routing_status_body,
+)
+from outdial.fake.validation import (
+    check_topic,
+    check_topic_count,
+    parse_json,
+    validate_create_call,
+    validate_topic_list,
+)
+from outdial.log import emit
+
+__all__ = [
+    "DEFAULT_AGENTS",
+    "FakePlatform",
+    "Recorded",
+    "RecordedCall",
+    "RecordedToken",
+    "SubscriptionChange",
+]
+
+_log = logging.getLogger("outdial.fake")
+
+DEFAULT_AGENTS: tuple[str, ...] = (
+    "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60",
+    "8d1f0a3e-2b7c-4e95-a6d4-5f0e1c2b3a47",
+)
+"""Agent user ids the fake simulates when none are given."""
+
+MAX_CHANNELS = 20
+"""Channels one client may hold; creating one more evicts the oldest."""
+
+RATE_LIMIT_WINDOW = 60.0
+"""Seconds in one rate-limit window (``inin-ratelimit-reset`` counts down to its end)."""
+
+HEARTBEAT = json.dumps(
+    {"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}}
+)
+PONG = json.dumps({"topicName": "channel.metadata", "eventBody": {"message": "pong"}})
+
+_CALL_ROUTE = "create_call"
+_CHANNEL_PATH = re.compile(r"^/channels/([^/?#]+)$")
+
+
+class RecordedToken(NamedTuple):
+    """One ``POST /oauth/token``: which client asked, and whether a token was issued."""
+
+    client_id: str | None
+    granted: bool
+
+
+class SubscriptionChange(NamedTuple):
+    """One change to a channel's subscriptions (``PUT``, ``POST`` or ``DELETE``)."""
+
+    channel_id: str
+    method: str
+    topics: tuple[str, ...]
+
+
+class RecordedCall(NamedTuple):
+    """One ``POST /api/v2/conversations/calls/user/{userId}``, accepted or not.
+
+    ``payload`` is the decoded JSON body (or the raw text when it was not JSON);
+    ``conversation_id`` and ``plan`` are set only when the call was accepted.
+    """
+
+    user_id: str
+    payload: Any
+    conversation_id: str | None
+    status: int
+    plan: CallPlan | None = None
+
+
+@dataclass(slots=True)
+class Recorded:
+    """Everything the platform was asked to do, in order, for assertions."""
+
+    token_requests: list[RecordedToken] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    subscription_changes: list[SubscriptionChange] = field(default_factory=list)
+    call_requests: list[RecordedCall] = field(default_factory=list)
+
+    @property
+    def accepted_calls(self) -> list[RecordedCall]:
+        """The call requests the platform accepted (HTTP 200)."""
+        return [c for c in self.call_requests if c.status == 200]
+
+
+@dataclass(slots=True)
+class _Token:
+    client_id: str
+    expires_at: float
+
+
+@dataclass(slots=True, eq=False)
+class _Socket:
+    """One WebSocket connection on a channel."""
+
+    ws: ServerConnection
+    channel_id: str
+
+    async def send(self, text: str) -> bool:
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            return False
+        return True
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame: the peer sees a reset."""
+        transport = self.ws.transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Linger 0 makes the kernel send RST instead of FIN.
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+
+@dataclass(slots=True, eq=False)
+class _Channel:
+    id: str
+    client_id: str
+    expires_at: float
+    expires_wall: datetime
+    topics: dict[str, None] = field(default_factory=dict)
+    socket: _Socket | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Conversation:
+    parties: CallParties
+    plan: CallPlan
+    body: dict[str, Any]
+
+
+@dataclass(slots=True, eq=False)
+class _Agent:
+    user_id: str
+    presence: str
+    presence_modified: datetime
+    routing: str
+    routing_start: datetime
+    active_calls: int = 0
+    generation: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Injection:
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+    retry_after: float | None
+    method: str | None
+
+
+class FakePlatform:
+    """A Genesys Cloud stand-in on loopback: REST API, login host and notification WebSocket.
+
+    Use it as an async context manager; the URLs are known once entered::
+
+        async with FakePlatform(agents=["user-1"], seed=0) as platform:
+            client = MyClient(platform.api_url, platform.login_url,
+                              platform.client_id, platform.client_secret)
+
+    ``seed`` makes the outcome and timing of every call reproducible: the same
+    seed and the same sequence of call requests give the same outcomes and
+    durations. ``clock`` (monotonic for token and channel expiry, wall for
+    timestamps) defaults to the system clock; pass a
+    :class:`~outdial.clock.ManualClock` to expire tokens and channels without
+    waiting. ``rate_limit`` enforces that many requests per token per minute
+    (429 with ``Retry-After``); by default requests are counted in the
+    ``inin-ratelimit-*`` headers but never refused.
+    """
+
+    heartbeats_enabled: bool
+    """When False, no socket receives heartbeats (a silent but open connection)."""
+    answer_pings: bool
+    """When False, ``{"message": "ping"}`` gets no pong."""
+    pings_received: int
+    """How many ``{"message": "ping"}`` frames arrived, over all sockets."""
+
+    def __init__(
+        self,
+        agents: Iterable[str] = DEFAULT_AGENTS,
+        *,
+        seed: int | None = None,
+        client_id: str = "fake-client",
+        client_secret: str = "fake-secret",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int = 0,
+        heartbeat_interval: float = 30.0,
+        token_lifetime: float = 86399.0,
+        channel_lifetime: float = 86400.0,
+        timing: CallTiming | None = None,
+        outcome_weights: Mapping[Outcome, float] | None = None,
+        rate_limit: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.heartbeat_interval = heartbeat_interval
+        self.token_lifetime = token_lifetime
+        self.channel_lifetime = channel_lifetime
+        self.timing = timing or CallTiming()
+        self.outcome_weights = dict(outcome_weights or DEFAULT_OUTCOME_WEIGHTS)
+        self.heartbeats_enabled = True
+        self.answer_pings = True
+        self.pings_received = 0
+        self.recorded = Recorded()
+        self.rate_limit = rate_limit
+        self._host = host
+        self._port = port
+        self._ws_port = ws_port
+        self._clock: Clock = clock or SystemClock()
+        self._rng = random.Random(seed)
+        now = self._clock.now()
+        self._agents = {
+            user: _Agent(user, "Available", now, "IDLE", now) for user in dict.fromkeys(agents)
+        }
+        self._forced: dict[str, Outcome] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._rate: dict[str, tuple[float, int]] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._conversations: dict[str, _Conversation] = {}
+        self._injections: list[_Injection] = []
+        self._router = _routes()
+        self._http = HttpServer(self._dispatch)
+        self._changed = anyio.Event()
+        self._stack: AsyncExitStack | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._ws_server: Server | None = None
+        self._bound_port = 0
+        self._bound_ws_port = 0
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            self._changed = anyio.Event()
+            # Exit runs in reverse: close the WebSocket server, cancel the tasks, wait
+            # for them, and only then close the listening socket they accept on.
+            listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
+            await stack.enter_async_context(listener)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tg.cancel_scope.cancel)
+            self._tg = tg
+            self._bound_port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            tg.start_soon(listener.serve, self._http.serve_connection, tg)
+            ws_server = await serve(
+                self._ws_handler,
+                self._host,
+                self._ws_port,
+                process_request=self._ws_process_request,
+                ping_interval=None,  # liveness is the platform's app-level heartbeat/ping
+                close_timeout=2.0,
+            )
+            self._ws_server = ws_server
+            stack.push_async_callback(self._close_ws_server, ws_server)
+            self._bound_ws_port = ws_server.sockets[0].getsockname()[1]
+            self._stack = stack.pop_all()
+        emit(_log, "fake.started", api_url=self.api_url, ws_url=self.ws_url)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            self._ws_server = None
+            emit(_log, "fake.stopped")
+
+    @staticmethod
+    async def _close_ws_server(server: Server) -> None:
+        server.close(close_connections=True)
+        with anyio.CancelScope(shield=True):
+            await server.wait_closed()
+
+    # -- addresses --------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the REST API, ``http://127.0.0.1:PORT``."""
+        return f"http://{_url_host(self._host)}:{self._bound_port}"
+
+    @property
+    def login_url(self) -> str:
+        """Base URL of the login host (the same server as the API)."""
+        return self.api_url
+
+    @property
+    def ws_url(self) -> str:
+        """Base URL of the notification streaming host, ``ws://127.0.0.1:WSPORT``."""
+        return f"ws://{_url_host(self._host)}:{self._bound_ws_port}"
+
+    @property
+    def port(self) -> int:
+        """The port the API listens on (known once entered)."""
+        return self._bound_port
+
+    @property
+    def ws_port(self) -> int:
+        """The port the streaming host listens on (known once entered)."""
+        return self._bound_ws_port
+
+    @property
+    def agents(self) -> list[str]:
+        """The simulated agents' user ids."""
+        return list(self._agents)
+
+    # -- controls ---------------------------------------------------------------------------
+
+    def set_outcome(self, phone_number: str, outcome: Outcome | None) -> None:
+        """Force how calls to ``phone_number`` end (None returns it to the seeded draw)."""
+        if outcome is None:
+            self._forced.pop(phone_number, None)
+        else:
+            self._forced[phone_number] = Outcome(outcome)
+
+    def fail_next(
+        self,
+        path_regex: str,
+        status: int,
+        count: int = 1,
+        retry_after: float | None = None,
+        *,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests whose path matches ``path_regex`` with ``status``.
+
+        The answer carries the platform's error body for that status; a 429
+        carries ``Retry-After`` (``retry_after`` seconds, 1 when not given).
+        Matching uses :func:`re.search` on the path without the query string,
+        and only requests with ``method`` when one is given.
+        """
+        if status == 429 and retry_after is None:
+            retry_after = 1.0
+        self._injections.append(
+            _Injection(re.compile(path_regex), status, count, retry_after, method)
+        )
+
+    def agent_presence(self, user_id: str) -> str:
+        """The agent's current ``systemPresence`` (``Available``, ``Busy``, ...)."""
+        return self._agent(user_id).presence
+
+    def agent_routing_status(self, user_id: str) -> str:
+        """The agent's current routing status (``IDLE``, ``INTERACTING``, ...)."""
+        return self._agent(user_id).routing
+
+    async def set_presence(
+        self, user_id: str, system_presence: str, routing_status: str | None = None
+    ) -> None:
+        """Change an agent's presence (and optionally routing status) and publish the events."""
+        presence_definition_id(system_presence)  # refuse unknown names before changing state
+        agent = self._agent(user_id)
+        await self._set_agent(agent, system_presence, routing_status or agent.routing)
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation body as it is now (as ``GET .../calls/{id}`` returns it)."""
+        conv = self._conversations.get(conversation_id)
+        return None if conv is None else conv.body
+
+    def channel_topics(self, channel_id: str) -> list[str]:
+        """The topics a live channel subscribes (empty when the channel is gone)."""
+        channel = self._live_channel(channel_id)
+        return [] if channel is None else list(channel.topics)
+
+    @property
+    def live_channels(self) -> list[str]:
+        """Ids of the channels that exist now, oldest first."""
+        return [c.id for c in list(self._channels.values()) if self._live_channel(c.id)]
+
+    @property
+    def connected_channels(self) -> list[str]:
+        """Ids of the channels that have a WebSocket connected now."""
+        return [c.id for c in self._channels.values() if c.socket is not None]
+
+    async def publish(self, topic: str, body: Mapping[str, Any]) -> int:
+        """Send an event to every socket whose channel subscribes ``topic``; return how many.
+
+        A socket that is closing or gone simply misses the event: the real
+        platform has no durability either.
+        """
+        envelope = {
+            "topicName": topic,
+            "version": "2",
+            "eventBody": dict(body),
+            "metadata": {"CorrelationId": str(uuid.uuid4())},
+        }
+        text = json.dumps(envelope)
+        delivered = 0
+        for channel in list(self._channels.values()):
+            sock = channel.socket
+            if sock is None or topic not in channel.topics:
+                continue
+            if self._live_channel(channel.id) is None:
+                continue
+            if await sock.send(text):
+                delivered += 1
+        return delivered
+
+    async def drop_sockets(self) -> None:
+        """Reset every WebSocket connection abruptly (no close frame), as a network failure does."""
+        for channel in list(self._channels.values()):
+            if channel.socket is not None:
+                channel.socket.abort()
+        await anyio.lowlevel.checkpoint()
+
+    async def send_socket_closing(
+        self, channel_id: str | None = None, *, close_after: float | None = None
+    ) -> None:
+        """Send ``v2.system.socket_closing`` to every socket (or one channel's).
+
+        With ``close_after``, also close those sockets that many seconds later,
+        as the real platform does about a minute after its warning.
+        """
+        for channel in list(self._channels.values()):
+            sock = channel.socket
+            if sock is None or (channel_id is not None and channel.id != channel_id):
+                continue
+            body = {
+                "channelId": channel.id,
+                "systemTopicType": "socket_closing",
+                "organizationId": _ORG_ID,
+                "message": "Socket closing",
+            }
+            await sock.send(
+                json.dumps({"topicName": "v2.system.socket_closing", "eventBody": body})
+            )
+            if close_after is not None:
+                self._task_group.start_soon(self._close_later, sock, close_after)
+
+    def expire_channel(self, channel_id: str) -> None:
+        """End a channel now: HEAD answers 404, its socket is closed, reconnecting is refused."""
+        channel = self._channels.get(channel_id)
+        if channel is not None:
+            self._remove_channel(channel, "channel expired")
+
+    async def wait_for_calls(
+        self,
+        n: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 (the deadline is the point of this helper)
+    ) -> list[RecordedCall]:
+        """Wait until ``n`` calls were accepted; raise :class:`TimeoutError` after ``timeout``."""
+        await self.wait_for(lambda: len(self.recorded.accepted_calls) >= n, timeout)
+        return self.recorded.accepted_calls
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float = 5.0,  # noqa: ASYNC109 (the deadline is the point of this helper)
+    ) -> None:
+        """Wait until ``predicate()`` holds, re-checked after every change the platform makes.
+
+        Changes are: tokens, channels, subscriptions, sockets connecting or
+        disconnecting, calls accepted or moving on, agent presence. Raises
+        :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        with anyio.fail_after(timeout):
+            while not predicate():
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    @property
+    def _task_group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise RuntimeError("FakePlatform is not running; use it as `async with FakePlatform()`")
+        return self._tg
+
+    # -- REST dispatch ----------------------------------------------------------------------
+
+    async def _dispatch(self, request: Request) -> Response:
+        correlation = str(uuid.uuid4())
+        headers: list[tuple[str, str]] = [("ININ-Correlation-Id", correlation)]
+        match = self._router.resolve(request.method, request.path)
+        name = match.route.name if not isinstance(match, int) else ""
+        try:
+            if isinstance(match, int):
+                raise status_error(match)
+            self._inject(request.method, request.path)
+            if name == "token":
+                response = await self._token(request)
+            else:
+                token = self._authenticate(request)
+                headers.extend(self._rate_headers(token))
+                handler = getattr(self, f"_h_{name}")
+                response = await handler(request, **match.params)
+        except ApiError as error:
+            response = self._error_response(error, correlation, headers)
+        except Exception as exc:  # a bug here must still answer in the platform's shape
+            emit(_log, "fake.http.handler_error", logging.ERROR, path=request.path, error=exc)
+            response = self._error_response(status_error(500), correlation, headers)
+        response.headers.extend(headers)
+        if name == _CALL_ROUTE and not isinstance(match, int):
+            self._record_call(match.params["user_id"], request, response)
+        emit(
+            _log,
+            "fake.http.request",
+            logging.DEBUG,
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            correlation_id=correlation,
+        )
+        return response
+
+    @staticmethod
+    def _error_response(
+        error: ApiError, correlation: str, headers: list[tuple[str, str]]
+    ) -> Response:
+        if error.retry_after is not None:
+            headers.append(("Retry-After", _seconds_header(error.retry_after)))
+        return Response.json(error.status, error.body(correlation))
+
+    def _inject(self, method: str, path: str) -> None:
+        for injection in self._injections:
+            if injection.method is not None and injection.method.upper() != method:
+                continue
+            if injection.remaining > 0 and injection.pattern.search(path):
+                injection.remaining -= 1
+                if injection.remaining == 0:
+                    self._injections.remove(injection)
+                raise status_error(injection.status, retry_after=injection.retry_after)
+
+    def _authenticate(self, request: Request) -> str:
+        auth = request.header("authorization") or ""
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(
+                401,
+                "authentication.required",
+                "No authentication bearer token specified in authorization header.",
+            )
+        token = self._tokens.get(value.strip())
+        if token is None or self._clock.monotonic() >= token.expires_at:
+            raise status_error(401)
+        return value.strip()
+
+    def _rate_headers(self, token: str) -> list[tuple[str, str]]:
+        now = self._clock.monotonic()
+        start, count = self._rate.get(token, (now, 0))
+        if now - start >= RATE_LIMIT_WINDOW:
+            start, count = now, 0
+        count += 1
+        self._rate[token] = (start, count)
+        reset = max(0.0, RATE_LIMIT_WINDOW - (now - start))
+        allowed = self.rate_limit if self.rate_limit is not None else 300
+        headers = [
+            ("inin-ratelimit-count", str(count)),
+            ("inin-ratelimit-allowed", str(allowed)),
+            ("inin-ratelimit-reset", str(int(reset))),
+        ]
+        if self.rate_limit is not None and count > self.rate_limit:
+            raise status_error(429, retry_after=float(max(1, int(reset))))
+        return headers
+
+    def _record_call(self, user_id: str, request: Request, response: Response) -> None:
+        try:
+            payload: Any = json.loads(request.body) if request.body.strip() else None
+        except ValueError:
+            payload = request.body.decode("utf-8", "replace")
+        conversation_id: str | None = None
+        plan: CallPlan | None = None
+        if response.status == 200:
+            conversation_id = json.loads(response.body)["id"]
+            plan = self._conversations[conversation_id].plan
+        self.recorded.call_requests.append(
+            RecordedCall(user_id, payload, conversation_id, response.status, plan)
+        )
+        self._notify()
+
+    # -- login --------------------------------------------------------------------------------
+
+    async def _token(self, request: Request) -> Response:
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
+        client_id, secret = _basic_credentials(request.header("authorization"))
+        if client_id is None:
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+        if form.get("grant_type") != "client_credentials":
+            self.recorded.token_requests.append(RecordedToken(client_id, False))
+            return Response.json(
+                400, oauth_error("unsupported_grant_type", "grant type is not supported")
+            )
+        if client_id != self.client_id or not secrets.compare_digest(
+            (secret or "").encode(), self.client_secret.encode()
+        ):
+            self.recorded.token_requests.append(RecordedToken(client_id, False))
+            return Response.json(401, oauth_error("invalid_client", "client not found"))
+        value = secrets.token_urlsafe(48)
+        self._tokens[value] = _Token(client_id, self._clock.monotonic() + self.token_lifetime)
+        self.recorded.token_requests.append(RecordedToken(client_id, True))
+        self._notify()
+        emit(_log, "fake.token.issued", client_id=client_id)
+        return Response.json(
+            200,
+            {
+                "access_token": value,
+                "token_type": "bearer",
+                "expires_in": int(self.token_lifetime),
+            },
+        )
+
+    # -- channels and subscriptions -----------------------------------------------------------
+
+    async def _h_create_channel(self, request: Request) -> Response:
+        client = self.client_id
+        mine = [c for c in self._channels.values() if c.client_id == client]
+        while len(mine) >= MAX_CHANNELS:
+            self._remove_channel(mine.pop(0), "channel evicted: too many channels")
+        channel_id = "streaming-0-" + "".join(
+            secrets.choice(string.ascii_lowercase + string.digits) for _ in range(26)
+        )
+        channel = _Channel(
+            channel_id,
+            client,
+            self._clock.monotonic() + self.channel_lifetime,
+            self._clock.now() + timedelta(seconds=self.channel_lifetime),
+        )
+        self._channels[channel_id] = channel
+        self.recorded.channels.append(channel_id)
+        self._notify()
+        emit(_log, "fake.channel.created", channel_id=channel_id)
+        return Response.json(200, self._channel_json(channel))
+
+    async def _h_list_channels(self, request: Request) -> Response:
+        live = [c for c in list(self._channels.values()) if self._live_channel(c.id)]
+        return Response.json(200, {"entities": [self._channel_json(c) for c in live]})
+
+    async def _h_head_channel(self, request: Request, channel_id: str) -> Response:
+        if self._live_channel(channel_id) is None:
+            return Response.empty(404)
+        return Response.empty(200)
+
+    async def _h_get_subscriptions(self, request: Request, channel_id: str) -> Response:
+        channel = self._require_channel(channel_id)
+        return Response.json(200, _entities(channel.topics, []))
+
+    async def _h_put_subscriptions(self, request: Request, channel_id: str) -> Response:
+        return self._change_subscriptions(request, channel_id, replace=True)
+
+    async def _h_post_subscriptions(self, request: Request, channel_id: str) -> Response:
+        return self._change_subscriptions(request, channel_id, replace=False)
+
+    async def _h_delete_subscriptions(self, request: Request, channel_id: str) -> Response:
+        channel = self._require_channel(channel_id)
+        channel.topics.clear()
+        self.recorded.subscription_changes.append(SubscriptionChange(channel.id, "DELETE", ()))
+        self._notify()
+        return Response.json(200, {"entities": []})
+
+    def _change_subscriptions(
+        self, request: Request, channel_id: str, *, replace: bool
+    ) -> Response:
+        channel = self._require_channel(channel_id)
+        topics = validate_topic_list(parse_json(request.body))
+        verdicts = [check_topic(t) for t in topics]
+        permitted = [v.topic for v in verdicts if v.permitted]
+        merged = (
+            dict.fromkeys(permitted) if replace else {**channel.topics, **dict.fromkeys(permitted)}
+        )
+        check_topic_count(len(merged))
+        channel.topics = merged
+        method = "PUT" if replace else "POST"
+        self.recorded.subscription_changes.append(
+            SubscriptionChange(channel.id, method, tuple(topics))
+        )
+        self._notify()
+        rejected = [(v.topic, v.reason or "rejected") for v in verdicts if not v.permitted]
+        return Response.json(200, _entities(channel.topics, rejected))
+
+    def _channel_json(self, channel: _Channel) -> dict[str, str]:
+        return {
+            "id": channel.id,
+            "connectUri": f"{self.ws_url}/channels/{channel.id}",
+            "expires": iso_ms(channel.expires_wall),
+        }
+
+    def _live_channel(self, channel_id: str) -> _Channel | None:
+        channel = self._channels.get(channel_id)
+        if channel is not None and self._clock.monotonic() >= channel.expires_at:
+            self._remove_channel(channel, "channel expired")
+            return None
+        return channel
+
+    def _require_channel(self, channel_id: str) -> _Channel:
+        channel = self._live_channel(channel_id)
+        if channel is None:
+            raise ApiError(
+                404,
+                "not.found",
+                "Channel {channelId} not found",
+                {"channelId": channel_id},
+                [FieldDetail("channelId", "not.found")],
+            )
+        return channel
+
+    def _remove_channel(self, channel: _Channel, reason: str) -> None:
+        self._channels.pop(channel.id, None)
+        sock, channel.socket = channel.socket, None
+        if sock is not None and self._tg is not None:
+            self._tg.start_soon(sock.close, 1000, reason)
+        self._notify()
+        emit(_log, "fake.channel.removed", channel_id=channel.id, reason=reason)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def _h_create_call(self, request: Request, user_id: str) -> Response:
+        agent = self._agents.get(user_id)
+        if agent is None:
+            raise ApiError(
+                404,
+                "not.found",
+                "User {userId} not found",
+                {"userId": user_id},
+                [FieldDetail("userId", "not.found")],
+            )
+        call, dial = validate_create_call(parse_json(request.body))
+        if dial is None:
+            raise ApiError(
+                400,
+                "not.supported",
+                "The fake platform places calls to a phone number only; {field} is not simulated",
+                {"field": "callQueueId/callUserId/conversationIds/participants"},
+                [FieldDetail("phoneNumber", "required")],
+            )
+        plan = plan_call(
+            self._rng,
+            self.timing,
+            self.outcome_weights,
+            forced=self._forced.get(dial.number),
+            reachable=dial.reachable,
+        )
+        parties = CallParties(
+            conversation_id=str(uuid.uuid4()),
+            user_id=user_id,
+            phone_number=dial.number,
+            agent_participant_id=str(uuid.uuid4()),
+            customer_participant_id=str(uuid.uuid4()),
+        )
+        steps = call_script(plan, parties, self.timing, self._clock.now())
+        self._conversations[parties.conversation_id] = _Conversation(parties, plan, steps[0].body)
+        # The agent is busy from the moment the platform accepts the call, so a REST
+        # re-read right after the POST already sees it; the events follow.
+        agent.active_calls += 1
+        agent.generation += 1
+        self._task_group.start_soon(self._play_call, agent, parties, steps)
+        emit(
+            _log,
+            "fake.call.placed",
+            user_id=user_id,
+            conversation_id=parties.conversation_id,
+            outcome=plan.outcome.value,
+            label=call.label,
+        )
+        conversation_id = parties.conversation_id
+        return Response.json(
+            200,
+            {"id": conversation_id, "selfUri": f"/api/v2/conversations/calls/{conversation_id}"},
+        )
+
+    async def _play_call(
+        self, agent: _Agent, parties: CallParties, steps: Sequence[CallStep]
+    ) -> None:
+        if agent.presence != "Busy" or agent.routing != "INTERACTING":
+            await self._set_agent(agent, "Busy", "INTERACTING")
+        topic = f"v2.users.{parties.user_id}.conversations.calls"
+        conversation = self._conversations[parties.conversation_id]
+        for step in steps:
+            await anyio.sleep(step.delay)
+            conversation.body = step.body
+            self._notify()
+            await self.publish(topic, step.body)
+        agent.active_calls -= 1
+        generation = agent.generation
+        emit(
+            _log,
+            "fake.call.ended",
+            conversation_id=parties.conversation_id,
+            outcome=conversation.plan.outcome.value,
+        )
+        await anyio.sleep(self.timing.wrapup)
+        if agent.active_calls == 0 and agent.generation == generation:
+            await self._set_agent(agent, "Available", "IDLE")
+
+    async def _h_get_call(self, request: Request, conversation_id: str) -> Response:
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None:
+            raise ApiError(
+                404,
+                "not.found",
+                "Conversation {conversationId} not found",
+                {"conversationId": conversation_id},
+                [FieldDetail("conversationId", "not.found")],
+            )
+        return Response.json(200, conversation.body)
+
+    # -- agents -------------------------------------------------------------------------------
+
+    async def _h_get_presence(self, request: Request, user_id: str) -> Response:
+        agent = self._require_agent(user_id)
+        return Response.json(200, presence_body(agent.presence, agent.presence_modified))
+
+    async def _h_get_routing_status(self, request: Request, user_id: str) -> Response:
+        agent = self._require_agent(user_id)
+        return Response.json(
+            200,
+            {
+                "userId": agent.user_id,
+                "status": agent.routing,
+                "startTime": iso_ms(agent.routing_start),
+            },
+        )
+
+    def _agent(self, user_id: str) -> _Agent:
+        try:
+            return self._agents[user_id]
+        except KeyError:
+            raise KeyError(f"{user_id!r} is not one of the fake's agents") from None
+
+    def _require_agent(self, user_id: str) -> _Agent:
+        agent = self._agents.get(user_id)
+        if agent is None:
+            raise ApiError(
+                404,
+                "not.found",
+                "User {userId} not found",
+                {"userId": user_id},
+                [FieldDetail("userId", "not.found")],
+            )
+        return agent
+
+    async def _set_agent(self, agent: _Agent, presence: str, routing: str) -> None:
+        now = self._clock.now()
+        presence_changed = presence != agent.presence
+        routing_changed = routing != agent.routing
+        if presence_changed:
+            agent.presence, agent.presence_modified = presence, now
+        if routing_changed:
+            agent.routing, agent.routing_start = routing, now
+        self._notify()
+        if presence_changed:
+            await self.publish(f"v2.users.{agent.user_id}.presence", presence_body(presence, now))
+        if routing_changed:
+            await self.publish(
+                f"v2.users.{agent.user_id}.routingStatus", routing_status_body(routing, now)
+            )
+
+    # -- WebSocket ----------------------------------------------------------------------------
+
+    def _ws_process_request(
+        self, connection: ServerConnection, request: WsRequest
+    ) -> WsResponse | None:
+        found = _CHANNEL_PATH.match(request.path.split("?", 1)[0])
+        if found is None or self._live_channel(found.group(1)) is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Channel not found\n")
+        return None
+
+    async def _ws_handler(self, ws: ServerConnection) -> None:
+        found = _CHANNEL_PATH.match(ws.request.path.split("?", 1)[0]) if ws.request else None
+        channel = self._live_channel(found.group(1)) if found else None
+        if channel is None:
+            await ws.close(1008, "Channel not found")
+            return
+        sock = _Socket(ws, channel.id)
+        previous, channel.socket = channel.socket, sock
+        if previous is not None:
+            # One socket per channel: the newcomer wins, the old one is told why.
+            self._task_group.start_soon(
+                previous.close, 1000, "Replaced by a newer connection to this channel"
+            )
+        self._notify()
+        emit(_log, "fake.socket.connected", channel_id=channel.id)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeats, sock)
+                try:
+                    async for message in ws:
+                        await self._on_client_message(sock, message)
+                except ConnectionClosed:
+                    pass
+                tg.cancel_scope.cancel()
+        finally:
+            if channel.socket is sock:
+                channel.socket = None
+            self._notify()
+            emit(_log, "fake.socket.closed", channel_id=channel.id, code=ws.close_code)
+
+    async def _heartbeats(self, sock: _Socket) -> None:
+        while True:
+            await anyio.sleep(self.heartbeat_interval)
+            if self._live_channel(sock.channel_id) is None:
+                return
+            if self.heartbeats_enabled and not await sock.send(HEARTBEAT):
+                return
+
+    async def _on_client_message(self, sock: _Socket, message: str | bytes) -> None:
+        try:
+            data = json.loads(message)
+        except ValueError:
+            return
+        if isinstance(data, dict) and data.get("message") == "ping":
+            self.pings_received += 1
+            self._notify()
+            if self.answer_pings:
+                await sock.send(PONG)
+
+    async def _close_later(self, sock: _Socket, delay: float) -> None:
+        await anyio.sleep(delay)
+        await sock.close(1000, "Socket closing")
+
+
+_ORG_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+
+
+def _routes() -> Router:
+    router = Router()
+    router.add("POST", "/oauth/token", "token")
+    router.add("POST", "/api/v2/notifications/channels", "create_channel")
+    router.add("GET", "/api/v2/notifications/channels", "list_channels")
+    router.add("HEAD", "/api/v2/notifications/channels/{channel_id}", "head_channel")
+    subscriptions = "/api/v2/notifications/channels/{channel_id}/subscriptions"
+    for method in ("GET", "PUT", "POST", "DELETE"):
+        router.add(method, subscriptions, f"{method.lower()}_subscriptions")
+    router.add("POST", "/api/v2/conversations/calls/user/{user_id}", _CALL_ROUTE)
+    router.add("GET", "/api/v2/conversations/calls/{conversation_id}", "get_call")
+    router.add("GET", "/api/v2/users/{user_id}/presences/purecloud", "get_presence")
+    router.add("GET", "/api/v2/users/{user_id}/routingstatus", "get_routing_status")
+    return router
+
+
+def _entities(topics: Iterable[str], rejected: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    entities: list[dict[str, str]] = [{"id": t, "state": "Permitted"} for t in topics]
+    entities += [{"id": t, "state": "Rejected", "rejectionReason": why} for t, why in rejected]
+    return {"entities": entities}
+
+
+def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    client_id, sep, secret = decoded.partition(":")
+    return (client_id, secret) if sep else (None, None)
+
+
+def _seconds_header(value: float) -> str:
+    return str(max(0, int(value + 0.999)))
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

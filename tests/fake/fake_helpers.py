@@ -1,0 +1,76 @@
+"""Small clients for talking to the fake platform in tests: REST login, channels, socket reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+from websockets.asyncio.client import ClientConnection
+
+from outdial.fake import CallTiming, FakePlatform
+
+FAST = CallTiming(ring=(0.02, 0.05), talk=(0.02, 0.05), wrapup=0.02, dial=0.01)
+
+
+@asynccontextmanager
+async def api(platform: FakePlatform) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the fake's API, already holding a bearer token."""
+    async with httpx.AsyncClient(base_url=platform.api_url) as client:
+        response = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(platform.client_id, platform.client_secret),
+        )
+        response.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        yield client
+
+
+async def channel(client: httpx.AsyncClient, topics: Sequence[str] = ()) -> dict[str, Any]:
+    """Create a channel and subscribe it to ``topics``; return the channel JSON."""
+    response = await client.post("/api/v2/notifications/channels")
+    response.raise_for_status()
+    created: dict[str, Any] = response.json()
+    if topics:
+        put = await client.put(
+            f"/api/v2/notifications/channels/{created['id']}/subscriptions",
+            json=[{"id": t} for t in topics],
+        )
+        put.raise_for_status()
+    return created
+
+
+WAIT = 2.0
+"""Seconds a test waits for a message before failing (never reached when all is well)."""
+
+
+async def recv(ws: ClientConnection) -> dict[str, Any]:
+    """The next message on the socket, decoded."""
+    with anyio.fail_after(WAIT):
+        message: dict[str, Any] = json.loads(await ws.recv())
+        return message
+
+
+async def next_event(ws: ClientConnection, prefix: str = "v2.") -> dict[str, Any]:
+    """The next message whose topic starts with ``prefix`` (heartbeats and pongs skipped)."""
+    with anyio.fail_after(WAIT):
+        while True:
+            message = await recv(ws)
+            if message["topicName"].startswith(prefix):
+                return message
+
+
+def customer(body: dict[str, Any]) -> dict[str, Any]:
+    """The customer participant of a conversation body."""
+    found: dict[str, Any] = next(p for p in body["participants"] if p["purpose"] == "customer")
+    return found
+
+
+def agent(body: dict[str, Any]) -> dict[str, Any]:
+    """The agent participant of a conversation body."""
+    found: dict[str, Any] = next(p for p in body["participants"] if p["purpose"] == "agent")
+    return found

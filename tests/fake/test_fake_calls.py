@@ -1,0 +1,238 @@
+"""Calls on the fake platform: validation, the four outcomes, agent presence, reading calls back,
+and seeded replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fake_helpers import FAST, agent, api, channel, customer, next_event
+from websockets.asyncio.client import ClientConnection, connect
+
+from outdial.fake import CallTiming, FakePlatform, Outcome
+
+pytestmark = pytest.mark.anyio
+
+USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
+CALLS = f"v2.users.{USER}.conversations.calls"
+PRESENCE = f"v2.users.{USER}.presence"
+ROUTING = f"v2.users.{USER}.routingStatus"
+NUMBER = "+441212345601"
+CALL_URL = f"/api/v2/conversations/calls/user/{USER}"
+
+
+async def _call_events(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Conversation bodies until the customer leg is disconnected."""
+    bodies: list[dict[str, Any]] = []
+    while not bodies or customer(bodies[-1])["state"] != "disconnected":
+        bodies.append((await next_event(ws, CALLS))["eventBody"])
+    return bodies
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code", "field"),
+    [
+        ({"callerId": "+4930123456"}, 400, "bad.request", "phoneNumber"),
+        ({"phoneNumber": "12345"}, 400, "invalid.phone.number", "phoneNumber"),
+        ({"phoneNumber": "+44 121 234 5601"}, 400, "invalid.phone.number", "phoneNumber"),
+        ({"phoneNumber": "+4412"}, 400, "invalid.phone.number", "phoneNumber"),
+        ({"phoneNumber": NUMBER, "callee": "x"}, 400, "bad.request", "callee"),
+        ({"phoneNumber": NUMBER, "callerId": "0301234"}, 400, "invalid.phone.number", "callerId"),
+        ({"phoneNumber": NUMBER, "priority": "high"}, 400, "bad.request", "priority"),
+        ({"phoneNumber": NUMBER, "attributes": {"a": 1}}, 400, "bad.request", "attributes.a"),
+        (["+441212345601"], 400, "bad.request", "body"),
+    ],
+)
+async def test_call_validation_names_the_field(
+    payload: Any, status: int, code: str, field: str
+) -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        response = await client.post(CALL_URL, json=payload)
+        assert response.status_code == status
+        body = response.json()
+        assert body["code"] == code
+        assert body["status"] == status
+        assert field in [d["fieldName"] for d in body["details"]]
+        assert body["contextId"] == response.headers["ININ-Correlation-Id"]
+        recorded = platform.recorded.call_requests
+        assert [(c.user_id, c.payload, c.conversation_id, c.status) for c in recorded] == [
+            (USER, payload, None, status)
+        ]
+
+
+async def test_phone_number_error_matches_the_platform_shape() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        body = (await client.post(CALL_URL, json={"phoneNumber": "12345"})).json()
+        assert body["message"] == "The phone number is invalid: 12345"
+        assert body["messageWithParams"] == "The phone number is invalid: {phoneNumber}"
+        assert body["messageParams"] == {"phoneNumber": "12345"}
+        assert body["details"] == [{"errorCode": "invalid.value", "fieldName": "phoneNumber"}]
+        assert body["errors"] == []
+
+
+async def test_unknown_user_and_invalid_json() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        unknown = await client.post(
+            "/api/v2/conversations/calls/user/someone-else", json={"phoneNumber": NUMBER}
+        )
+        assert unknown.status_code == 404
+        assert unknown.json()["details"] == [{"errorCode": "not.found", "fieldName": "userId"}]
+        garbled = await client.post(
+            CALL_URL, content=b"{nope", headers={"Content-Type": "application/json"}
+        )
+        assert garbled.status_code == 400
+        assert garbled.json()["details"][0]["fieldName"] == "body"
+        assert platform.recorded.call_requests[1].payload == "{nope"
+
+
+EXPECTED = {
+    Outcome.ANSWERED: (["dialing", "connected", "disconnected"], "peer"),
+    Outcome.BUSY: (["dialing", "disconnected"], "peer"),
+    Outcome.NO_ANSWER: (["dialing", "alerting", "disconnected"], "timeout"),
+    Outcome.FAILED: (["dialing", "disconnected"], "error"),
+}
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+async def test_each_outcome_plays_out_its_event_sequence(outcome: Outcome) -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [CALLS])
+        platform.set_outcome(NUMBER, outcome)
+        async with connect(created["connectUri"]) as ws:
+            response = await client.post(
+                CALL_URL, json={"phoneNumber": NUMBER, "callerId": "+4930123456"}
+            )
+            assert response.status_code == 200
+            placed = response.json()
+            assert placed["selfUri"] == f"/api/v2/conversations/calls/{placed['id']}"
+            bodies = await _call_events(ws)
+
+        states, disconnect = EXPECTED[outcome]
+        assert [customer(b)["state"] for b in bodies] == states
+        assert {b["id"] for b in bodies} == {placed["id"]}
+        last = customer(bodies[-1])
+        assert last["disconnectType"] == disconnect
+        assert last["address"] == f"tel:{NUMBER}"
+        assert last["direction"] == "outbound"
+        assert last["endTime"].endswith("Z")
+        assert ("connectedTime" in last) is (outcome is Outcome.ANSWERED)
+        assert agent(bodies[0])["state"] == "connected"
+        assert agent(bodies[0])["user"] == {"id": USER}
+        assert agent(bodies[-1])["state"] == "disconnected"
+        assert all("disconnectType" not in customer(b) for b in bodies[:-1])
+        recorded = platform.recorded.accepted_calls
+        assert recorded[0].conversation_id == placed["id"]
+        assert recorded[0].plan is not None
+        assert recorded[0].plan.outcome is outcome
+
+
+async def test_unassigned_number_fails_as_uncallable() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [CALLS])
+        async with connect(created["connectUri"]) as ws:
+            response = await client.post(CALL_URL, json={"phoneNumber": "+15555550100"})
+            assert response.status_code == 200
+            bodies = await _call_events(ws)
+        assert [customer(b)["state"] for b in bodies] == ["dialing", "disconnected"]
+        assert customer(bodies[-1])["disconnectType"] == "uncallable"
+
+
+async def test_agent_goes_busy_then_available_after_wrapup() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [PRESENCE, ROUTING, CALLS])
+        assert platform.agent_presence(USER) == "Available"
+        async with connect(created["connectUri"]) as ws:
+            platform.set_outcome(NUMBER, Outcome.ANSWERED)
+            await client.post(CALL_URL, json={"phoneNumber": NUMBER})
+            assert platform.agent_presence(USER) == "Busy"  # already, before any event
+            busy = await next_event(ws)
+            assert busy["topicName"] == PRESENCE
+            assert busy["eventBody"]["presenceDefinition"]["systemPresence"] == "Busy"
+            assert busy["eventBody"]["source"] == "PURECLOUD"
+            interacting = await next_event(ws)
+            assert interacting["topicName"] == ROUTING
+            assert interacting["eventBody"]["routingStatus"]["status"] == "INTERACTING"
+
+            routing = await client.get(f"/api/v2/users/{USER}/routingstatus")
+            assert routing.json()["status"] == "INTERACTING"
+            assert routing.json()["userId"] == USER
+
+            await _call_events(ws)
+            available = await next_event(ws, PRESENCE)
+            assert available["eventBody"]["presenceDefinition"] == {
+                "id": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+                "systemPresence": "Available",
+            }
+            idle = await next_event(ws, ROUTING)
+            assert idle["eventBody"]["routingStatus"]["status"] == "IDLE"
+
+        presence = (await client.get(f"/api/v2/users/{USER}/presences/purecloud")).json()
+        assert presence["presenceDefinition"]["systemPresence"] == "Available"
+        assert presence["primary"] is True
+        assert presence["modifiedDate"].endswith("Z")
+        assert platform.agent_presence(USER) == "Available"
+        assert platform.agent_routing_status(USER) == "IDLE"
+        assert (await client.get("/api/v2/users/nobody/presences/purecloud")).status_code == 404
+
+
+async def test_set_presence_publishes() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [PRESENCE])
+        async with connect(created["connectUri"]) as ws:
+            await platform.wait_for(lambda: bool(platform.connected_channels))
+            await platform.set_presence(USER, "Away")
+            event = await next_event(ws, PRESENCE)
+            assert event["eventBody"]["presenceDefinition"]["systemPresence"] == "Away"
+        with pytest.raises(ValueError, match="unknown system presence"):
+            await platform.set_presence(USER, "Napping")
+
+
+async def test_call_stays_readable_after_it_ended() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [CALLS])
+        async with connect(created["connectUri"]) as ws:
+            placed = (await client.post(CALL_URL, json={"phoneNumber": NUMBER})).json()
+            early = await client.get(f"/api/v2/conversations/calls/{placed['id']}")
+            assert early.status_code == 200
+            assert early.json()["id"] == placed["id"]
+            bodies = await _call_events(ws)
+        final = await client.get(f"/api/v2/conversations/calls/{placed['id']}")
+        assert final.status_code == 200
+        assert final.json() == bodies[-1]
+        unknown = await client.get("/api/v2/conversations/calls/no-such-call")
+        assert unknown.status_code == 404
+
+
+async def test_wait_for_calls() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        await client.post(CALL_URL, json={"phoneNumber": "12345"})  # refused: not counted
+        await client.post(CALL_URL, json={"phoneNumber": NUMBER})
+        accepted = await platform.wait_for_calls(1, timeout=1.0)
+        assert [c.status for c in accepted] == [200]
+        with pytest.raises(TimeoutError):
+            await platform.wait_for_calls(2, timeout=0.01)
+
+
+async def test_same_seed_replays_the_same_outcomes_and_timings() -> None:
+    timing = CallTiming(ring=(1.0, 3.0), talk=(2.0, 6.0), wrapup=1.0)
+    numbers = [f"+4412123456{i:02d}" for i in range(12)]
+
+    async def plans(seed: int) -> list[tuple[Outcome, float, float, str]]:
+        async with FakePlatform([USER], seed=seed, timing=timing) as platform:
+            platform.set_outcome(numbers[3], Outcome.BUSY)
+            async with api(platform) as client:
+                for number in numbers:
+                    response = await client.post(CALL_URL, json={"phoneNumber": number})
+                    assert response.status_code == 200
+            result = []
+            for call in platform.recorded.accepted_calls:
+                assert call.plan is not None
+                p = call.plan
+                result.append((p.outcome, p.ring, p.talk, p.disconnect_type))
+            return result
+
+    first, second, other = await plans(7), await plans(7), await plans(8)
+    assert first == second
+    assert first != other
+    assert first[3][0] is Outcome.BUSY
+    assert len({outcome for outcome, *_ in first}) > 1

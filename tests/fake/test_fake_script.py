@@ -1,0 +1,149 @@
+"""Pure parts of the fake: call plans and scripts, outcome choice, request validation, scenarios."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outdial.events import CallConversation, body_as
+from outdial.fake import CallTiming, Outcome, call_script, load_scenario, plan_call
+from outdial.fake.errors import ApiError, status_error
+from outdial.fake.scenario import ScenarioError
+from outdial.fake.script import CallParties, pick_outcome
+from outdial.fake.validation import check_topic, validate_create_call
+
+FIXTURES = Path("/work/shared/fixtures/genesys")
+START = datetime(2026, 11, 23, 9, 15, 3, 500000, tzinfo=UTC)
+PARTIES = CallParties(
+    conversation_id="7f0c9d21-8e3b-4a55-b1c4-2e9f0a6d7c88",
+    user_id="3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60",
+    phone_number="+441212345601",
+    agent_participant_id="c1f2e3d4-0000-4000-8000-00000000a001",
+    customer_participant_id="c1f2e3d4-0000-4000-8000-00000000c001",
+)
+TIMING = CallTiming(ring=(1.0, 3.0), talk=(2.0, 6.0), wrapup=1.0, dial=0.12)
+
+
+def _keys(value: Any) -> Any:
+    """The key structure of a JSON value (values dropped), to compare shapes."""
+    if isinstance(value, dict):
+        return {k: _keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keys(v) for v in value]
+    return None
+
+
+def test_answered_script_has_the_fixture_shape() -> None:
+    fixture = json.loads((FIXTURES / "call-answered-sequence.json").read_text())
+    plan = plan_call(random.Random(1), TIMING, {}, forced=Outcome.ANSWERED)
+    steps = call_script(plan, PARTIES, TIMING, START)
+    assert len(steps) == len(fixture) == 3
+    for step, event in zip(steps, fixture, strict=True):
+        expected = _keys(event["eventBody"])
+        got = _keys(step.body)
+        # Extras over the fixture, on the final body only: the agent leg says when and how
+        # it ended, and the customer leg keeps its connectedTime (the one thing that tells
+        # an answered call from a busy one, both ending "peer").
+        if step.ended:
+            agent_leg, customer_leg = got["participants"]
+            del agent_leg["endTime"], agent_leg["disconnectType"], customer_leg["connectedTime"]
+        assert got == expected
+        body_as(CallConversation, step.body)  # the daemon's own model accepts it
+    assert [s.ended for s in steps] == [False, False, True]
+    assert steps[0].delay == pytest.approx(0.12)
+    assert steps[1].delay == pytest.approx(plan.ring)
+    assert steps[2].delay == pytest.approx(plan.talk)
+    assert steps[0].body["participants"][1]["startTime"] == "2026-11-23T09:15:03.620Z"
+
+
+def test_plan_consumes_the_same_draws_whether_forced_or_not() -> None:
+    free = random.Random(5)
+    forced = random.Random(5)
+    for _ in range(3):
+        plan_call(free, TIMING, {Outcome.ANSWERED: 1})
+        plan_call(forced, TIMING, {Outcome.ANSWERED: 1}, forced=Outcome.BUSY)
+    assert free.random() == forced.random()
+
+
+def test_unreachable_number_always_fails_uncallable() -> None:
+    plan = plan_call(random.Random(0), TIMING, {Outcome.ANSWERED: 1}, reachable=False)
+    assert (plan.outcome, plan.disconnect_type) == (Outcome.FAILED, "uncallable")
+
+
+def test_pick_outcome_follows_weights_in_enum_order() -> None:
+    weights = {Outcome.FAILED: 1.0, Outcome.ANSWERED: 1.0}
+    assert pick_outcome(weights, 0.0) is Outcome.ANSWERED
+    assert pick_outcome(weights, 0.49) is Outcome.ANSWERED
+    assert pick_outcome(weights, 0.5) is Outcome.FAILED
+    assert pick_outcome(weights, 0.999) is Outcome.FAILED
+    with pytest.raises(ValueError, match="positive sum"):
+        pick_outcome({Outcome.BUSY: 0.0}, 0.5)
+
+
+def test_timing_is_validated() -> None:
+    with pytest.raises(ValueError, match="ring"):
+        CallTiming(ring=(3.0, 1.0))
+    with pytest.raises(ValueError, match="wrapup"):
+        CallTiming(wrapup=-1)
+
+
+def test_fixture_request_is_accepted() -> None:
+    body = json.loads((FIXTURES / "create-call-request.json").read_text())
+    request, dial = validate_create_call(body)
+    assert request.label == "personal"
+    assert request.attributes == {"contactId": "ext-17"}
+    assert dial is not None
+    assert dial.reachable
+
+
+def test_unknown_keys_are_all_named() -> None:
+    with pytest.raises(ApiError) as refused:
+        validate_create_call({"phoneNumber": "+441212345601", "callee": 1, "to": 2})
+    assert [d.field_name for d in refused.value.details] == ["callee", "to"]
+    assert '"callee"' in refused.value.message
+
+
+def test_queue_call_needs_no_phone_number() -> None:
+    request, dial = validate_create_call({"callQueueId": "q-1"})
+    assert dial is None
+    assert not request.is_plain_call
+
+
+def test_topic_checks() -> None:
+    assert check_topic("v2.users.abc.presence").permitted
+    assert check_topic("v2.routing.queues.q1.conversations").permitted
+    assert not check_topic("v2.users.abc").permitted
+    assert not check_topic("v2.users.abc.bogus").permitted
+    assert not check_topic("users.abc.presence").permitted
+
+
+def test_status_error_body_shape() -> None:
+    error = status_error(429, retry_after=2)
+    body = error.body("ctx")
+    assert body["status"] == 429
+    assert body["contextId"] == "ctx"
+    assert body["message"] == "Rate limit exceeded the maximum. Retry the request in [2] seconds"
+    assert body["messageParams"] == {"retryAfter": "2"}
+
+
+def test_scenario_file(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(
+        "heartbeat_interval = 5.0\n[timing]\nring = [0.5, 1.0]\n[weights]\nbusy = 1.0\n"
+        '[outcomes]\n"+441212345601" = "no_answer"\n'
+    )
+    scenario = load_scenario(path)
+    assert scenario.call_timing().ring == (0.5, 1.0)
+    assert scenario.weights == {Outcome.BUSY: 1.0}
+    assert scenario.outcomes == {"+441212345601": Outcome.NO_ANSWER}
+    path.write_text('[outcomes]\n"+441212345601" = "maybe"\n')
+    with pytest.raises(ScenarioError, match=r"outcomes\.\+441212345601"):
+        load_scenario(path)
+    path.write_text("[timing]\nring = [2.0, 1.0]\n")
+    with pytest.raises(ScenarioError, match="ring"):
+        load_scenario(path)

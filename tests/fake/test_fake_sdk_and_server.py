@@ -1,0 +1,89 @@
+"""The official Genesys Cloud SDK works against the fake; the standalone server starts and stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fake_helpers import FAST
+
+from outdial.fake import FakePlatform, banner, serve
+
+pytestmark = pytest.mark.anyio
+
+USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
+
+
+def _sdk_session(api_url: str, client_id: str, secret: str) -> dict[str, Any]:
+    """Log in, create a channel, subscribe it and place a call, all through the SDK (sync)."""
+    sdk = pytest.importorskip("PureCloudPlatformClientV2")
+    # The SDK derives the login host by replacing "//api." with "//login."; a plain
+    # 127.0.0.1 host is left as it is, and the fake serves both on one port.
+    sdk.configuration.host = api_url
+    client = sdk.api_client.ApiClient(host=api_url).get_client_credentials_token(client_id, secret)
+    notifications = sdk.NotificationsApi(client)
+    created = notifications.post_notifications_channels()
+    topics = [sdk.ChannelTopic(), sdk.ChannelTopic()]
+    topics[0].id = f"v2.users.{USER}.presence"
+    topics[1].id = f"v2.users.{USER}.conversations.calls"
+    listing = notifications.put_notifications_channel_subscriptions(created.id, topics)
+    request = sdk.CreateCallRequest()
+    request.phone_number = "+441212345601"
+    request.caller_id = "+4930123456"
+    request.attributes = {"contactId": "ext-17"}
+    placed = sdk.ConversationsApi(client).post_conversations_calls_user_user_id(USER, request)
+    presence = sdk.PresenceApi(client).get_user_presences_purecloud(USER)
+    return {
+        "channel": created,
+        "states": [t.state for t in listing.entities],
+        "conversation_id": placed.id,
+        "presence": presence.presence_definition.system_presence,
+    }
+
+
+async def test_official_sdk_against_the_fake() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform:
+        result = await anyio.to_thread.run_sync(
+            _sdk_session, platform.api_url, platform.client_id, platform.client_secret
+        )
+        assert result["channel"].connect_uri.startswith(platform.ws_url)
+        assert result["states"] == ["Permitted", "Permitted"]
+        assert result["presence"] == "Busy"
+        [call] = platform.recorded.accepted_calls
+        assert call.conversation_id == result["conversation_id"]
+        assert call.payload == {
+            "phoneNumber": "+441212345601",
+            "callerId": "+4930123456",
+            "attributes": {"contactId": "ext-17"},
+        }
+        assert [t.granted for t in platform.recorded.token_requests] == [True]
+
+
+async def test_serve_runs_until_cancelled() -> None:
+    ready: list[FakePlatform] = []
+    started = anyio.Event()
+
+    def on_ready(platform: FakePlatform) -> None:
+        ready.append(platform)
+        started.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(agents=[USER], seed=3, on_ready=on_ready))
+        with anyio.fail_after(5):
+            await started.wait()
+        platform = ready[0]
+        text = banner(platform)
+        assert platform.api_url in text
+        assert platform.ws_url in text
+        assert "fake-client" in text
+        assert USER in text
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"{platform.login_url}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=("fake-client", "fake-secret"),
+            )
+            assert response.status_code == 200
+        tg.cancel_scope.cancel()
