@@ -80,9 +80,8 @@ class Daemon:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.listener.run)
                 task_status.started()
-                async with self.listener.items as items:
-                    async for item in items:
-                        await self._consume(item)
+                async for item in self.listener:
+                    await self._consume(item)
         finally:
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
 

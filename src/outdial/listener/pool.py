@@ -3,9 +3,10 @@
 Topics are sharded over channels (at most 1,000 per channel, 20 channels per
 app). Each shard runs a :class:`ChannelSupervisor`; all of them hand events to
 one bounded memory stream that the handlers read. Receiving never waits for
-handling: when the stream is full the event is dropped, *counted*, and a gap is
-reported as soon as there is room again, so the handlers re-read the state over
-REST instead of silently missing it.
+handling. The overflow policy: when the stream is full, events are dropped and
+*counted* until the handlers have caught up with everything queued before the
+overflow; then they receive one gap covering exactly the dropped interval and
+re-read the state over REST, instead of silently missing it.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ class ListenerStats:
 class Listener:
     """Keeps every topic subscribed and hands events and gaps to one bounded stream.
 
-    Use as ``async with listener.items as stream`` alongside ``await listener.run()``
+    Iterate it (``async for item in listener``) alongside ``await listener.run()``
     in the same task group; ``run`` returns only by cancellation or raises
-    :class:`~outdial.listener.channel.ListenerFatal`.
+    :class:`~outdial.listener.channel.ListenerFatal`, and iteration ends after it.
     """
 
     def __init__(
@@ -64,8 +65,8 @@ class Listener:
         self._clock = clock
         self._rng = rng or Random()
         self._send: MemoryObjectSendStream[Item]
-        self.items: MemoryObjectReceiveStream[Item]
-        self._send, self.items = anyio.create_memory_object_stream[Item](settings.queue_size)
+        self._receive: MemoryObjectReceiveStream[Item]
+        self._send, self._receive = anyio.create_memory_object_stream[Item](settings.queue_size)
         self._dedupe = OverlapDeduper()
         self._rotations_under_way = 0
         self._overflow_since: float | None = None
@@ -110,45 +111,60 @@ class Listener:
         if self._rotations_under_way == 0:
             self._dedupe.close(self._clock.monotonic())
 
+    def __aiter__(self) -> Listener:
+        return self
+
+    async def __anext__(self) -> Item:
+        try:
+            return await self.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def receive(self) -> Item:
+        """The next event or gap, in order; raises ``anyio.EndOfStream`` once stopped."""
+        if self._overflow_since is not None:
+            try:
+                return self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                # Everything queued before the overflow is handled: now the gap.
+                gap = Gap(self.topics, self._overflow_since, self._clock.monotonic(), "overflow")
+                self._overflow_since = None
+                self.stats.gaps += 1
+                emit(log, "listener.gap", reason="overflow", dropped=self.stats.overflowed)
+                return gap
+        return await self._receive.receive()
+
     def _deliver(self, event: Event) -> None:
-        now = event.received_at
-        if self._dedupe.active(now) and not self._dedupe.first_delivery(event.identity):
+        if self._dedupe.active(event.received_at) and not self._dedupe.first_delivery(
+            event.identity
+        ):
             self.stats.duplicates_dropped += 1
             return
-        if self._overflow_since is not None and not self._offer_overflow_gap(now):
-            self._count_overflow(now)
+        if self._overflow_since is not None:
+            self.stats.overflowed += 1  # inside the pending overflow gap
             return
         try:
             self._send.send_nowait(event)
         except anyio.WouldBlock:
-            self._count_overflow(now)
+            self._start_overflow(event.received_at)
+            self.stats.overflowed += 1
             return
         self.stats.delivered += 1
 
-    def _count_overflow(self, now: float) -> None:
-        self.stats.overflowed += 1
+    def _start_overflow(self, since: float) -> None:
         if self._overflow_since is None:
-            self._overflow_since = now
+            self._overflow_since = since
             emit(log, "listener.overflow", logging.WARNING, queue_size=self._settings.queue_size)
-
-    def _offer_overflow_gap(self, now: float) -> bool:
-        assert self._overflow_since is not None
-        gap = Gap(self.topics, self._overflow_since, now, "overflow")
-        try:
-            self._send.send_nowait(gap)
-        except anyio.WouldBlock:
-            return False
-        self.stats.gaps += 1
-        self._overflow_since = None
-        return True
+        else:
+            self._overflow_since = min(self._overflow_since, since)
 
     def _report_gap(self, gap: Gap) -> None:
-        try:
-            self._send.send_nowait(gap)
-            self.stats.gaps += 1
-        except anyio.WouldBlock:
-            # The handlers are behind: fold this gap into the overflow gap.
-            start = (
-                gap.start if self._overflow_since is None else min(gap.start, self._overflow_since)
-            )
-            self._overflow_since = start
+        if self._overflow_since is None:
+            try:
+                self._send.send_nowait(gap)
+                self.stats.gaps += 1
+                return
+            except anyio.WouldBlock:
+                pass
+        # The handlers are behind: this gap becomes part of the overflow gap.
+        self._start_overflow(gap.start)
