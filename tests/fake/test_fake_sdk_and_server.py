@@ -35,7 +35,22 @@ def _sdk_session(api_url: str, client_id: str, secret: str) -> dict[str, Any]:
     request.attributes = {"contactId": "ext-17"}
     placed = sdk.ConversationsApi(client).post_conversations_calls_user_user_id(USER, request)
     presence = sdk.PresenceApi(client).get_user_presences_purecloud(USER)
+    query = sdk.ConversationQuery()
+    query.interval = "2020-01-01T00:00:00.000Z/2100-01-01T00:00:00.000Z"
+    query.order = "asc"
+    predicate = sdk.SegmentDetailQueryPredicate()
+    predicate.dimension = "userId"
+    predicate.value = USER
+    segment_filter = sdk.SegmentDetailQueryFilter()
+    segment_filter.type = "and"
+    segment_filter.predicates = [predicate]
+    query.segment_filters = [segment_filter]
+    query.paging = sdk.PagingSpec()
+    query.paging.page_size = 100
+    query.paging.page_number = 1
+    details = sdk.AnalyticsApi(client).post_analytics_conversations_details_query(query)
     return {
+        "details": details,
         "channel": created,
         "states": [t.state for t in listing.entities],
         "conversation_id": placed.id,
@@ -59,6 +74,14 @@ async def test_official_sdk_against_the_fake() -> None:
             "attributes": {"contactId": "ext-17"},
         }
         assert [t.granted for t in platform.recorded.token_requests] == [True]
+        details = result["details"]
+        assert details.total_hits == 1
+        [conversation] = details.conversations
+        assert conversation.conversation_id == call.conversation_id
+        agent = conversation.participants[0]
+        assert (agent.purpose, agent.user_id) == ("agent", USER)
+        assert agent.sessions[0].dnis == "tel:+441212345601"
+        assert agent.sessions[0].media_type == "voice"
 
 
 async def test_serve_runs_until_cancelled() -> None:

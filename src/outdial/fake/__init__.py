@@ -4,8 +4,22 @@
 >>> # async with FakePlatform(agents=["user-1"], seed=0) as platform: ...
 
 :class:`FakePlatform` speaks the platform contract of ``DESIGN.md`` closely
-enough that the official ``PureCloudPlatformClientV2`` SDK works against it;
-:func:`serve` runs it standalone for ``outdial fake-server``.
+enough that the official ``PureCloudPlatformClientV2`` SDK works against it
+(auth, channels, subscriptions, calls, presence and routing status, and the
+conversation details query of :mod:`outdial.fake.analytics`); :func:`serve`
+runs it standalone for ``outdial fake-server``.
+
+Where to look:
+
+* :mod:`outdial.fake.platform`: the platform, its recordings and every fault control.
+* :mod:`outdial.fake.proxy`: :class:`FaultProxy`, TCP faults (half-open, RST, latency,
+  bandwidth, slicing, refusal); ``FakePlatform(ws_proxy=True)`` puts one in front of
+  the WebSocket (``platform.ws_proxy``), ``rest_proxy=True`` in front of the REST API.
+* :mod:`outdial.fake.faults`: the pure cores of the REST and event faults.
+* :mod:`outdial.fake.schedule`: :class:`Fault`, timed schedules, :func:`random_schedule`.
+* :mod:`outdial.fake.scenario`: scenario files (agents, outcomes, timing, faults).
+* :mod:`outdial.fake.control`: the ``/fake/...`` HTTP control endpoints.
+* :mod:`outdial.fake.pytest_plugin`: the ``fake_platform`` fixtures and daemon helpers.
 """
 
 from outdial.fake.errors import ApiError, FieldDetail
@@ -17,17 +31,24 @@ from outdial.fake.platform import (
     RecordedToken,
     SubscriptionChange,
 )
-from outdial.fake.scenario import Scenario, ScenarioError, load_scenario
+from outdial.fake.proxy import FaultProxy
+from outdial.fake.runner import FaultRun
+from outdial.fake.scenario import Scenario, ScenarioError, load_scenario, platform_from_scenario
+from outdial.fake.schedule import FAULT_KINDS, Fault, random_schedule
 from outdial.fake.script import CallPlan, CallStep, CallTiming, Outcome, call_script, plan_call
 from outdial.fake.server import banner, print_banner, serve
 
 __all__ = [
     "DEFAULT_AGENTS",
+    "FAULT_KINDS",
     "ApiError",
     "CallPlan",
     "CallStep",
     "CallTiming",
     "FakePlatform",
+    "Fault",
+    "FaultProxy",
+    "FaultRun",
     "FieldDetail",
     "Outcome",
     "Recorded",
@@ -40,6 +61,8 @@ __all__ = [
     "call_script",
     "load_scenario",
     "plan_call",
+    "platform_from_scenario",
     "print_banner",
+    "random_schedule",
     "serve",
 ]

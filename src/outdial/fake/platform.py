@@ -45,8 +45,19 @@ from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
 from outdial.clock import Clock, SystemClock
+from outdial.fake.analytics import (
+    ConversationFacts,
+    details_response,
+    facts_from_body,
+    validate_details_query,
+)
+from outdial.fake.control import CONTROL_PREFIX, handle_control
 from outdial.fake.errors import ApiError, FieldDetail, oauth_error, status_error
+from outdial.fake.faults import EventShaper, RestFaults, RestVerdict
 from outdial.fake.http import HttpServer, Request, Response, Router
+from outdial.fake.proxy import FaultProxy
+from outdial.fake.runner import FaultRun, end_fault, follow, start_fault
+from outdial.fake.schedule import Fault, expand
 from outdial.fake.script import (
     DEFAULT_OUTCOME_WEIGHTS,
     CallParties,
@@ -55,6 +66,7 @@ from outdial.fake.script import (
     CallTiming,
     Outcome,
     call_script,
+    conversation_body,
     iso_ms,
     plan_call,
     presence_body,
@@ -99,6 +111,7 @@ HEARTBEAT = json.dumps(
 PONG = json.dumps({"topicName": "channel.metadata", "eventBody": {"message": "pong"}})
 
 _CALL_ROUTE = "create_call"
+_REPLACED = "Replaced by a newer connection to this channel"
 _CHANNEL_PATH = re.compile(r"^/channels/([^/?#]+)$")
 
 
@@ -195,6 +208,11 @@ class _Conversation:
     parties: CallParties
     plan: CallPlan
     body: dict[str, Any]
+    started: datetime
+    caller_id: str | None = None
+
+    def facts(self) -> ConversationFacts:
+        return facts_from_body(self.body, self.started, self.caller_id)
 
 
 @dataclass(slots=True, eq=False)
@@ -206,15 +224,6 @@ class _Agent:
     routing_start: datetime
     active_calls: int = 0
     generation: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Injection:
-    pattern: re.Pattern[str]
-    status: int
-    remaining: int
-    retry_after: float | None
-    method: str | None
 
 
 class FakePlatform:
@@ -234,6 +243,23 @@ class FakePlatform:
     waiting. ``rate_limit`` enforces that many requests per token per minute
     (429 with ``Retry-After``); by default requests are counted in the
     ``inin-ratelimit-*`` headers but never refused.
+
+    ``ws_proxy=True`` puts a :class:`~outdial.fake.proxy.FaultProxy` between
+    clients and the streaming host: the ``connectUri`` of every channel points
+    at it, and :attr:`ws_proxy` breaks those connections at the TCP level
+    (half-open, reset, latency, ...). ``rest_proxy=True`` does the same for the
+    REST API (:attr:`api_url` points at :attr:`rest_proxy`).
+
+    Faults, on demand: REST (:meth:`fail_next`, :meth:`fail_rate`,
+    :meth:`stall_next`, :meth:`slow_rest`), protocol (:meth:`send_socket_closing`,
+    :meth:`expire_channel`, :meth:`evict_oldest`, :meth:`kick_socket`,
+    :meth:`drop_sockets`, :meth:`send_malformed`, :meth:`send_oversized`,
+    :meth:`publish_unknown_topic`, :attr:`duplicate_events`,
+    :meth:`reorder_events`, :meth:`delay_events`, :attr:`heartbeats_enabled`,
+    :attr:`answer_pings`), TCP (the proxies); on a schedule with
+    :meth:`run_schedule`; over HTTP under :attr:`control_url`; all undone by
+    :meth:`clear_faults`. The event and REST faults draw from their own
+    seeded random streams, so injecting them never changes call outcomes.
     """
 
     heartbeats_enabled: bool
@@ -260,6 +286,8 @@ class FakePlatform:
         outcome_weights: Mapping[Outcome, float] | None = None,
         rate_limit: int | None = None,
         clock: Clock | None = None,
+        ws_proxy: bool = False,
+        rest_proxy: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -287,7 +315,12 @@ class FakePlatform:
         self._rate: dict[str, tuple[float, int]] = {}
         self._channels: dict[str, _Channel] = {}
         self._conversations: dict[str, _Conversation] = {}
-        self._injections: list[_Injection] = []
+        # Separate streams of randomness, so injecting faults never shifts call outcomes.
+        self._rest_faults = RestFaults(random.Random(_sub_seed(seed, "rest")))
+        self._shaper = EventShaper(random.Random(_sub_seed(seed, "events")))
+        self._shaper_wake: anyio.Event | None = None
+        self._stall_release: anyio.Event | None = None
+        self.stalled_requests = 0
         self._router = _routes()
         self._http = HttpServer(self._dispatch)
         self._changed = anyio.Event()
@@ -296,6 +329,11 @@ class FakePlatform:
         self._ws_server: Server | None = None
         self._bound_port = 0
         self._bound_ws_port = 0
+        self._want_ws_proxy = ws_proxy
+        self._want_rest_proxy = rest_proxy
+        self._ws_proxy: FaultProxy | None = None
+        self._rest_proxy: FaultProxy | None = None
+        self._seed = seed
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -310,7 +348,10 @@ class FakePlatform:
             stack.callback(tg.cancel_scope.cancel)
             self._tg = tg
             self._bound_port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            self._stall_release = anyio.Event()
+            self._shaper_wake = anyio.Event()
             tg.start_soon(listener.serve, self._http.serve_connection, tg)
+            tg.start_soon(self._outbox)
             ws_server = await serve(
                 self._ws_handler,
                 self._host,
@@ -322,6 +363,16 @@ class FakePlatform:
             self._ws_server = ws_server
             stack.push_async_callback(self._close_ws_server, ws_server)
             self._bound_ws_port = ws_server.sockets[0].getsockname()[1]
+            # Entered last, so closed first: proxied connections go before the servers.
+            target = _url_host(self._host).strip("[]")
+            if self._want_ws_proxy:
+                self._ws_proxy = await stack.enter_async_context(
+                    FaultProxy(target, self._bound_ws_port, self._host, seed=self._seed)
+                )
+            if self._want_rest_proxy:
+                self._rest_proxy = await stack.enter_async_context(
+                    FaultProxy(target, self._bound_port, self._host, seed=self._seed)
+                )
             self._stack = stack.pop_all()
         emit(_log, "fake.started", api_url=self.api_url, ws_url=self.ws_url)
         return self
@@ -340,6 +391,7 @@ class FakePlatform:
         finally:
             self._tg = None
             self._ws_server = None
+            self._ws_proxy = self._rest_proxy = None
             emit(_log, "fake.stopped")
 
     @staticmethod
@@ -352,8 +404,9 @@ class FakePlatform:
 
     @property
     def api_url(self) -> str:
-        """Base URL of the REST API, ``http://127.0.0.1:PORT``."""
-        return f"http://{_url_host(self._host)}:{self._bound_port}"
+        """Base URL of the REST API, ``http://127.0.0.1:PORT`` (the proxy's with ``rest_proxy``)."""
+        port = self._rest_proxy.port if self._rest_proxy is not None else self._bound_port
+        return f"http://{_url_host(self._host)}:{port}"
 
     @property
     def login_url(self) -> str:
@@ -366,8 +419,48 @@ class FakePlatform:
         return f"ws://{_url_host(self._host)}:{self._bound_ws_port}"
 
     @property
+    def control_url(self) -> str:
+        """Base URL of the control endpoints (``/fake/...``), never through a proxy."""
+        return f"http://{_url_host(self._host)}:{self._bound_port}{CONTROL_PREFIX}"
+
+    @property
+    def connect_url(self) -> str:
+        """Base of the ``connectUri`` channels hand out: the proxy's with ``ws_proxy``, else
+        :attr:`ws_url`."""
+        if self._ws_proxy is not None:
+            return f"ws://{_url_host(self._host)}:{self._ws_proxy.port}"
+        return self.ws_url
+
+    @property
+    def ws_proxy(self) -> FaultProxy:
+        """The :class:`~outdial.fake.proxy.FaultProxy` every channel's ``connectUri`` goes through.
+
+        Only with ``FakePlatform(ws_proxy=True)``: freeze it for a half-open
+        socket, reset it for a connection reset, and so on.
+        """
+        if self._ws_proxy is None:
+            raise RuntimeError("no WebSocket proxy: create the platform with ws_proxy=True")
+        return self._ws_proxy
+
+    @property
+    def proxies(self) -> dict[str, FaultProxy]:
+        """The running fault proxies by name (``"ws"``, ``"rest"``); empty without any."""
+        named = {"ws": self._ws_proxy, "rest": self._rest_proxy}
+        return {name: proxy for name, proxy in named.items() if proxy is not None}
+
+    @property
+    def rest_proxy(self) -> FaultProxy:
+        """The :class:`~outdial.fake.proxy.FaultProxy` in front of the REST API and login host.
+
+        Only with ``FakePlatform(rest_proxy=True)``; :attr:`api_url` then points at it.
+        """
+        if self._rest_proxy is None:
+            raise RuntimeError("no REST proxy: create the platform with rest_proxy=True")
+        return self._rest_proxy
+
+    @property
     def port(self) -> int:
-        """The port the API listens on (known once entered)."""
+        """The port the API server itself listens on (known once entered)."""
         return self._bound_port
 
     @property
@@ -405,11 +498,79 @@ class FakePlatform:
         Matching uses :func:`re.search` on the path without the query string,
         and only requests with ``method`` when one is given.
         """
-        if status == 429 and retry_after is None:
-            retry_after = 1.0
-        self._injections.append(
-            _Injection(re.compile(path_regex), status, count, retry_after, method)
-        )
+        self._rest_faults.fail_next(path_regex, status, count, retry_after, method)
+
+    def stall_next(
+        self,
+        path_regex: str,
+        seconds: float,
+        method: str | None = None,
+        count: int = 1,
+        after_effect: bool = True,
+    ) -> None:
+        """Hold the answer to the next ``count`` matching requests for ``seconds``.
+
+        With ``after_effect`` (the default) the request is handled first: a
+        call is accepted, recorded and played out, but its answer comes
+        ``seconds`` later, so a client with a shorter timeout sees a timeout
+        *after* the platform accepted the call. Without it, the request waits
+        before it is handled (nothing happens until then). :meth:`release_stalls`
+        ends every current hold early; :attr:`stalled_requests` counts them.
+        """
+        self._rest_faults.stall_next(path_regex, seconds, method, count, after_effect)
+
+    def release_stalls(self) -> None:
+        """End every current :meth:`stall_next` hold now (the held answers go out)."""
+        if self._stall_release is not None:
+            self._stall_release.set()
+            self._stall_release = anyio.Event()
+
+    def slow_rest(self, seconds: float) -> None:
+        """Hold every REST answer ``seconds`` after handling the request (0: no delay)."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        self._rest_faults.slow = seconds
+
+    def fail_rate(
+        self,
+        status: int,
+        rate: float,
+        path_regex: str | None = None,
+        *,
+        method: str | None = None,
+    ) -> None:
+        """Answer a seeded-random fraction ``rate`` of matching requests with ``status``.
+
+        ``status`` is 429 (with ``Retry-After: 1``), 500, 502, 503 or 504.
+        ``path_regex`` None matches every request, the token endpoint included.
+        Calling again with the same ``path_regex`` and ``method`` replaces the
+        rule; ``rate`` 0 removes it. The draws come from their own seeded
+        stream: the same seed and the same requests fail the same requests, and
+        call outcomes do not change because of it.
+        """
+        self._rest_faults.fail_rate(status, rate, path_regex, method)
+
+    def clear_rest_faults(self) -> None:
+        """Remove every REST fault (fail_next, stall_next, slow_rest, fail_rate)."""
+        self._rest_faults.clear()
+        self.release_stalls()
+
+    def clear_faults(self) -> None:
+        """Back to a healthy platform: no REST, protocol or TCP faults in force.
+
+        Heartbeats and pongs resume, events are no longer duplicated, reordered
+        or delayed (held ones still go out), stalls are released and the
+        proxies (if any) forward transparently again.
+        """
+        self.clear_rest_faults()
+        self.heartbeats_enabled = True
+        self.answer_pings = True
+        self.duplicate_events = 1
+        self.reorder_events(1)
+        self.delay_events(0.0)
+        for proxy in (self._ws_proxy, self._rest_proxy):
+            if proxy is not None:
+                proxy.clear()
 
     def agent_presence(self, user_id: str) -> str:
         """The agent's current ``systemPresence`` (``Available``, ``Busy``, ...)."""
@@ -426,6 +587,89 @@ class FakePlatform:
         presence_definition_id(system_presence)  # refuse unknown names before changing state
         agent = self._agent(user_id)
         await self._set_agent(agent, system_presence, routing_status or agent.routing)
+
+    def add_agent(
+        self, user_id: str, presence: str = "Available", routing_status: str = "IDLE"
+    ) -> None:
+        """Simulate one more agent (a no-op for one already simulated); no event is published."""
+        presence_definition_id(presence)
+        if user_id not in self._agents:
+            now = self._clock.now()
+            self._agents[user_id] = _Agent(user_id, presence, now, routing_status, now)
+            self._notify()
+
+    async def publish_presence(
+        self, user_id: str, system_presence: str, routing_status: str | None = None
+    ) -> int:
+        """Set an agent's presence and publish ``v2.users.{id}.presence`` even when unchanged.
+
+        :meth:`set_presence` publishes only changes, as the platform does; this
+        is the helper for a test that wants "an Available event now". Returns
+        how many sockets got the presence event.
+        """
+        presence_definition_id(system_presence)
+        agent = self._agent(user_id)
+        now = self._clock.now()
+        agent.presence, agent.presence_modified = system_presence, now
+        if routing_status is not None and routing_status != agent.routing:
+            await self._set_agent(agent, system_presence, routing_status)
+        self._notify()
+        topic = f"v2.users.{user_id}.presence"
+        return await self.publish(topic, presence_body(system_presence, now))
+
+    async def publish_call_event(
+        self,
+        user_id: str,
+        phone_number: str,
+        state: str = "disconnected",
+        disconnect_type: str | None = "peer",
+        *,
+        answered: bool = True,
+        conversation_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Publish one ``v2.users.{id}.conversations.calls`` event for a made-up call; return
+        its body.
+
+        The customer leg is in ``state`` (``dialing``, ``alerting``,
+        ``connected``, ``disconnected``); a disconnected one carries
+        ``disconnect_type`` and, when ``answered``, a ``connectedTime``. The
+        call is not placed: nothing is recorded and no agent state changes.
+        """
+        now = self._clock.now()
+        parties = CallParties(
+            conversation_id=conversation_id or str(uuid.uuid4()),
+            user_id=user_id,
+            phone_number=phone_number,
+            agent_participant_id=str(uuid.uuid4()),
+            customer_participant_id=str(uuid.uuid4()),
+        )
+        customer: dict[str, Any] = {"state": state}
+        if state == "connected" or (state == "disconnected" and answered):
+            customer["connectedTime"] = iso_ms(now)
+        end: float | None = None
+        if state == "disconnected":
+            end = 0.0
+            customer["endTime"] = iso_ms(now)
+            if disconnect_type is not None:
+                customer["disconnectType"] = disconnect_type
+        body = conversation_body(parties, now, 0.0, customer, end)
+        await self.publish(f"v2.users.{user_id}.conversations.calls", body)
+        return body
+
+    async def wait_for_subscription(
+        self,
+        topic: str,
+        timeout: float = 5.0,  # noqa: ASYNC109 (the deadline is the point of this helper)
+    ) -> None:
+        """Wait until a connected socket's channel subscribes ``topic`` (so a published event
+        reaches the client); :class:`TimeoutError` after ``timeout`` seconds."""
+
+        def subscribed() -> bool:
+            return any(
+                c.socket is not None and topic in c.topics for c in list(self._channels.values())
+            )
+
+        await self.wait_for(subscribed, timeout)
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """The conversation body as it is now (as ``GET .../calls/{id}`` returns it)."""
@@ -451,7 +695,10 @@ class FakePlatform:
         """Send an event to every socket whose channel subscribes ``topic``; return how many.
 
         A socket that is closing or gone simply misses the event: the real
-        platform has no durability either.
+        platform has no durability either. With :attr:`duplicate_events`,
+        :meth:`reorder_events` or :meth:`delay_events` in force the event goes
+        through those faults first; the count is then of the copies sent right
+        away (0 for an event held back, which goes out later on its own).
         """
         envelope = {
             "topicName": topic,
@@ -459,7 +706,15 @@ class FakePlatform:
             "eventBody": dict(body),
             "metadata": {"CorrelationId": str(uuid.uuid4())},
         }
-        text = json.dumps(envelope)
+        self._shaper.push(topic, json.dumps(envelope), anyio.current_time())
+        delivered = 0
+        for release in self._shaper.due(anyio.current_time()):
+            delivered += await self._deliver(release.topic, release.text)
+        if self._shaper.pending and self._shaper_wake is not None:
+            self._shaper_wake.set()
+        return delivered
+
+    async def _deliver(self, topic: str, text: str) -> int:
         delivered = 0
         for channel in list(self._channels.values()):
             sock = channel.socket
@@ -470,6 +725,127 @@ class FakePlatform:
             if await sock.send(text):
                 delivered += 1
         return delivered
+
+    async def _outbox(self) -> None:
+        """Send the events the shaper held back (reordered or delayed) when they are due."""
+        while True:
+            wake = self._shaper_wake = anyio.Event()
+            for release in self._shaper.due(anyio.current_time()):
+                await self._deliver(release.topic, release.text)
+            at = self._shaper.next_at()
+            if at is None:
+                await wake.wait()
+            else:
+                with anyio.move_on_after(max(0.0, at - anyio.current_time())):
+                    await wake.wait()
+
+    # -- protocol faults --------------------------------------------------------------------
+
+    @property
+    def duplicate_events(self) -> int:
+        """How many times each published event is sent (1: once; the copies share the
+        correlation id, as a redelivery would)."""
+        return self._shaper.duplicates
+
+    @duplicate_events.setter
+    def duplicate_events(self, copies: int) -> None:
+        if copies < 1:
+            raise ValueError("duplicate_events must be at least 1")
+        self._shaper.duplicates = copies
+
+    def reorder_events(self, window: int, flush_after: float = 0.2) -> None:
+        """Shuffle published events within groups of ``window`` (seeded); 1 turns it off.
+
+        Events wait until ``window`` of them are pending, then go out in a
+        shuffled order; a partial group goes out ``flush_after`` seconds after
+        its first event.
+        """
+        if window < 1 or flush_after < 0:
+            raise ValueError("window must be at least 1 and flush_after not negative")
+        self._shaper.reorder_window = window
+        self._shaper.reorder_flush = flush_after
+        self._wake_outbox()
+
+    def delay_events(self, seconds: float) -> None:
+        """Send every published event ``seconds`` late (0: at once); order is kept."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        self._shaper.delay = seconds
+        self._wake_outbox()
+
+    @property
+    def events_pending(self) -> int:
+        """Published event copies held back by reordering or delay, not sent yet."""
+        return self._shaper.pending
+
+    @property
+    def events_dropped(self) -> int:
+        """Event copies dropped because too many were held back at once (see
+        :class:`~outdial.fake.faults.EventShaper`)."""
+        return self._shaper.dropped
+
+    def _wake_outbox(self) -> None:
+        if self._shaper_wake is not None:
+            self._shaper_wake.set()
+
+    async def send_malformed(self, text: str | None = None) -> int:
+        """Send a frame that is not valid JSON (``text``, or a truncated envelope) to every
+        socket; return how many got it."""
+        frame = text if text is not None else '{"topicName": "v2.users.'
+        return await self._send_raw(frame)
+
+    async def send_oversized(self, nbytes: int) -> int:
+        """Send a valid ``channel.metadata`` frame padded to ``nbytes`` bytes to every socket.
+
+        A client with a smaller frame limit (``max_size`` in ``websockets``)
+        closes the connection with 1009; return how many sockets it was sent to.
+        """
+        head = '{"topicName":"channel.metadata","eventBody":{"message":"oversized","padding":"'
+        tail = '"}}'
+        padding = max(0, nbytes - len(head) - len(tail))
+        return await self._send_raw(head + "x" * padding + tail)
+
+    async def publish_unknown_topic(
+        self, topic: str = "v2.fake.unknown.topic", body: Mapping[str, Any] | None = None
+    ) -> int:
+        """Send an event on a topic no client subscribed to every socket (as a platform
+        change or a stray event would); return how many got it."""
+        envelope = {
+            "topicName": topic,
+            "version": "2",
+            "eventBody": dict(body or {"unexpected": True}),
+            "metadata": {"CorrelationId": str(uuid.uuid4())},
+        }
+        return await self._send_raw(json.dumps(envelope))
+
+    async def _send_raw(self, text: str) -> int:
+        delivered = 0
+        for channel in list(self._channels.values()):
+            if channel.socket is not None and await channel.socket.send(text):
+                delivered += 1
+        return delivered
+
+    def evict_oldest(self) -> str | None:
+        """Evict the oldest live channel, as creating a 21st one would; return its id."""
+        live = self.live_channels
+        if not live:
+            return None
+        self._remove_channel(self._channels[live[0]], "channel evicted: too many channels")
+        return live[0]
+
+    def kick_socket(self, channel_id: str) -> bool:
+        """Close a channel's socket as a second socket on the channel would; False if none.
+
+        The channel stays valid, so the client can reconnect to it.
+        """
+        channel = self._channels.get(channel_id)
+        sock = channel.socket if channel is not None else None
+        if channel is None or sock is None:
+            return False
+        channel.socket = None
+        self._task_group.start_soon(sock.close, 1000, _REPLACED)
+        self._notify()
+        return True
 
     async def drop_sockets(self) -> None:
         """Reset every WebSocket connection abruptly (no close frame), as a network failure does."""
@@ -508,6 +884,42 @@ class FakePlatform:
         if channel is not None:
             self._remove_channel(channel, "channel expired")
 
+    # -- fault schedules ----------------------------------------------------------------------
+
+    def run_schedule(self, faults: Iterable[Fault]) -> FaultRun:
+        """Play a fault schedule in the platform's task group; return its :class:`FaultRun`.
+
+        Times are seconds from now. A fault with a ``duration`` is undone when
+        it ends. Raises :class:`RuntimeError` at once when a fault needs a TCP
+        proxy the platform was not created with (``ws_proxy``/``rest_proxy``).
+        """
+        listed = list(faults)
+        self._check_proxies(listed)
+        run = FaultRun(expand(listed))
+        self._task_group.start_soon(follow, self, run)
+        emit(_log, "fake.schedule.started", faults=len(listed))
+        return run
+
+    async def apply_fault(self, fault: Fault) -> None:
+        """Make one fault happen now (its ``at`` is ignored); undo it after its ``duration``."""
+        self._check_proxies([fault])
+        await start_fault(self, fault)
+        self._notify()
+        if fault.duration is not None:
+            self._task_group.start_soon(self._end_fault_later, fault, fault.duration)
+
+    async def _end_fault_later(self, fault: Fault, delay: float) -> None:
+        await anyio.sleep(delay)
+        await end_fault(self, fault)
+        self._notify()
+
+    def _check_proxies(self, faults: Sequence[Fault]) -> None:
+        for fault in faults:
+            if fault.proxy_name == "ws" and self._ws_proxy is None:
+                raise RuntimeError(f"a {fault.kind!r} fault needs FakePlatform(ws_proxy=True)")
+            if fault.proxy_name == "rest" and self._rest_proxy is None:
+                raise RuntimeError(f"a {fault.kind!r} fault needs FakePlatform(rest_proxy=True)")
+
     async def wait_for_calls(
         self,
         n: int,
@@ -525,12 +937,18 @@ class FakePlatform:
         """Wait until ``predicate()`` holds, re-checked after every change the platform makes.
 
         Changes are: tokens, channels, subscriptions, sockets connecting or
-        disconnecting, calls accepted or moving on, agent presence. Raises
+        disconnecting, calls accepted or moving on, agent presence, pings,
+        stalled requests, faults applied by a schedule or ``apply_fault``. Raises
         :class:`TimeoutError` after ``timeout`` seconds.
         """
         with anyio.fail_after(timeout):
             while not predicate():
                 await self._changed.wait()
+
+    def notify_changed(self) -> None:
+        """Wake every :meth:`wait_for` to re-check its predicate (after a change made
+        outside the platform's own bookkeeping, such as a fault being applied)."""
+        self._notify()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -545,14 +963,20 @@ class FakePlatform:
     # -- REST dispatch ----------------------------------------------------------------------
 
     async def _dispatch(self, request: Request) -> Response:
+        if request.path.startswith(CONTROL_PREFIX):
+            # Control endpoints: no token, no faults, nothing recorded.
+            return await handle_control(self, request)
         correlation = str(uuid.uuid4())
         headers: list[tuple[str, str]] = [("ININ-Correlation-Id", correlation)]
         match = self._router.resolve(request.method, request.path)
         name = match.route.name if not isinstance(match, int) else ""
+        verdict = self._rest_faults.decide(request.method, request.path)
+        await self._hold(verdict.hold_before, verdict)
         try:
             if isinstance(match, int):
                 raise status_error(match)
-            self._inject(request.method, request.path)
+            if verdict.status is not None:
+                raise status_error(verdict.status, retry_after=verdict.retry_after)
             if name == "token":
                 response = await self._token(request)
             else:
@@ -577,7 +1001,23 @@ class FakePlatform:
             status=response.status,
             correlation_id=correlation,
         )
+        await self._hold(verdict.hold_after, verdict)
         return response
+
+    async def _hold(self, seconds: float, verdict: RestVerdict) -> None:
+        if seconds <= 0:
+            return
+        if not verdict.stalled or self._stall_release is None:
+            await anyio.sleep(seconds)
+            return
+        self.stalled_requests += 1
+        self._notify()
+        try:
+            with anyio.move_on_after(seconds):
+                await self._stall_release.wait()
+        finally:
+            self.stalled_requests -= 1
+            self._notify()
 
     @staticmethod
     def _error_response(
@@ -586,16 +1026,6 @@ class FakePlatform:
         if error.retry_after is not None:
             headers.append(("Retry-After", _seconds_header(error.retry_after)))
         return Response.json(error.status, error.body(correlation))
-
-    def _inject(self, method: str, path: str) -> None:
-        for injection in self._injections:
-            if injection.method is not None and injection.method.upper() != method:
-                continue
-            if injection.remaining > 0 and injection.pattern.search(path):
-                injection.remaining -= 1
-                if injection.remaining == 0:
-                    self._injections.remove(injection)
-                raise status_error(injection.status, retry_after=injection.retry_after)
 
     def _authenticate(self, request: Request) -> str:
         auth = request.header("authorization") or ""
@@ -746,7 +1176,7 @@ class FakePlatform:
     def _channel_json(self, channel: _Channel) -> dict[str, str]:
         return {
             "id": channel.id,
-            "connectUri": f"{self.ws_url}/channels/{channel.id}",
+            "connectUri": f"{self.connect_url}/channels/{channel.id}",
             "expires": iso_ms(channel.expires_wall),
         }
 
@@ -812,8 +1242,11 @@ class FakePlatform:
             agent_participant_id=str(uuid.uuid4()),
             customer_participant_id=str(uuid.uuid4()),
         )
-        steps = call_script(plan, parties, self.timing, self._clock.now())
-        self._conversations[parties.conversation_id] = _Conversation(parties, plan, steps[0].body)
+        started = self._clock.now()
+        steps = call_script(plan, parties, self.timing, started)
+        self._conversations[parties.conversation_id] = _Conversation(
+            parties, plan, steps[0].body, started, call.caller_id
+        )
         # The agent is busy from the moment the platform accepts the call, so a REST
         # re-read right after the POST already sees it; the events follow.
         agent.active_calls += 1
@@ -868,6 +1301,11 @@ class FakePlatform:
                 [FieldDetail("conversationId", "not.found")],
             )
         return Response.json(200, conversation.body)
+
+    async def _h_analytics_query(self, request: Request) -> Response:
+        query = validate_details_query(parse_json(request.body))
+        facts = [c.facts() for c in self._conversations.values()]
+        return Response.json(200, details_response(facts, query))
 
     # -- agents -------------------------------------------------------------------------------
 
@@ -940,9 +1378,7 @@ class FakePlatform:
         previous, channel.socket = channel.socket, sock
         if previous is not None:
             # One socket per channel: the newcomer wins, the old one is told why.
-            self._task_group.start_soon(
-                previous.close, 1000, "Replaced by a newer connection to this channel"
-            )
+            self._task_group.start_soon(previous.close, 1000, _REPLACED)
         self._notify()
         emit(_log, "fake.socket.connected", channel_id=channel.id)
         try:
@@ -998,6 +1434,7 @@ def _routes() -> Router:
         router.add(method, subscriptions, f"{method.lower()}_subscriptions")
     router.add("POST", "/api/v2/conversations/calls/user/{user_id}", _CALL_ROUTE)
     router.add("GET", "/api/v2/conversations/calls/{conversation_id}", "get_call")
+    router.add("POST", "/api/v2/analytics/conversations/details/query", "analytics_query")
     router.add("GET", "/api/v2/users/{user_id}/presences/purecloud", "get_presence")
     router.add("GET", "/api/v2/users/{user_id}/routingstatus", "get_routing_status")
     return router
@@ -1019,6 +1456,11 @@ def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
         return None, None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else (None, None)
+
+
+def _sub_seed(seed: int | None, purpose: str) -> str | None:
+    """A seed for one purpose's RNG, derived from the platform's seed (None stays random)."""
+    return None if seed is None else f"{seed}:{purpose}"
 
 
 def _seconds_header(value: float) -> str:

@@ -1,27 +1,175 @@
-"""pytest plugin (registered through the ``pytest11`` entry point): a ``fake_platform`` fixture.
+"""pytest plugin (the ``pytest11`` entry point ``outdial``): test dialing rules against the fake.
 
-The fixture is an anyio async fixture, so tests using it run under anyio's
-pytest plugin (``@pytest.mark.anyio``). Timings are tiny so call play-outs
-finish in well under a second.
+Installed with outdial, it gives every test suite:
+
+* ``fake_platform``: a running :class:`~outdial.fake.platform.FakePlatform`
+  (seed 0, :data:`FAST_TIMING`, heartbeats every 0.5 s). An anyio async
+  fixture: mark tests ``@pytest.mark.anyio``.
+* ``fake_platform_factory``: ``fake_platform_factory(**options)`` builds a
+  platform with the same fast defaults and your options (agents, seed,
+  ``ws_proxy=True``, ...); use it as ``async with ... as platform``.
+
+and helpers to run the real daemon in-process against it:
+
+* :func:`fake_config` reads your ``outdial.toml`` (or a dict) and points it at
+  the fake: its URLs and credentials, your store URL, a calling window that
+  is open now, and every agent your rules name simulated by the fake.
+* :func:`running_daemon` opens the store, imports contacts, runs the daemon
+  for the body of an ``async with`` and stops it cleanly.
+
+The platform's own helpers do the rest: ``publish_presence``,
+``publish_call_event``, ``wait_for_subscription``, ``wait_for_calls``,
+``recorded``, ``set_outcome`` and the fault controls.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import tomllib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 from outdial.fake.platform import FakePlatform
 from outdial.fake.script import CallTiming
 
-__all__ = ["FAST_TIMING", "fake_platform"]
+if TYPE_CHECKING:
+    from outdial.app import Daemon
+    from outdial.config import Config
+    from outdial.store.base import ContactRow
+
+__all__ = [
+    "FAST_TIMING",
+    "always_open_window",
+    "fake_config",
+    "fake_platform",
+    "fake_platform_factory",
+    "running_daemon",
+]
 
 FAST_TIMING = CallTiming(ring=(0.02, 0.05), talk=(0.02, 0.05), wrapup=0.02, dial=0.01)
 """Call timing for tests: a whole call, wrap-up included, takes about a tenth of a second."""
+
+_FAST_DEFAULTS: dict[str, Any] = {"seed": 0, "timing": FAST_TIMING, "heartbeat_interval": 0.5}
 
 
 @pytest.fixture
 async def fake_platform(anyio_backend: str) -> AsyncIterator[FakePlatform]:
     """A running :class:`FakePlatform` with two agents, seed 0 and :data:`FAST_TIMING`."""
-    async with FakePlatform(seed=0, timing=FAST_TIMING, heartbeat_interval=0.5) as platform:
+    async with FakePlatform(**_FAST_DEFAULTS) as platform:
         yield platform
+
+
+@pytest.fixture
+def fake_platform_factory() -> Callable[..., FakePlatform]:
+    """Build a :class:`FakePlatform` with the fixture's fast defaults overridden by yours.
+
+    ::
+
+        async with fake_platform_factory(agents=["u1"], seed=7, ws_proxy=True) as platform:
+            ...
+    """
+
+    def make(**options: Any) -> FakePlatform:
+        return FakePlatform(**{**_FAST_DEFAULTS, **options})
+
+    return make
+
+
+def always_open_window(now: datetime | None = None) -> tuple[str, str]:
+    """A calling window open, in every time zone, for the next few minutes after ``now``.
+
+    A window always has a closed minute; this one puts it at a minute of the
+    hour that no zone's clock shows now or in the next six minutes (zone
+    offsets are whole quarter hours), so a test never meets it.
+    """
+    now = now or datetime.now(UTC)
+    closed = (now + timedelta(minutes=7)).minute
+    start = f"00:{(closed + 1) % 60:02d}"
+    end = f"00:{closed:02d}"
+    # 00:MM+1 to 00:MM wraps midnight: open all day except local 00:MM to 00:MM+1.
+    return (start, end) if closed != 59 else ("01:00", "00:59")
+
+
+def fake_config(
+    platform: FakePlatform,
+    config: str | Path | Mapping[str, Any],
+    *,
+    store_url: str,
+    calling_window: tuple[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    add_agents: bool = True,
+) -> Config:
+    """Your config, pointed at ``platform``: a TOML file path or an already parsed mapping.
+
+    ``[platform]`` gets the fake's URLs and credentials (``region`` is
+    dropped), ``[store]`` gets ``store_url``, and ``[guards] calling_window``
+    becomes ``calling_window`` (default: :func:`always_open_window`, so a test
+    passes at any hour; pass your own to test the window). ``${VARS}`` in the
+    file are expanded from ``env`` (default ``os.environ``). With
+    ``add_agents`` every user your rules list becomes an agent of the fake, so
+    it accepts their calls and you can publish their presence.
+    """
+    from outdial.config import parse_config
+
+    if isinstance(config, str | Path):
+        source = str(config)
+        data: dict[str, Any] = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+    else:
+        source, data = "<test config>", dict(config)
+    settings = {
+        k: v for k, v in dict(data.get("platform", {})).items() if k not in ("region", "api_url")
+    }
+    settings.update(
+        api_url=platform.api_url,
+        login_url=platform.login_url,
+        client_id=platform.client_id,
+        client_secret=platform.client_secret,
+    )
+    guards = dict(data.get("guards", {}))
+    guards["calling_window"] = list(calling_window or always_open_window())
+    data = {**data, "platform": settings, "store": {"url": store_url}, "guards": guards}
+    parsed = parse_config(data, source, os.environ if env is None else env)
+    if add_agents:
+        for rule in parsed.rules:
+            for user in rule.users:
+                platform.add_agent(user)
+    return parsed
+
+
+@asynccontextmanager
+async def running_daemon(
+    config: Config,
+    *,
+    contacts: Iterable[ContactRow | tuple[str, str]] = (),
+) -> AsyncIterator[Daemon]:
+    """Run the daemon for ``config`` (see :func:`fake_config`) for the body of the block.
+
+    The store at ``config.store.url`` is opened and ``contacts`` imported into
+    it first (``ContactRow`` or ``(user_id, phone_number)`` pairs); the daemon
+    has connected its listener when the block starts, and is cancelled, its
+    client closed, when the block ends.
+    """
+    from outdial.app import Daemon, platform_from_config
+    from outdial.store import open_store
+    from outdial.store.base import ContactRow
+
+    rows = [row if isinstance(row, ContactRow) else ContactRow(*row) for row in contacts]
+    async with open_store(config.store.url) as store:
+        if rows:
+            await store.import_contacts(rows)
+        client = platform_from_config(config)
+        try:
+            daemon = Daemon(config, platform=client, store=store)
+            async with anyio.create_task_group() as tg:
+                await tg.start(daemon.run)
+                yield daemon
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()

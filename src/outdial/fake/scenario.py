@@ -1,9 +1,14 @@
-"""Scenario files for the standalone fake: call timing, outcome weights and forced outcomes.
+"""Scenario files for the fake: agents, call timing, the contacts' outcome model, and a
+timed fault schedule.
 
 A scenario is a small TOML file a user writes to try dialing rules against a
 platform that behaves a particular way::
 
+    agents = ["3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"]   # the simulated agents' user ids
+    seed = 7                 # same seed, same outcomes, timings and random faults
     heartbeat_interval = 30.0
+    ws_proxy = true          # put the TCP fault proxy in front of the WebSocket
+                             # (implied by any proxy fault below)
 
     [timing]
     ring = [1.0, 3.0]        # seconds, drawn uniformly
@@ -18,18 +23,35 @@ platform that behaves a particular way::
 
     [outcomes]               # numbers that always end the same way
     "+441212345601" = "busy"
+
+    [[faults]]               # see outdial.fake.schedule for every kind
+    at = 5.0
+    kind = "freeze"
+    duration = 3.0
+
+    [[faults]]
+    at = 20.0
+    kind = "closing_warning"
+    seconds = 5.0            # the socket closes 5 s after the warning
+
+:func:`platform_from_scenario` builds the :class:`~outdial.fake.platform.FakePlatform`
+a scenario describes; once it runs, ``platform.run_schedule(scenario.faults)``
+plays the faults (``outdial fake-server --scenario FILE`` does both).
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from outdial.fake.platform import FakePlatform
+from outdial.fake.schedule import Fault
 from outdial.fake.script import CallTiming, Outcome
 
-__all__ = ["Scenario", "ScenarioError", "load_scenario"]
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "platform_from_scenario"]
 
 
 class ScenarioError(ValueError):
@@ -46,14 +68,30 @@ class _Timing(BaseModel):
 
 
 class Scenario(BaseModel):
-    """How the standalone fake behaves: timing, outcome weights, forced outcomes, heartbeat."""
+    """How the fake behaves: agents, timing, outcome weights and forced outcomes, heartbeat,
+    proxies and a fault schedule. Every key is optional."""
 
     model_config = ConfigDict(extra="forbid")
 
+    agents: list[str] | None = Field(default=None, min_length=1)
+    seed: int | None = None
     heartbeat_interval: float = Field(default=30.0, gt=0)
     timing: _Timing = Field(default_factory=_Timing)
     weights: dict[Outcome, float] | None = None
     outcomes: dict[str, Outcome] = Field(default_factory=dict)
+    ws_proxy: bool = False
+    rest_proxy: bool = False
+    faults: list[Fault] = Field(default_factory=list)
+
+    @property
+    def needs_ws_proxy(self) -> bool:
+        """True when asked for, or when a fault acts on the WebSocket proxy."""
+        return self.ws_proxy or any(f.proxy_name == "ws" for f in self.faults)
+
+    @property
+    def needs_rest_proxy(self) -> bool:
+        """True when asked for, or when a fault acts on the REST proxy."""
+        return self.rest_proxy or any(f.proxy_name == "rest" for f in self.faults)
 
     def call_timing(self) -> CallTiming:
         """The scenario's timing as a :class:`CallTiming`."""
@@ -77,3 +115,27 @@ def load_scenario(path: str | Path) -> Scenario:
     except ValueError as exc:
         raise ScenarioError(f"scenario {path}: {exc}") from None
     return scenario
+
+
+def platform_from_scenario(scenario: Scenario, **overrides: Any) -> FakePlatform:
+    """A (not yet started) :class:`FakePlatform` as ``scenario`` describes it.
+
+    ``overrides`` are further :class:`FakePlatform` keyword arguments (``port``,
+    ``clock``, ...) and win over the scenario's. The fault schedule is not
+    started: call ``platform.run_schedule(scenario.faults)`` once it runs.
+    """
+    options: dict[str, Any] = {
+        "seed": scenario.seed,
+        "heartbeat_interval": scenario.heartbeat_interval,
+        "timing": scenario.call_timing(),
+        "outcome_weights": scenario.weights,
+        "ws_proxy": scenario.needs_ws_proxy,
+        "rest_proxy": scenario.needs_rest_proxy,
+    }
+    if scenario.agents is not None:
+        options["agents"] = scenario.agents
+    options.update(overrides)
+    platform = FakePlatform(**options)
+    for number, outcome in scenario.outcomes.items():
+        platform.set_outcome(number, outcome)
+    return platform

@@ -37,6 +37,7 @@ __all__ = [
     "CallTiming",
     "Outcome",
     "call_script",
+    "conversation_body",
     "iso_ms",
     "pick_outcome",
     "plan_call",
@@ -192,33 +193,7 @@ def call_script(
         return iso_ms(start + timedelta(seconds=offset))
 
     def body(customer: dict[str, Any], end_offset: float | None = None) -> dict[str, Any]:
-        agent: dict[str, Any] = {
-            "id": parties.agent_participant_id,
-            "startTime": at(0.0),
-            "purpose": "agent",
-            "state": "connected" if end_offset is None else "disconnected",
-            "direction": "outbound",
-            "user": {"id": parties.user_id},
-        }
-        if end_offset is not None:
-            agent["endTime"] = at(end_offset)
-            agent["disconnectType"] = "client"
-        return {
-            "id": parties.conversation_id,
-            "participants": [
-                agent,
-                {
-                    "id": parties.customer_participant_id,
-                    "address": f"tel:{parties.phone_number}",
-                    "startTime": at(timing.dial),
-                    "purpose": "customer",
-                    "direction": "outbound",
-                    **customer,
-                },
-            ],
-            "recordingState": "none",
-            "maxParticipants": 10,
-        }
+        return conversation_body(parties, start, timing.dial, customer, end_offset)
 
     def final(end_offset: float, **extra: str) -> dict[str, Any]:
         customer = {
@@ -245,6 +220,52 @@ def call_script(
         # A failure is reported sooner than a busy tone or a timeout.
         steps.append(CallStep(ring / 2, final(dial + ring / 2)))
     return steps
+
+
+def conversation_body(
+    parties: CallParties,
+    start: datetime,
+    dial_offset: float,
+    customer: dict[str, Any],
+    end_offset: float | None = None,
+) -> dict[str, Any]:
+    """One conversation body of an agent-placed call, as ``conversations.calls`` carries it.
+
+    ``customer`` holds the customer participant's changing fields (``state``,
+    ``connectedTime``, ``endTime``, ``disconnectType``); with ``end_offset``
+    the agent leg has ended too (``client``), that many seconds after ``start``.
+    """
+
+    def at(offset: float) -> str:
+        return iso_ms(start + timedelta(seconds=offset))
+
+    agent: dict[str, Any] = {
+        "id": parties.agent_participant_id,
+        "startTime": at(0.0),
+        "purpose": "agent",
+        "state": "connected" if end_offset is None else "disconnected",
+        "direction": "outbound",
+        "user": {"id": parties.user_id},
+    }
+    if end_offset is not None:
+        agent["endTime"] = at(end_offset)
+        agent["disconnectType"] = "client"
+    return {
+        "id": parties.conversation_id,
+        "participants": [
+            agent,
+            {
+                "id": parties.customer_participant_id,
+                "address": f"tel:{parties.phone_number}",
+                "startTime": at(dial_offset),
+                "purpose": "customer",
+                "direction": "outbound",
+                **customer,
+            },
+        ],
+        "recordingState": "none",
+        "maxParticipants": 10,
+    }
 
 
 _PRESENCE_IDS = {

@@ -11,11 +11,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from outdial.fake.platform import DEFAULT_AGENTS, FakePlatform
-from outdial.fake.scenario import load_scenario
+from outdial.fake.scenario import Scenario, load_scenario, platform_from_scenario
 from outdial.fake.script import CallTiming, Outcome
 
 __all__ = ["banner", "print_banner", "serve"]
@@ -27,7 +28,8 @@ def banner(platform: FakePlatform) -> str:
         "outdial fake Genesys Cloud platform is ready",
         f"  api_url       {platform.api_url}",
         f"  login_url     {platform.login_url}",
-        f"  ws_url        {platform.ws_url}",
+        f"  ws_url        {platform.connect_url}",
+        f"  control_url   {platform.control_url}",
         f"  client_id     {platform.client_id}",
         f"  client_secret {platform.client_secret}",
         "  agents        " + ", ".join(platform.agents),
@@ -52,36 +54,46 @@ async def serve(
     heartbeat_interval: float = 30.0,
     timing: CallTiming | None = None,
     outcome_weights: Mapping[Outcome, float] | None = None,
-    scenario: str | Path | None = None,
+    scenario: str | Path | Scenario | None = None,
     on_ready: Callable[[FakePlatform], None] | None = print_banner,
 ) -> None:
     """Serve the fake platform until cancelled; call ``on_ready`` once it listens.
 
-    ``scenario`` names a TOML file (see :mod:`outdial.fake.scenario`); its
-    timing, weights and heartbeat interval replace the arguments', and its
-    forced outcomes are applied before the first request.
+    ``scenario`` names a TOML file (see :mod:`outdial.fake.scenario`) or is a
+    loaded :class:`Scenario`. Its agents, seed, timing, weights, heartbeat
+    interval and proxies replace the arguments'; its forced outcomes apply
+    before the first request and its fault schedule starts once the platform
+    listens.
     """
-    forced: Mapping[str, Outcome] = {}
+    options: dict[str, Any] = {
+        "agents": agents,
+        "seed": seed,
+        "heartbeat_interval": heartbeat_interval,
+        "timing": timing,
+        "outcome_weights": outcome_weights,
+    }
+    network: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "ws_port": ws_port,
+        "client_id": client_id,
+        "client_secret": client_secret,
+    }
+    loaded: Scenario | None = None
     if scenario is not None:
-        loaded = load_scenario(scenario)
-        timing = loaded.call_timing()
-        outcome_weights = loaded.weights or outcome_weights
-        heartbeat_interval = loaded.heartbeat_interval
-        forced = loaded.outcomes
-    async with FakePlatform(
-        agents,
-        seed=seed,
-        client_id=client_id,
-        client_secret=client_secret,
-        host=host,
-        port=port,
-        ws_port=ws_port,
-        heartbeat_interval=heartbeat_interval,
-        timing=timing,
-        outcome_weights=outcome_weights,
-    ) as platform:
-        for number, outcome in forced.items():
-            platform.set_outcome(number, outcome)
+        loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        # The command line's seed and agents apply only where the scenario names none.
+        fallback: dict[str, Any] = {}
+        if loaded.seed is None:
+            fallback["seed"] = seed
+        if loaded.agents is None:
+            fallback["agents"] = agents
+        platform = platform_from_scenario(loaded, **network, **fallback)
+    else:
+        platform = FakePlatform(**options, **network)
+    async with platform:
+        if loaded is not None and loaded.faults:
+            platform.run_schedule(loaded.faults)
         if on_ready is not None:
             on_ready(platform)
         await anyio.sleep_forever()

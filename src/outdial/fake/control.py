@@ -1,0 +1,284 @@
+"""Control endpoints under ``/fake/`` on the fake's REST port, for driving a fake that runs in
+another process (``outdial fake-server``) from any language or ``curl``.
+
+They need no token, are never failed, stalled or slowed by REST faults, and
+are not recorded. Errors use the platform's error body (``details`` names the
+field). :attr:`FakePlatform.control_url
+<outdial.fake.platform.FakePlatform.control_url>` is their base URL.
+
+=======================================  ====================================================
+``GET  /fake/state``                     agents, channels, proxies' counters, pending faults
+``GET  /fake/recorded``                  token requests, channels, subscription changes, calls
+``POST /fake/faults/{kind}``             apply one fault now; body: its parameters (JSON
+                                         object, optional), ``duration`` to undo it later
+``POST /fake/schedule``                  play a schedule; body ``{"faults": [{"at", "kind",
+                                         ...}, ...]}``
+``POST /fake/clear``                     end every fault (:meth:`FakePlatform.clear_faults`)
+``POST /fake/publish``                   body ``{"topic", "body"}``; answer ``{"delivered"}``
+``PUT  /fake/agents/{userId}/presence``  body ``{"systemPresence", "routingStatus"?}``
+``PUT  /fake/outcomes/{phoneNumber}``    body ``{"outcome": "busy"|...|null}``
+=======================================  ====================================================
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from outdial.fake.errors import ApiError, FieldDetail, status_error
+from outdial.fake.http import Request, Response, Router
+from outdial.fake.schedule import Fault
+from outdial.fake.script import Outcome
+from outdial.fake.validation import parse_json
+
+if TYPE_CHECKING:
+    from outdial.fake.platform import FakePlatform, Recorded
+    from outdial.fake.proxy import FaultProxy
+
+__all__ = ["CONTROL_PREFIX", "handle_control", "proxy_json", "recorded_json"]
+
+CONTROL_PREFIX = "/fake"
+"""Every control endpoint's path starts with this."""
+
+_FAULTS = TypeAdapter(list[Fault])
+
+
+def _router() -> Router:
+    router = Router()
+    router.add("GET", "/fake/state", "state")
+    router.add("GET", "/fake/recorded", "recorded")
+    router.add("POST", "/fake/faults/{kind}", "fault")
+    router.add("POST", "/fake/schedule", "schedule")
+    router.add("POST", "/fake/clear", "clear")
+    router.add("POST", "/fake/publish", "publish")
+    router.add("PUT", "/fake/agents/{user_id}/presence", "presence")
+    router.add("PUT", "/fake/outcomes/{number}", "outcome")
+    return router
+
+
+_ROUTER = _router()
+
+
+async def handle_control(platform: FakePlatform, request: Request) -> Response:
+    """Answer one ``/fake/...`` request."""
+    correlation = str(uuid.uuid4())
+    headers = [("ININ-Correlation-Id", correlation)]
+    match = _ROUTER.resolve(request.method, request.path)
+    try:
+        if isinstance(match, int):
+            raise status_error(match)
+        handler = _HANDLERS[match.route.name]
+        payload = await handler(platform, request, **match.params)
+    except ApiError as error:
+        return Response.json(error.status, error.body(correlation), headers)
+    except KeyError as exc:  # an agent the platform does not simulate
+        refusal = ApiError(404, "not.found", "{reason}", {"reason": str(exc).strip("'\"")})
+        return Response.json(404, refusal.body(correlation), headers)
+    except (ValueError, RuntimeError) as exc:
+        # Refusals from the platform's controls: a bad value, or a fault that
+        # needs a proxy the platform was created without.
+        refusal = ApiError(400, "bad.request", "{reason}", {"reason": str(exc)})
+        return Response.json(400, refusal.body(correlation), headers)
+    return Response.json(200, payload, headers)
+
+
+def _object(request: Request, *, required: bool = True) -> dict[str, Any]:
+    body = parse_json(request.body)
+    if body is None and not required:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The request body must be a JSON object",
+            {},
+            [FieldDetail("body", "invalid.value")],
+        )
+    return body
+
+
+def _validation_error(exc: ValidationError, prefix: str = "") -> ApiError:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    name = f"{prefix}{where}" if prefix else where
+    return ApiError(
+        400,
+        "bad.request",
+        "Invalid value for {field}: {reason}",
+        {"field": name, "reason": first["msg"]},
+        [FieldDetail(name, "invalid.value")],
+    )
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} is required (a string)",
+            {"field": key},
+            [FieldDetail(key, "required")],
+        )
+    return value
+
+
+async def _state(platform: FakePlatform, request: Request) -> dict[str, Any]:
+    return {
+        "agents": [
+            {
+                "userId": user,
+                "presence": platform.agent_presence(user),
+                "routingStatus": platform.agent_routing_status(user),
+            }
+            for user in platform.agents
+        ],
+        "channels": [
+            {
+                "id": channel_id,
+                "connected": channel_id in platform.connected_channels,
+                "topics": platform.channel_topics(channel_id),
+            }
+            for channel_id in platform.live_channels
+        ],
+        "proxies": {name: proxy_json(proxy) for name, proxy in platform.proxies.items()},
+        "heartbeatsEnabled": platform.heartbeats_enabled,
+        "answerPings": platform.answer_pings,
+        "pingsReceived": platform.pings_received,
+        "stalledRequests": platform.stalled_requests,
+        "eventsPending": platform.events_pending,
+    }
+
+
+def proxy_json(proxy: FaultProxy) -> dict[str, Any]:
+    """A proxy's address and counters, as ``GET /fake/state`` shows them."""
+    return {
+        "port": proxy.port,
+        "frozen": proxy.frozen,
+        "activeConnections": proxy.active_connections,
+        "connectionsAccepted": proxy.connections_accepted,
+        "connectionsRefused": proxy.connections_refused,
+        "connectionsReset": proxy.connections_reset,
+        "bytesToTarget": proxy.bytes_to_target,
+        "bytesToClient": proxy.bytes_to_client,
+        "bytesDiscarded": proxy.bytes_discarded,
+    }
+
+
+def recorded_json(recorded: Recorded) -> dict[str, Any]:
+    """What the platform recorded, as ``GET /fake/recorded`` answers it."""
+    return {
+        "tokenRequests": [
+            {"clientId": t.client_id, "granted": t.granted} for t in recorded.token_requests
+        ],
+        "channels": list(recorded.channels),
+        "subscriptionChanges": [
+            {"channelId": c.channel_id, "method": c.method, "topics": list(c.topics)}
+            for c in recorded.subscription_changes
+        ],
+        "callRequests": [
+            {
+                "userId": c.user_id,
+                "payload": c.payload,
+                "status": c.status,
+                "conversationId": c.conversation_id,
+                "outcome": c.plan.outcome.value if c.plan is not None else None,
+            }
+            for c in recorded.call_requests
+        ],
+    }
+
+
+async def _recorded(platform: FakePlatform, request: Request) -> dict[str, Any]:
+    return recorded_json(platform.recorded)
+
+
+async def _fault(platform: FakePlatform, request: Request, kind: str) -> dict[str, Any]:
+    body = _object(request, required=False)
+    try:
+        fault = Fault.model_validate({**body, "kind": kind})
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+    await platform.apply_fault(fault)
+    return {"applied": fault.model_dump(exclude_none=True)}
+
+
+async def _schedule(platform: FakePlatform, request: Request) -> dict[str, Any]:
+    body = _object(request)
+    try:
+        faults = _FAULTS.validate_python(body.get("faults"))
+    except ValidationError as exc:
+        raise _validation_error(exc, "faults.") from None
+    run = platform.run_schedule(faults)
+    return {"steps": len(run.steps)}
+
+
+async def _clear(platform: FakePlatform, request: Request) -> dict[str, Any]:
+    platform.clear_faults()
+    return {"cleared": True}
+
+
+async def _publish(platform: FakePlatform, request: Request) -> dict[str, Any]:
+    body = _object(request)
+    topic = _text(body, "topic")
+    event = body.get("body", {})
+    if not isinstance(event, dict):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} must be a JSON object",
+            {"field": "body"},
+            [FieldDetail("body", "invalid.value")],
+        )
+    return {"delivered": await platform.publish(topic, event)}
+
+
+async def _presence(platform: FakePlatform, request: Request, user_id: str) -> dict[str, Any]:
+    body = _object(request)
+    presence = _text(body, "systemPresence")
+    routing = body.get("routingStatus")
+    if routing is not None and not isinstance(routing, str):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} must be a string",
+            {"field": "routingStatus"},
+            [FieldDetail("routingStatus", "invalid.value")],
+        )
+    await platform.set_presence(user_id, presence, routing)
+    return {
+        "userId": user_id,
+        "presence": platform.agent_presence(user_id),
+        "routingStatus": platform.agent_routing_status(user_id),
+    }
+
+
+async def _outcome(platform: FakePlatform, request: Request, number: str) -> dict[str, Any]:
+    body = _object(request)
+    raw = body.get("outcome")
+    try:
+        outcome = None if raw is None else Outcome(raw)
+    except ValueError:
+        raise ApiError(
+            400,
+            "bad.request",
+            "Invalid value for {field}: one of {allowed} or null",
+            {"field": "outcome", "allowed": ", ".join(o.value for o in Outcome)},
+            [FieldDetail("outcome", "invalid.value")],
+        ) from None
+    platform.set_outcome(number, outcome)
+    return {"phoneNumber": number, "outcome": None if outcome is None else outcome.value}
+
+
+_HANDLERS: dict[str, Any] = {
+    "state": _state,
+    "recorded": _recorded,
+    "fault": _fault,
+    "schedule": _schedule,
+    "clear": _clear,
+    "publish": _publish,
+    "presence": _presence,
+    "outcome": _outcome,
+}
