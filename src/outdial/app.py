@@ -77,13 +77,31 @@ class Daemon:
         """Run until cancelled, or raise ``ListenerFatal`` when the platform refuses us."""
         emit(log, "daemon.start", rules=len(self.config.rules), topics=len(self.listener.topics))
         try:
+            await self.handlers.start()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.listener.run)
+                tg.start_soon(self._reconcile_periodically)
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
         finally:
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
+
+    async def _reconcile_periodically(self) -> None:
+        """Settle dials whose outcome is unknown (sent, then no answer), on a timer.
+
+        Gaps reconcile too (``refresh`` starts with it); the timer covers a
+        quiet, healthy connection, where no gap would ever come.
+        """
+        while True:
+            await anyio.sleep(self.config.reconcile.interval)
+            try:
+                settled = await self.handlers.reconcile_unknown()
+            except Exception as exc:  # never let bookkeeping stop the daemon
+                emit(log, "daemon.reconcile_failed", logging.ERROR, error=repr(exc))
+            else:
+                if settled:
+                    emit(log, "daemon.reconciled", dials=settled)
 
     async def _consume(self, item: Event | Gap) -> None:
         if isinstance(item, Gap):

@@ -15,7 +15,7 @@ import anyio
 from pydantic import ValidationError
 
 from outdial import __version__
-from outdial.config import Config, ConfigError, load_config
+from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
 
 __all__ = ["main"]
@@ -54,13 +54,14 @@ def _load(path: str) -> Config:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from outdial.app import run_until_signalled
+    from outdial.handlers.donotcall import DoNotCallFileError
     from outdial.listener import ListenerFatal
 
     config = _load(args.config)
     fatal: list[BaseException] = []
     try:
         anyio.run(run_until_signalled, config)
-    except* ListenerFatal as group:
+    except* (ListenerFatal, DoNotCallFileError) as group:
         fatal.extend(group.exceptions)
     for exc in fatal:
         print(f"outdial: stopped: {exc}", file=sys.stderr)
@@ -133,8 +134,8 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
     except RuleError as exc:
         problems.append(str(exc))
         index = None
-    if config.guards.do_not_call_file and not Path(config.guards.do_not_call_file).is_file():
-        problems.append(f"guards.do_not_call_file: {config.guards.do_not_call_file} not found")
+    if config.guards.do_not_call_file:
+        problems += _do_not_call_problems(config.guards.do_not_call_file, config.guards)
     for contact_file in contact_files:
         try:
             rows = read_contacts(contact_file, default_region=config.guards.default_region)
@@ -150,6 +151,17 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
     topics = len(index.topics()) if index else 0
     print(f"{path}: ok ({len(config.rules)} rules, {topics} topics)")
     return EXIT_OK
+
+
+def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
+    from outdial.handlers.donotcall import parse_do_not_call
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        return [f"guards.do_not_call_file: {path}: {exc.strerror or exc}"]
+    _numbers, bad = parse_do_not_call(text, guards.default_region)
+    return [f"{path}, line {b.line}: {b.reason}" for b in bad]
 
 
 def check_call_file(path: Path) -> int:

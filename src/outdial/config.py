@@ -32,6 +32,7 @@ __all__ = [
     "GuardsConfig",
     "ListenerConfig",
     "PlatformConfig",
+    "ReconcileConfig",
     "Rule",
     "StoreConfig",
     "expand_env",
@@ -126,6 +127,7 @@ class ListenerConfig(_Strict):
     backoff_base: float = Field(default=0.5, gt=0)
     backoff_cap: float = Field(default=30.0, gt=0)
     stable_after: float = Field(default=30.0, ge=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
     rotate_before_expiry: float = Field(default=3600.0, ge=0)
     queue_size: int = Field(default=10_000, ge=1)
 
@@ -162,6 +164,16 @@ class GuardsConfig(_Strict):
             if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", bound):
                 raise ValueError(f"calling window bound {bound!r} is not HH:MM")
         return value
+
+
+class ReconcileConfig(_Strict):
+    """How dials with an unknown outcome (sent, no answer) are settled against the platform."""
+
+    interval: float = Field(default=15.0, gt=0)
+    settle: float = Field(default=60.0, ge=0)
+    skew: float = Field(default=120.0, ge=0)
+    max_retries: int = Field(default=2, ge=0)
+    stale_after: float = Field(default=600.0, gt=0)
 
 
 class DialSpec(_Strict):
@@ -206,6 +218,7 @@ class Config(_Strict):
     listener: ListenerConfig = Field(default_factory=ListenerConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -3,44 +3,98 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from outdial.clock import ManualClock
+from outdial.clock import Clock, ManualClock
 from outdial.config import Config, DialSpec, GuardsConfig, Rule
 from outdial.events import Event
+from outdial.handlers.dialer import Dialer, DialResult, RetryPolicy
+from outdial.handlers.reconcile import ReconcilePolicy
+from outdial.handlers.rules import Match, RuleIndex
 from outdial.platforms.base import (
     AgentState,
     CallSnapshot,
     ChannelInfo,
     DialRequest,
+    OutboundCall,
     PlacedCall,
     PlatformError,
     SubscriptionResult,
 )
+from outdial.store import ContactRow, SqliteStore
 
 AGENT = "agent-1"
 LONDON = "+441212345601"
 
 
-class FakePlatform:
-    """Answers place_call from a script: an exception to raise, else a new conversation id."""
+@dataclass(frozen=True)
+class Lost:
+    """A script entry: the platform places the call, then the answer is lost with ``error``."""
 
-    def __init__(self, script: Sequence[PlatformError | Exception] = ()) -> None:
-        self.script: list[PlatformError | Exception] = list(script)
+    error: Exception
+
+
+class FakePlatform:
+    """Answers place_call from a script: an exception to raise, else a new conversation id.
+
+    A :class:`Lost` entry places the call and then raises its error (the
+    answer never came back). Every placed call is listed by
+    ``find_outbound_calls`` unless its id is in ``unlisted`` (the platform's
+    history lagging); ``find_script`` holds errors for the next lookups.
+    """
+
+    def __init__(
+        self, script: Sequence[PlatformError | Exception | Lost] = (), clock: Clock | None = None
+    ) -> None:
+        self.script: list[PlatformError | Exception | Lost] = list(script)
+        self.clock = clock
         self.requests: list[DialRequest] = []
         self.placed: list[str] = []
+        self.history: list[tuple[str, OutboundCall]] = []
+        self.unlisted: set[str] = set()
+        self.find_script: list[Exception] = []
+        self.lookups: list[tuple[str, datetime, datetime]] = []
         self.calls: dict[str, Mapping[str, Any]] = {}
         self.agents: dict[str, AgentState] = {}
 
+    def _now(self) -> datetime:
+        return self.clock.now() if self.clock else datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
     async def place_call(self, request: DialRequest) -> PlacedCall:
         self.requests.append(request)
-        if self.script:
-            raise self.script.pop(0)
+        entry = self.script.pop(0) if self.script else None
+        if isinstance(entry, Exception):
+            raise entry
         cid = f"conv-{len(self.placed) + 1}"
         self.placed.append(cid)
+        call = OutboundCall(cid, self._now(), f"tel:{request.phone_number}")
+        self.history.append((request.user_id, call))
+        if isinstance(entry, Lost):
+            raise entry.error
         return PlacedCall(cid)
+
+    async def find_outbound_calls(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> list[OutboundCall]:
+        self.lookups.append((user_id, since, until))
+        if self.find_script:
+            raise self.find_script.pop(0)
+        return [
+            call
+            for user, call in self.history
+            if user == user_id
+            and since <= call.started_at < until
+            and call.conversation_id not in self.unlisted
+        ]
+
+    async def add_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        return [SubscriptionResult(t, True) for t in topics]
 
     async def get_call(self, conversation_id: str) -> CallSnapshot | None:
         body = self.calls.get(conversation_id)
@@ -65,6 +119,60 @@ class FakePlatform:
 
     async def aclose(self) -> None:
         return None
+
+
+class Harness:
+    """A Dialer on an in-memory store and the scripted platform; sleeping only moves the clock."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        platform: FakePlatform,
+        guards: GuardsConfig,
+        policy: ReconcilePolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.platform = platform
+        self.clock: ManualClock = clock()
+        platform.clock = self.clock
+        self.sleeps: list[float] = []
+        self.dialer = Dialer(
+            platform,
+            store,
+            guards,
+            self.clock,
+            retry=RetryPolicy(attempts=3, base=0.001, cap=0.002),
+            rng=random.Random(7),
+            sleep=self.sleep,
+            reconcile_policy=policy,
+        )
+        self.index = RuleIndex.compile([next_contact_rule(), callback_rule()])
+
+    async def sleep(self, seconds: float) -> None:
+        # Time moves, nothing waits.
+        self.sleeps.append(seconds)
+        self.clock.advance(seconds)
+
+    def match(self, event: Event) -> Match:
+        [m] = self.index.match(event)
+        return m
+
+    async def dial(self, event: Event) -> DialResult:
+        return await self.dialer.dial(self.match(event))
+
+
+async def make(
+    tmp_path: object,
+    *script: Exception | Lost,
+    guards: GuardsConfig | None = None,
+    contacts: int = 2,
+    policy: ReconcilePolicy | None = None,
+) -> Harness:
+    store = SqliteStore(":memory:")
+    await store.import_contacts(
+        [ContactRow(AGENT, f"+4412123456{i:02d}", name=f"c{i}") for i in range(1, contacts + 1)]
+    )
+    return Harness(store, FakePlatform(script), guards or GuardsConfig(), policy)
 
 
 def clock() -> ManualClock:

@@ -3,74 +3,27 @@
 from __future__ import annotations
 
 import logging
-import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from handlers_fakes import (
     AGENT,
     LONDON,
-    FakePlatform,
+    Harness,
     call_event,
-    callback_rule,
-    clock,
-    next_contact_rule,
+    make,
     outdial_fields,
     presence,
 )
 
-from outdial.clock import ManualClock
 from outdial.config import GuardsConfig
-from outdial.events import Event
-from outdial.handlers.dialer import Dialer, DialResult, RetryPolicy
-from outdial.handlers.rules import Match, RuleIndex
 from outdial.platforms.base import (
     AmbiguousOutcome,
     FieldProblem,
     PlatformError,
     RetryableError,
 )
-from outdial.store import CallRecord, ContactRow, SqliteStore
-
-
-class Harness:
-    def __init__(self, store: SqliteStore, platform: FakePlatform, guards: GuardsConfig) -> None:
-        self.store = store
-        self.platform = platform
-        self.clock: ManualClock = clock()
-        self.sleeps: list[float] = []
-        self.dialer = Dialer(
-            platform,
-            store,
-            guards,
-            self.clock,
-            retry=RetryPolicy(attempts=3, base=0.001, cap=0.002),
-            rng=random.Random(7),
-            sleep=self.sleep,
-        )
-        self.index = RuleIndex.compile([next_contact_rule(), callback_rule()])
-
-    async def sleep(self, seconds: float) -> None:
-        # Time moves, nothing waits.
-        self.sleeps.append(seconds)
-        self.clock.advance(seconds)
-
-    def match(self, event: Event) -> Match:
-        [m] = self.index.match(event)
-        return m
-
-    async def dial(self, event: Event) -> DialResult:
-        return await self.dialer.dial(self.match(event))
-
-
-async def make(
-    tmp_path: object, *script: Exception, guards: GuardsConfig | None = None, contacts: int = 2
-) -> Harness:
-    store = SqliteStore(":memory:")
-    await store.import_contacts(
-        [ContactRow(AGENT, f"+4412123456{i:02d}", name=f"c{i}") for i in range(1, contacts + 1)]
-    )
-    return Harness(store, FakePlatform(script), guards or GuardsConfig())
+from outdial.store import CallRecord, ContactRow
 
 
 async def end_call(h: Harness, cid: str) -> None:
@@ -176,8 +129,9 @@ async def test_retries_give_up_and_count_a_failed_attempt() -> None:
 
 
 @pytest.mark.anyio
-async def test_ambiguous_outcome_is_never_retried() -> None:
+async def test_ambiguous_outcome_is_never_retried_blindly() -> None:
     h = await make(None, AmbiguousOutcome("read timeout after send"))
+    h.platform.find_script.append(RetryableError("analytics down", status=503))
     result = await h.dial(presence())
     assert result.status == "unknown"
     assert len(h.platform.requests) == 1
@@ -187,6 +141,7 @@ async def test_ambiguous_outcome_is_never_retried() -> None:
     assert claim.state == "unknown"
     assert claim.error is not None
     assert "read timeout" in claim.error
+    assert claim.updated_at == h.clock.now()
     contact = await h.store.get_contact(1)
     assert contact is not None
     assert contact.state == "dialing"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from handlers_fakes import (
     AGENT,
     FakePlatform,
+    Lost,
     call_event,
     callback_rule,
     clock,
@@ -18,9 +20,11 @@ from handlers_fakes import (
     presence,
 )
 
+from outdial.clock import ManualClock
+from outdial.config import Config, GuardsConfig
 from outdial.events import Event
-from outdial.handlers import HandlerRegistry, Handlers, Match
-from outdial.platforms.base import AgentState, PlatformError
+from outdial.handlers import DoNotCallFileError, HandlerRegistry, Handlers, Match
+from outdial.platforms.base import AgentState, AmbiguousOutcome, PlatformError
 from outdial.store import ContactRow, SqliteStore
 
 
@@ -231,3 +235,163 @@ async def test_custom_handlers() -> None:
         (f"v2.users.{AGENT}.presence", {"userId": AGENT}),
         ("any", {"userId": AGENT}),
     ]
+
+
+# Reconciling unknown dials from the handlers
+
+
+async def make_lost(*, listed: bool) -> tuple[Handlers, FakePlatform]:
+    h = await make()
+    platform = h.platform
+    assert isinstance(platform, FakePlatform)
+    platform.clock = h.clock
+    platform.script.append(Lost(AmbiguousOutcome("read timeout after send")))
+    if not listed:
+        platform.unlisted.add("conv-1")
+    return h, platform
+
+
+@pytest.mark.anyio
+async def test_reconcile_unknown_finds_the_call_and_tracks_it_to_its_end() -> None:
+    h, platform = await make_lost(listed=False)
+    await h.handle(presence())
+    assert await h.reconcile_unknown() == 0  # not listed yet: still unknown
+    platform.unlisted.clear()
+    # Meanwhile the call ended busy, and its events were missed.
+    platform.calls["conv-1"] = dict(
+        call_event("conv-1", "disconnected", disconnectType="peer").body
+    )
+    assert await h.reconcile_unknown() == 1
+    assert await h.reconcile_unknown() == 0
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert (call.state, call.outcome) == ("ended", "busy")
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert (contact.state, contact.attempts) == ("due", 1)
+    assert len(platform.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_early_events_of_a_reconciled_call_are_applied() -> None:
+    h, platform = await make_lost(listed=False)
+    await h.handle(presence())
+    # The call's events arrive while its dial is unknown: kept, not lost.
+    await h.handle(call_event("conv-1", "alerting"))
+    platform.unlisted.clear()
+    platform.calls["conv-1"] = dict(call_event("conv-1", "alerting").body)
+    assert await h.reconcile_unknown() == 1
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert call.state == "ringing"
+
+
+@pytest.mark.anyio
+async def test_reconcile_unknown_resends_a_dial_the_platform_never_saw() -> None:
+    h = await make()
+    platform = h.platform
+    assert isinstance(platform, FakePlatform)
+    platform.clock = h.clock
+    platform.script.append(AmbiguousOutcome("connection dropped"))
+    await h.handle(presence())
+    assert await h.reconcile_unknown() == 0
+    h.dialing_enabled = False
+    assert isinstance(h.clock, ManualClock)
+    h.clock.advance(3600)
+    assert await h.reconcile_unknown() == 0  # draining: nothing is sent again
+    h.dialing_enabled = True
+    assert await h.reconcile_unknown() == 1
+    assert len(platform.requests) == 2
+    assert platform.placed == ["conv-1"]
+    assert await h.store.get_call("conv-1") is not None
+
+
+@pytest.mark.anyio
+async def test_refresh_reconciles_before_it_dials_again() -> None:
+    h, platform = await make_lost(listed=True)
+    platform.unlisted.add("conv-1")
+    await h.handle(presence())
+    platform.unlisted.clear()
+    platform.calls["conv-1"] = dict(call_event("conv-1", "connected").body)
+    platform.agents[AGENT] = AgentState(
+        AGENT, {"presenceDefinition": {"systemPresence": "Available"}, "modifiedDate": "t9"}, None
+    )
+    await h.refresh([AGENT])
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert call.state == "connected"
+    # The refreshed presence found the agent on the reconciled call: no second dial.
+    assert len(platform.requests) == 1
+
+
+# The do-not-call file
+
+
+def dnc_config(path: Path | None) -> Config:
+    guards = GuardsConfig(
+        default_region="GB", do_not_call_file=str(path) if path is not None else None
+    )
+    return config(next_contact_rule(), guards=guards)
+
+
+@pytest.mark.anyio
+async def test_start_loads_the_do_not_call_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dnc.txt"
+    path.write_text(
+        "# never call these\n"
+        "+44 121 234 5601\n"
+        "\n"
+        "0121 234 5602   # national format, read in GB\n"
+        "tel:+4930123456\n"
+        "+441212345601\n",  # listed twice
+        encoding="utf-8",
+    )
+    store = SqliteStore(":memory:")
+    await store.import_contacts([ContactRow(AGENT, "+441212345602")])
+    h = Handlers(dnc_config(path), FakePlatform(), store, clock())
+    with caplog.at_level(logging.INFO, logger="outdial"):
+        await h.start()
+    for number in ("+441212345601", "+441212345602", "+4930123456"):
+        assert await store.is_do_not_call(number), number
+    assert not await store.is_do_not_call("+441212345603")
+    [loaded] = events_named(caplog, "do_not_call.loaded")
+    assert (loaded["numbers"], loaded["new"]) == (3, 3)
+    await h.start()  # idempotent
+    # The only contact is listed: the dial is denied at dial time.
+    await h.handle(presence())
+    assert h.platform.requests == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_bad_do_not_call_lines_fail_startup_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "dnc.txt"
+    path.write_text("+441212345601\nnot a number\n# ok\n12345\n+441212345602\n", encoding="utf-8")
+    store = SqliteStore(":memory:")
+    h = Handlers(dnc_config(path), FakePlatform(), store, clock())
+    with pytest.raises(DoNotCallFileError) as caught:
+        await h.start()
+    message = str(caught.value)
+    assert str(path) in message
+    assert "2 line(s)" in message
+    assert "line 2: 'not a number'" in message
+    assert "line 4: '12345'" in message
+    assert [p.line for p in caught.value.problems] == [2, 4]
+    # Nothing half-loaded.
+    assert not await store.is_do_not_call("+441212345601")
+
+
+@pytest.mark.anyio
+async def test_missing_do_not_call_file_fails_startup(tmp_path: Path) -> None:
+    h = Handlers(
+        dnc_config(tmp_path / "nope.txt"), FakePlatform(), SqliteStore(":memory:"), clock()
+    )
+    with pytest.raises(DoNotCallFileError, match="cannot read it"):
+        await h.start()
+
+
+@pytest.mark.anyio
+async def test_start_without_a_do_not_call_file_does_nothing() -> None:
+    h = Handlers(dnc_config(None), FakePlatform(), SqliteStore(":memory:"), clock())
+    await h.start()

@@ -8,11 +8,19 @@ Exactly one call per trigger comes from the order of the steps:
    of the same key gets nothing and places nothing;
 3. retries of a retryable error (429, 5xx, network trouble before sending)
    happen under that one claim;
-4. an ambiguous outcome (sent, no answer) is recorded as ``unknown`` and never
-   retried: a second request could be a second call.
+4. an ambiguous outcome (sent, no answer) is recorded as ``unknown`` and is
+   never simply retried: a second request could be a second call. It is
+   reconciled against the agent's calls on the platform
+   (:mod:`outdial.handlers.reconcile` decides): a matching call found means it
+   was placed, and it is tracked; only a call still not found once the
+   platform's history has had time to catch up lets the dial be sent again,
+   under the same claim, a bounded number of times. A lookup that fails
+   leaves the claim ``unknown`` for the next :meth:`Dialer.reconcile`.
 
 Per agent, dials run one at a time (an anyio lock per agent), so "at most one
 active call per agent" is checked and claimed without a race in this process.
+A claim still open (in flight elsewhere, or unknown) counts as the agent's
+active call: an agent whose last dial may be ringing is not dialed again.
 """
 
 from __future__ import annotations
@@ -20,17 +28,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal
 
 import anyio
 
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import GuardsConfig
-from outdial.handlers import guards
+from outdial.handlers import guards, reconcile
 from outdial.handlers.calls import CallState
+from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.rules import Match
 from outdial.handlers.templates import RenderedDial, TemplateError
 from outdial.platforms.base import AmbiguousOutcome, DialRequest, Platform, PlatformError
@@ -45,7 +55,12 @@ DialStatus = Literal["placed", "skipped", "failed", "unknown"]
 
 @dataclass(frozen=True, slots=True)
 class DialResult:
-    """What became of one match: placed, skipped by a guard, failed, or unknown."""
+    """What became of one match: placed, skipped by a guard, failed, or unknown.
+
+    ``reconciled`` is True when the call was not named by the platform's
+    answer but found afterwards among the agent's calls: its state may have
+    moved on already, so the caller should re-read it.
+    """
 
     status: DialStatus
     rule: str
@@ -54,6 +69,7 @@ class DialResult:
     guard: str | None = None
     reason: str | None = None
     error: PlatformError | None = None
+    reconciled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,40 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, retry_after)
         return rng.uniform(0.0, min(self.cap, self.base * (2**retry)))
+
+
+def request_fields(dial: RenderedDial) -> dict[str, Any]:
+    """The request fields of a dial other than agent and number, as kept on its claim."""
+    fields: dict[str, Any] = {
+        "caller_id": dial.caller_id,
+        "caller_id_name": dial.caller_id_name,
+        "queue_id": dial.queue_id,
+        "label": dial.label,
+        "attributes": dict(dial.attributes) or None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def request_for(claim: Claim, number: str) -> DialRequest:
+    """The platform request a claim sends to ``number`` (its stored fields, typed again)."""
+    fields: Mapping[str, Any] = claim.request
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    attributes = fields.get("attributes")
+    return DialRequest(
+        user_id=claim.user_id,
+        phone_number=number,
+        caller_id=text("caller_id"),
+        caller_id_name=text("caller_id_name"),
+        queue_id=text("queue_id"),
+        label=text("label"),
+        attributes=(
+            {str(k): str(v) for k, v in attributes.items()} if isinstance(attributes, dict) else {}
+        ),
+    )
 
 
 def idempotency_key(rule: str, event_identity: str, dial: RenderedDial) -> str:
@@ -95,12 +145,14 @@ class Dialer:
         rng: random.Random | None = None,
         sleep: Sleep = anyio.sleep,
         max_rate_wait: float = 2.0,
+        reconcile_policy: ReconcilePolicy | None = None,
     ) -> None:
         self.platform = platform
         self.store = store
         self.config = guards_config
         self.clock = clock
         self.retry = retry or RetryPolicy()
+        self.reconcile_policy = reconcile_policy or ReconcilePolicy()
         self._rng = rng or random.Random()
         self._sleep = sleep
         self._max_rate_wait = max_rate_wait
@@ -115,14 +167,39 @@ class Dialer:
         except TemplateError as exc:
             return self._skipped(match.name, None, "template", str(exc))
         key = idempotency_key(match.name, match.event.identity, spec)
-        lock = self._user_locks.setdefault(spec.user_id, anyio.Lock())
-        async with lock:
+        async with self._lock(spec.user_id):
             return await self._dial_locked(match.name, key, spec)
+
+    def _lock(self, user_id: str) -> anyio.Lock:
+        return self._user_locks.setdefault(user_id, anyio.Lock())
+
+    async def reconcile(self, key: str, *, allow_retry: bool = True) -> DialResult | None:
+        """Reconcile the claim ``key`` if it needs it; None when it does not (any more).
+
+        With ``allow_retry`` False (dialing is stopping) a dial found not
+        placed stays ``unknown`` instead of being sent again.
+        """
+        claim = await self.store.get_claim(key)
+        if claim is None:
+            return None
+        async with self._lock(claim.user_id):
+            # Re-read under the lock: a dial or another reconcile may have settled it.
+            claim = await self.store.get_claim(key)
+            policy = self.reconcile_policy
+            if claim is None or not reconcile.needs_reconciling(claim, self.clock.now(), policy):
+                return None
+            return await self._reconcile_locked(claim, allow_retry=allow_retry)
 
     async def _dial_locked(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
         store = self.store
+        # A duplicate trigger is reported as one, whatever the agent is doing now.
+        if await store.get_claim(key) is not None:
+            return self._skipped(rule, key, "idempotency", "already_claimed")
+        open_claims = await store.open_claims(spec.user_id)
         active = await store.active_call_for_user(spec.user_id)
-        decision = guards.check_one_active_call([active.conversation_id] if active else [])
+        busy = [active.conversation_id] if active else []
+        busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in open_claims]
+        decision = guards.check_one_active_call(busy)
         if isinstance(decision, guards.Deny):
             return self._skipped(rule, key, decision.guard, decision.reason)
 
@@ -143,6 +220,7 @@ class Dialer:
             now,
             contact="next" if spec.contact == "next" else None,
             phone_number=number,
+            request=request_fields(spec),
         )
         if claim is None:
             if await store.get_claim(key) is not None:
@@ -153,7 +231,7 @@ class Dialer:
         if denied is not None:
             await self._deny_claimed(claim, denied)
             return self._skipped(rule, key, denied.guard, denied.reason)
-        return await self._place(rule, claim, spec, number)
+        return await self._place(claim, request_for(claim, number))
 
     async def _contact_guards(self, claim: Claim) -> tuple[str, guards.Deny | None]:
         """Guards that need the claimed contact; returns the E.164 number to dial."""
@@ -206,37 +284,16 @@ class Dialer:
             # the agent's queue meanwhile (None keeps its old due time).
             await self.store.release_contact(contact.id, denied.retry_at)
 
-    async def _place(self, rule: str, claim: Claim, spec: RenderedDial, number: str) -> DialResult:
-        request = DialRequest(
-            user_id=spec.user_id,
-            phone_number=number,
-            caller_id=spec.caller_id,
-            caller_id_name=spec.caller_id_name,
-            queue_id=spec.queue_id,
-            label=spec.label,
-            attributes=dict(spec.attributes),
-        )
+    async def _place(self, claim: Claim, request: DialRequest) -> DialResult:
+        rule = claim.rule
         contact_id = claim.contact.id if claim.contact else None
         tries = max(1, self.retry.attempts)
         for attempt in range(tries):
             try:
                 placed = await self.platform.place_call(request)
-            except AmbiguousOutcome as exc:
-                # The call may exist; a retry could ring the callee twice. The
-                # contact stays "dialing" until someone reconciles it.
-                await self.store.mark_unknown(claim.key, str(exc))
-                log.emit(
-                    logger,
-                    "dial.unknown",
-                    logging.WARNING,
-                    rule=rule,
-                    user=spec.user_id,
-                    key=claim.key,
-                    contact=contact_id,
-                    error=str(exc),
-                )
-                return DialResult("unknown", rule, claim.key, reason=str(exc), error=exc)
             except PlatformError as exc:
+                if isinstance(exc, AmbiguousOutcome):
+                    return await self._unknown(claim, str(exc), logging.WARNING)
                 if exc.retryable and attempt + 1 < tries:
                     delay = self.retry.delay(attempt, self._rng, exc.retry_after)
                     if delay <= self.retry.max_retry_after:
@@ -244,7 +301,7 @@ class Dialer:
                             logger,
                             "dial.retry",
                             rule=rule,
-                            user=spec.user_id,
+                            user=request.user_id,
                             key=claim.key,
                             attempt=attempt + 1,
                             delay=round(delay, 3),
@@ -252,53 +309,153 @@ class Dialer:
                         )
                         await self._sleep(delay)
                         continue
-                return await self._failed(rule, claim, spec, exc)
+                return await self._failed(claim, str(exc), exc)
             except Exception as exc:
                 # Not a classified platform error (a bug or an unmapped network
                 # error): whether the request got out is unknown, so say so.
-                await self.store.mark_unknown(claim.key, repr(exc))
-                log.emit(
-                    logger,
-                    "dial.unknown",
-                    logging.ERROR,
-                    rule=rule,
-                    user=spec.user_id,
-                    key=claim.key,
-                    contact=contact_id,
-                    error=repr(exc),
-                )
-                return DialResult("unknown", rule, claim.key, reason=repr(exc))
-            await self.store.mark_placed(claim.key, placed.conversation_id)
-            now = self.clock.now()
-            await self.store.upsert_call(
-                CallRecord(
-                    conversation_id=placed.conversation_id,
-                    user_id=spec.user_id,
-                    contact_id=contact_id,
-                    phone_number=number,
-                    state=CallState.DIALING.value,
-                    outcome=None,
-                    updated_at=now,
-                )
-            )
+                return await self._unknown(claim, repr(exc), logging.ERROR)
+            await self._record_placed(claim, placed.conversation_id, request.phone_number)
             log.emit(
                 logger,
                 "dial.placed",
                 rule=rule,
-                user=spec.user_id,
+                user=request.user_id,
                 conversation=placed.conversation_id,
                 contact=contact_id,
-                number=number,
+                number=request.phone_number,
                 key=claim.key,
                 attempts=attempt + 1,
             )
             return DialResult("placed", rule, claim.key, conversation_id=placed.conversation_id)
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 
-    async def _failed(
-        self, rule: str, claim: Claim, spec: RenderedDial, exc: PlatformError
-    ) -> DialResult:
-        await self.store.mark_failed(claim.key, str(exc))
+    async def _record_placed(self, claim: Claim, conversation_id: str, number: str) -> None:
+        # Claim first: a crash between the two writes leaves a placed claim
+        # without a tracked call (a stuck contact), never an open claim whose
+        # call is "someone else's" and so could be dialed again.
+        await self.store.mark_placed(claim.key, conversation_id)
+        await self.store.upsert_call(
+            CallRecord(
+                conversation_id=conversation_id,
+                user_id=claim.user_id,
+                contact_id=claim.contact.id if claim.contact else None,
+                phone_number=number,
+                state=CallState.DIALING.value,
+                outcome=None,
+                updated_at=self.clock.now(),
+            )
+        )
+
+    async def _unknown(self, claim: Claim, error: str, level: int) -> DialResult:
+        """Sent without an answer: record it, then reconcile right away."""
+        now = self.clock.now()
+        await self.store.mark_unknown(claim.key, error, now)
+        log.emit(
+            logger,
+            "dial.unknown",
+            level,
+            rule=claim.rule,
+            user=claim.user_id,
+            key=claim.key,
+            contact=claim.contact.id if claim.contact else None,
+            error=error,
+        )
+        # The call is often listed already; if not, the decision says wait.
+        unknown = replace(claim, state="unknown", error=error, updated_at=now)
+        return await self._reconcile_locked(unknown, allow_retry=True)
+
+    def _claim_number(self, claim: Claim) -> str:
+        raw = claim.phone_number or ""
+        normalized = guards.normalize_number(raw, self.config.default_region)
+        if isinstance(normalized, guards.Allow) and normalized.value:
+            return normalized.value
+        return raw
+
+    async def _reconcile_locked(self, claim: Claim, *, allow_retry: bool) -> DialResult:
+        """Look for the unknown dial's call on the platform and act on :func:`reconcile.decide`."""
+        policy = self.reconcile_policy
+        now = self.clock.now()
+        if claim.state == "claimed":
+            # Left behind by a process that stopped mid-dial: unknown since its last send.
+            since = reconcile.last_send(claim)
+            error = "the dialing process stopped before the platform answered"
+            await self.store.mark_unknown(claim.key, error, since)
+            claim = replace(claim, state="unknown", error=error, updated_at=since)
+        number = self._claim_number(claim)
+        start, end = reconcile.search_window(claim, now, policy)
+        try:
+            calls = await self.platform.find_outbound_calls(claim.user_id, start, end)
+            known = {
+                c.conversation_id for c in calls if await self.store.get_call(c.conversation_id)
+            }
+        except Exception as exc:
+            log.emit(
+                logger,
+                "dial.reconcile_failed",
+                logging.WARNING,
+                rule=claim.rule,
+                user=claim.user_id,
+                key=claim.key,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            reason = f"reconcile lookup failed: {exc}"
+            return DialResult("unknown", claim.rule, claim.key, reason=reason)
+        decision = reconcile.decide(
+            claim, number, calls, known, now, policy, self.config.default_region
+        )
+        fields: dict[str, Any] = {"rule": claim.rule, "user": claim.user_id, "key": claim.key}
+        if isinstance(decision, reconcile.Found):
+            await self._record_placed(claim, decision.conversation_id, number)
+            log.emit(
+                logger,
+                "dial.placed",
+                **fields,
+                conversation=decision.conversation_id,
+                contact=claim.contact.id if claim.contact else None,
+                number=number,
+                reconciled=True,
+            )
+            return DialResult(
+                "placed",
+                claim.rule,
+                claim.key,
+                conversation_id=decision.conversation_id,
+                reconciled=True,
+            )
+        if isinstance(decision, reconcile.Wait):
+            log.emit(logger, "dial.unresolved", **fields, until=decision.until.isoformat())
+            reason = f"no call found yet; conclusive after {decision.until.isoformat()}"
+            return DialResult("unknown", claim.rule, claim.key, reason=reason)
+        if isinstance(decision, reconcile.GiveUp):
+            return await self._failed(claim, f"reconciled: {decision.reason}", None)
+        if not allow_retry:
+            return DialResult("unknown", claim.rule, claim.key, reason="not placed; dialing off")
+        return await self._resend(claim, now)
+
+    async def _resend(self, claim: Claim, now: datetime) -> DialResult:
+        """Send an unknown dial again: the platform has no call for it."""
+        if not await self.store.retry_claim(claim.key, claim.retries, now):
+            # Another reconciler (a replica) took it first.
+            return self._skipped(claim.rule, claim.key, "idempotency", "retried_elsewhere")
+        fresh = await self.store.get_claim(claim.key)
+        if fresh is None:  # pragma: no cover (claims are never deleted)
+            raise KeyError(claim.key)
+        log.emit(
+            logger,
+            "dial.resend",
+            rule=fresh.rule,
+            user=fresh.user_id,
+            key=fresh.key,
+            retry=fresh.retries,
+        )
+        number, denied = await self._contact_guards(fresh)
+        if denied is not None:
+            await self._deny_claimed(fresh, denied)
+            return self._skipped(fresh.rule, fresh.key, denied.guard, denied.reason)
+        return await self._place(fresh, request_for(fresh, number))
+
+    async def _failed(self, claim: Claim, error: str, exc: PlatformError | None) -> DialResult:
+        await self.store.mark_failed(claim.key, error)
         if claim.contact is not None:
             attempts = claim.contact.attempts + 1
             now = self.clock.now()
@@ -308,17 +465,19 @@ class Dialer:
             logger,
             "dial.failed",
             logging.WARNING,
-            rule=rule,
-            user=spec.user_id,
+            rule=claim.rule,
+            user=claim.user_id,
             key=claim.key,
             contact=claim.contact.id if claim.contact else None,
-            status=exc.status,
-            code=exc.code,
-            details="; ".join(f"{d.field}: {d.code}" for d in exc.details) or None,
-            correlation_id=exc.correlation_id,
-            error=str(exc),
+            status=exc.status if exc else None,
+            code=exc.code if exc else None,
+            details=("; ".join(f"{d.field}: {d.code}" for d in exc.details) or None)
+            if exc
+            else None,
+            correlation_id=exc.correlation_id if exc else None,
+            error=error,
         )
-        return DialResult("failed", rule, claim.key, reason=str(exc), error=exc)
+        return DialResult("failed", claim.rule, claim.key, reason=error, error=exc)
 
     def _skipped(self, rule: str, key: str | None, guard: str, reason: str) -> DialResult:
         log.emit(logger, "dial.skipped", rule=rule, guard=guard, reason=reason, key=key)

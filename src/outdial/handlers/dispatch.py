@@ -3,7 +3,9 @@
 :class:`Handlers` is what the daemon wires to the listener: ``topics()`` says
 what to subscribe, ``handle(event)`` takes every event, ``refresh(user_ids)``
 re-reads state over REST after a gap in the event stream (the platform keeps no
-events for a disconnected socket).
+events for a disconnected socket). ``start()`` runs once before events flow
+(it loads the do-not-call file); ``reconcile_unknown()`` runs on a timer and
+settles dials whose answer never came (see :mod:`outdial.handlers.reconcile`).
 
 ``handle`` never raises for one bad event or one failing rule: it logs and goes
 on, because one malformed notification must not stop dialing for everyone.
@@ -33,6 +35,8 @@ from outdial.handlers.calls import (
     update_from_conversation,
 )
 from outdial.handlers.dialer import Dialer, DialResult
+from outdial.handlers.donotcall import load_do_not_call_file
+from outdial.handlers.reconcile import ReconcilePolicy, needs_reconciling
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleIndex
 from outdial.handlers.templates import Template
@@ -78,6 +82,7 @@ class Handlers:
         *,
         registry: HandlerRegistry | None = None,
         dialer: Dialer | None = None,
+        reconcile_policy: ReconcilePolicy | None = None,
     ) -> None:
         self.config = config
         self.platform = platform
@@ -85,13 +90,62 @@ class Handlers:
         self.clock = clock
         self.rules = RuleIndex.compile(config.rules)
         self.registry = registry or HandlerRegistry()
-        self.dialer = dialer or Dialer(platform, store, config.guards, clock)
+        self.dialer = dialer or Dialer(
+            platform,
+            store,
+            config.guards,
+            clock,
+            reconcile_policy=reconcile_policy or policy_from_config(config),
+        )
         #: False stops new dials (a draining shutdown) while calls are still tracked.
         self.dialing_enabled = True
         # One call's events are read-modify-written in the store; this keeps two
         # concurrent handle() calls from losing one of the updates.
         self._calls_lock = anyio.Lock()
         self._early: OrderedDict[str, CallConversation] = OrderedDict()
+
+    async def start(self) -> None:
+        """Prepare the store before the first event: load ``guards.do_not_call_file``.
+
+        Raises :class:`~outdial.handlers.donotcall.DoNotCallFileError` naming
+        every line that is not a phone number (or why the file cannot be
+        read): the daemon must not start with a do-not-call list it could not
+        read in full.
+        """
+        path = self.config.guards.do_not_call_file
+        if not path:
+            return
+        numbers = await load_do_not_call_file(path, self.config.guards.default_region)
+        added = await self.store.add_do_not_call(numbers)
+        log.emit(logger, "do_not_call.loaded", path=path, numbers=len(numbers), new=added)
+
+    async def reconcile_unknown(self) -> int:
+        """Reconcile every dial whose outcome is unknown; returns how many were settled.
+
+        Settled means: its call was found (and is tracked now), it was sent
+        again because the platform has no call for it, or it was given up as
+        failed. Dials still waiting (the platform's call history may lag, or
+        the lookup failed) stay unknown for the next run. Call it periodically
+        (every 10 to 30 s); ``refresh`` calls it too. While dialing is
+        disabled nothing is sent again. Never raises for one claim.
+        """
+        settled = 0
+        now = self.clock.now()
+        policy = self.dialer.reconcile_policy
+        for claim in await self.store.open_claims():
+            if not needs_reconciling(claim, now, policy):
+                continue
+            try:
+                result = await self.dialer.reconcile(claim.key, allow_retry=self.dialing_enabled)
+            except Exception as exc:
+                self._error("reconcile", None, exc, key=claim.key)
+                continue
+            if result is None:
+                continue
+            if result.status != "unknown":
+                settled += 1
+            await self._after_dial(result)
+        return settled
 
     def dial_users(self) -> set[str]:
         """Agents the rules may dial for (whose calls must be tracked).
@@ -151,22 +205,17 @@ class Handlers:
         per agent). A call the platform no longer knows is taken as ended: it
         is ANSWERED if we saw it connected, otherwise FAILED (we cannot know
         why it did not connect, and FAILED retries later than busy/no-answer).
+
+        Before both, dials whose outcome is unknown are reconciled: one that
+        was placed after all is an active call to refresh, and an agent with
+        an unresolved dial is not dialed again.
         """
+        try:
+            await self.reconcile_unknown()
+        except Exception as exc:
+            self._error("refresh.reconcile", None, exc)
         for record in await self.store.active_calls():
-            try:
-                snapshot = await self.platform.get_call(record.conversation_id)
-            except PlatformError as exc:
-                self._error("refresh.call", None, exc, conversation=record.conversation_id)
-                continue
-            if snapshot is None:
-                update = CallUpdate(record.conversation_id, CallState.ENDED, False, "unknown")
-                async with self._calls_lock:
-                    # Re-read under the lock: an event may have ended it meanwhile.
-                    current = await self.store.get_call(record.conversation_id)
-                    if current is not None:
-                        await self._apply(current, update)
-                continue
-            await self.handle(self._synthetic(calls_topic(record.user_id), dict(snapshot.body)))
+            await self._refresh_call(record.conversation_id, record.user_id)
         for user_id in user_ids:
             try:
                 state = await self.platform.get_agent_state(user_id)
@@ -180,6 +229,23 @@ class Handlers:
                 topic = f"v2.users.{user_id}.routingStatus"
                 body = {"routingStatus": dict(state.routing_status)}
                 await self.handle(self._synthetic(topic, body))
+
+    async def _refresh_call(self, conversation_id: str, user_id: str) -> None:
+        """Feed the platform's view of one tracked call through ``handle``."""
+        try:
+            snapshot = await self.platform.get_call(conversation_id)
+        except PlatformError as exc:
+            self._error("refresh.call", None, exc, conversation=conversation_id)
+            return
+        if snapshot is None:
+            update = CallUpdate(conversation_id, CallState.ENDED, False, "unknown")
+            async with self._calls_lock:
+                # Re-read under the lock: an event may have ended it meanwhile.
+                current = await self.store.get_call(conversation_id)
+                if current is not None:
+                    await self._apply(current, update)
+            return
+        await self.handle(self._synthetic(calls_topic(user_id), dict(snapshot.body)))
 
     def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
         return Event(
@@ -215,12 +281,16 @@ class Handlers:
         if result.status != "placed" or result.conversation_id is None:
             return
         early = self._early.pop(result.conversation_id, None)
-        if early is None:
-            return
-        async with self._calls_lock:
+        if early is not None:
+            async with self._calls_lock:
+                record = await self.store.get_call(result.conversation_id)
+                if record is not None:
+                    await self._apply(record, update_from_conversation(early))
+        if result.reconciled:
+            # Found afterwards: the call may have moved on (or ended) unseen.
             record = await self.store.get_call(result.conversation_id)
             if record is not None:
-                await self._apply(record, update_from_conversation(early))
+                await self._refresh_call(record.conversation_id, record.user_id)
 
     async def _apply(self, record: CallRecord, update: CallUpdate) -> None:
         """Advance one stored call; on its end, record the contact's outcome."""
@@ -280,3 +350,14 @@ class Handlers:
             error=f"{type(exc).__name__}: {exc}",
             **fields,
         )
+
+
+def policy_from_config(config: Config) -> ReconcilePolicy:
+    """The ``[reconcile]`` section as the dialer's :class:`ReconcilePolicy`."""
+    settings = config.reconcile
+    return ReconcilePolicy(
+        skew=settings.skew,
+        settle=settings.settle,
+        stale_after=settings.stale_after,
+        max_retries=settings.max_retries,
+    )

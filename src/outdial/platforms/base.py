@@ -20,6 +20,7 @@ __all__ = [
     "ChannelInfo",
     "DialRequest",
     "FieldProblem",
+    "OutboundCall",
     "PlacedCall",
     "Platform",
     "PlatformError",
@@ -146,6 +147,22 @@ class CallSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundCall:
+    """An outbound call an agent made, as the platform's conversation history lists it.
+
+    What reconciling an ambiguous dial needs: which call (``conversation_id``),
+    when it started (on the platform's clock), and the number it dialed exactly
+    as the platform reports it (``tel:+44...``; the dialer normalizes it).
+    ``ended_at`` is None while the call is still going.
+    """
+
+    conversation_id: str
+    started_at: datetime
+    phone_number: str | None
+    ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentState:
     """An agent's presence and routing status read over REST, to refill a gap."""
 
@@ -175,6 +192,12 @@ class Platform(Protocol):
         """Replace the channel's topics with exactly ``topics``."""
         ...
 
+    async def add_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """Add ``topics`` to what the channel carries, keeping the others."""
+        ...
+
     async def place_call(self, request: DialRequest) -> PlacedCall:
         """Place an outbound call on behalf of ``request.user_id``."""
         ...
@@ -185,6 +208,18 @@ class Platform(Protocol):
 
     async def get_agent_state(self, user_id: str) -> AgentState:
         """The agent's presence and routing status, to re-read after a gap."""
+        ...
+
+    async def find_outbound_calls(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> list[OutboundCall]:
+        """The agent's outbound calls that started in ``[since, until)``, oldest first.
+
+        Reconciles a dial whose answer never came: found, the call exists and
+        must not be placed again. Ended calls are listed too. The platform's
+        history may lag a few seconds behind, so "not listed" only means "not
+        placed" once the caller has waited long enough.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -29,13 +29,22 @@ from outdial.platforms.base import (
     ChannelInfo,
     DialRequest,
     FieldProblem,
+    OutboundCall,
     PlacedCall,
     PlatformError,
     RetryableError,
     SubscriptionResult,
 )
 
-__all__ = ["CreateCallRequest", "GenesysPlatform", "error_from_response"]
+__all__ = [
+    "AnalyticsConversation",
+    "AnalyticsQueryResponse",
+    "CreateCallRequest",
+    "GenesysPlatform",
+    "analytics_query",
+    "error_from_response",
+    "outbound_call_from",
+]
 
 log = logging.getLogger("outdial.platform")
 
@@ -102,6 +111,115 @@ class CreateCallRequest(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The wire body: camelCase keys, unset fields left out."""
         return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class AnalyticsSession(BaseModel):
+    """One media session of a participant in a conversation detail record."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    media_type: str | None = Field(default=None, alias="mediaType")
+    direction: str | None = None
+    dnis: str | None = None
+    ani: str | None = None
+
+
+class AnalyticsParticipant(BaseModel):
+    """One participant of a conversation detail record."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    participant_id: str | None = Field(default=None, alias="participantId")
+    purpose: str | None = None
+    user_id: str | None = Field(default=None, alias="userId")
+    sessions: list[AnalyticsSession] = Field(default_factory=list)
+
+
+class AnalyticsConversation(BaseModel):
+    """One conversation of ``POST /api/v2/analytics/conversations/details/query``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    conversation_id: str = Field(alias="conversationId", min_length=1)
+    conversation_start: datetime = Field(alias="conversationStart")
+    conversation_end: datetime | None = Field(default=None, alias="conversationEnd")
+    participants: list[AnalyticsParticipant] = Field(default_factory=list)
+
+
+class AnalyticsQueryResponse(BaseModel):
+    """The answer of a conversation detail query (``conversations`` is absent when none match)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    conversations: list[AnalyticsConversation] = Field(default_factory=list)
+    total_hits: int | None = Field(default=None, alias="totalHits")
+
+
+#: Conversations per page of a detail query (the platform allows at most 100).
+ANALYTICS_PAGE_SIZE = 100
+#: Pages read at most per query: an agent places far fewer calls in a reconcile window.
+ANALYTICS_MAX_PAGES = 10
+
+
+def _iso_utc(when: datetime) -> str:
+    if when.tzinfo is None:
+        raise ValueError(f"naive datetime {when!r}: analytics intervals are in UTC")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def analytics_query(user_id: str, since: datetime, until: datetime, page: int) -> dict[str, Any]:
+    """The detail query body for one agent's conversations that started in ``[since, until)``."""
+    return {
+        "interval": f"{_iso_utc(since)}/{_iso_utc(until)}",
+        "order": "asc",
+        "segmentFilters": [
+            {
+                "type": "and",
+                "predicates": [
+                    {
+                        "type": "dimension",
+                        "dimension": "userId",
+                        "operator": "matches",
+                        "value": user_id,
+                    }
+                ],
+            }
+        ],
+        "paging": {"pageSize": ANALYTICS_PAGE_SIZE, "pageNumber": page},
+    }
+
+
+def _outbound_dnis(sessions: Sequence[AnalyticsSession]) -> str | None:
+    for session in sessions:
+        voice = (session.media_type or "").lower() == "voice"
+        if voice and (session.direction or "").lower() == "outbound" and session.dnis:
+            return session.dnis
+    return None
+
+
+def outbound_call_from(conversation: AnalyticsConversation, user_id: str) -> OutboundCall | None:
+    """The agent's outbound voice call in a detail record, or None (inbound, other media).
+
+    The dialed number is the agent's own outbound session's ``dnis``; another
+    participant's outbound voice session stands in when the agent's has none.
+    """
+    agent_legs = [p for p in conversation.participants if p.user_id == user_id]
+    others = [p for p in conversation.participants if p.user_id != user_id]
+    number = None
+    for participant in [*agent_legs, *others]:
+        number = _outbound_dnis(participant.sessions)
+        if number is not None:
+            break
+    if number is None:
+        return None
+    return OutboundCall(
+        conversation_id=conversation.conversation_id,
+        started_at=conversation.conversation_start.astimezone(UTC),
+        phone_number=number,
+        ended_at=(
+            conversation.conversation_end.astimezone(UTC) if conversation.conversation_end else None
+        ),
+    )
 
 
 def _float_header(response: httpx.Response, name: str) -> float | None:
@@ -303,8 +421,19 @@ class GenesysPlatform:
         self, channel_id: str, topics: Sequence[str]
     ) -> list[SubscriptionResult]:
         """``PUT .../subscriptions``: the channel carries exactly ``topics`` afterwards."""
+        return await self._subscribe("PUT", channel_id, topics)
+
+    async def add_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """``POST .../subscriptions``: ``topics`` are added to what the channel carries."""
+        return await self._subscribe("POST", channel_id, topics)
+
+    async def _subscribe(
+        self, method: str, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
         response = await self._request(
-            "PUT",
+            method,
             f"/api/v2/notifications/channels/{channel_id}/subscriptions",
             what="subscribe",
             json=[{"id": topic} for topic in topics],
@@ -341,6 +470,17 @@ class GenesysPlatform:
             json=body,
             ambiguous_after_send=True,
         )
+        if response.status_code == 504:
+            # A gateway timeout: the platform behind it may still have placed the call.
+            error = error_from_response(response, what="place call")
+            raise AmbiguousOutcome(
+                f"place call: {error.message}; the outcome must be reconciled before any retry",
+                status=error.status,
+                code=error.code,
+                context_id=error.context_id,
+                correlation_id=error.correlation_id,
+                body=error.body,
+            )
         if response.status_code not in (200, 201, 202):
             raise error_from_response(response, what="place call")
         return PlacedCall(conversation_id=str(response.json()["id"]))
@@ -365,6 +505,42 @@ class GenesysPlatform:
             f"/api/v2/users/{user_id}/routingstatus", "read routing status"
         )
         return AgentState(user_id=user_id, presence=presence, routing_status=routing)
+
+    async def find_outbound_calls(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> list[OutboundCall]:
+        """``POST /api/v2/analytics/conversations/details/query`` for the agent, paged.
+
+        A query is a read: a dropped connection is retryable, never ambiguous.
+        """
+        calls: dict[str, OutboundCall] = {}
+        seen = 0
+        for page in range(1, ANALYTICS_MAX_PAGES + 1):
+            response = await self._request(
+                "POST",
+                "/api/v2/analytics/conversations/details/query",
+                what="find calls",
+                json=analytics_query(user_id, since, until, page),
+            )
+            if response.status_code != 200:
+                raise error_from_response(response, what="find calls")
+            try:
+                answer = AnalyticsQueryResponse.model_validate(response.json())
+            except (ValueError, ValidationError) as exc:
+                raise PlatformError(
+                    f"find calls: unexpected answer from the platform ({exc})",
+                    status=response.status_code,
+                    correlation_id=response.headers.get("ININ-Correlation-Id"),
+                ) from None
+            seen += len(answer.conversations)
+            for conversation in answer.conversations:
+                call = outbound_call_from(conversation, user_id)
+                if call is not None and since <= call.started_at < until:
+                    calls.setdefault(call.conversation_id, call)
+            total = answer.total_hits if answer.total_hits is not None else seen
+            if len(answer.conversations) < ANALYTICS_PAGE_SIZE or seen >= total:
+                break
+        return sorted(calls.values(), key=lambda c: (c.started_at, c.conversation_id))
 
     async def _get_optional(self, path: str, what: str) -> Mapping[str, Any] | None:
         response = await self._request("GET", path, what=what)

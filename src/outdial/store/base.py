@@ -12,10 +12,10 @@ values are those of :class:`outdial.handlers.calls.CallState` and ``Outcome``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "CallRecord",
@@ -73,7 +73,13 @@ class Contact:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A dial claimed under an idempotency key; ``contact`` is set for ``contact="next"``."""
+    """A dial claimed under an idempotency key; ``contact`` is set for ``contact="next"``.
+
+    ``request`` holds the dial's request fields other than the agent and the
+    number (caller id, label, ...), so a dial reconciled as "never placed" is
+    sent again exactly as it was. ``retries`` counts those second sends;
+    ``updated_at`` is when the claim last became ``unknown`` (or was retried).
+    """
 
     key: str
     rule: str
@@ -84,6 +90,9 @@ class Claim:
     created_at: datetime
     conversation_id: str | None = None
     error: str | None = None
+    request: Mapping[str, Any] = field(default_factory=dict)
+    retries: int = 0
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +159,16 @@ class Store(Protocol):
         *,
         contact: Literal["next"] | None = None,
         phone_number: str | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> Claim | None:
         """Atomically claim a dial under ``key``; None means: place nothing.
 
         None when ``key`` was claimed before (a duplicate trigger), or when
         ``contact="next"`` and the agent has no contact due at ``now``. With
         ``contact="next"`` the oldest due contact is moved to ``dialing`` in
-        the same transaction, so two claims never get the same contact.
+        the same transaction, so two claims never get the same contact (not
+        even from two processes sharing the store). ``request`` (JSON-able)
+        is kept with the claim for a reconciled retry.
         """
         ...
 
@@ -172,8 +184,26 @@ class Store(Protocol):
         """The dial was refused (or denied after claiming); nothing was placed."""
         ...
 
-    async def mark_unknown(self, key: str, error: str) -> None:
-        """The request was sent but no answer came: the call may exist."""
+    async def mark_unknown(self, key: str, error: str, now: datetime) -> None:
+        """The request was sent but no answer came at ``now``: the call may exist."""
+        ...
+
+    async def open_claims(self, user_id: str | None = None) -> list[Claim]:
+        """Claims still ``claimed`` or ``unknown`` (of one agent if given), oldest first.
+
+        ``claimed`` ones are dials in flight, or, when old, dials of a process
+        that stopped between claiming and hearing back; ``unknown`` ones wait
+        for reconciliation.
+        """
+        ...
+
+    async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
+        """Take an ``unknown`` claim back to ``claimed`` to send its dial again.
+
+        Compare-and-set: only succeeds while the claim is ``unknown`` with
+        exactly ``retries`` retries so far, and counts this one; of several
+        reconcilers (replicas) at most one gets True and may send.
+        """
         ...
 
     async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:

@@ -11,12 +11,13 @@ same contact either.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -62,8 +63,13 @@ CREATE TABLE IF NOT EXISTS dial_claims (
     state TEXT NOT NULL,
     conversation_id TEXT,
     error TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    request TEXT,
+    retries INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT
 );
+CREATE INDEX IF NOT EXISTS dial_claims_open
+    ON dial_claims (user_id, created_at) WHERE state IN ('claimed', 'unknown');
 CREATE TABLE IF NOT EXISTS calls (
     conversation_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -79,6 +85,13 @@ CREATE TABLE IF NOT EXISTS do_not_call (
     phone_number TEXT PRIMARY KEY
 );
 """
+
+# Columns added to dial_claims after the first release: (name, SQL type and default).
+_CLAIM_COLUMNS_ADDED = (
+    ("request", "TEXT"),
+    ("retries", "INTEGER NOT NULL DEFAULT 0"),
+    ("updated_at", "TEXT"),
+)
 
 _CONTACT_COLUMNS = (
     "id, user_id, phone_number, name, external_id, timezone, "
@@ -117,6 +130,40 @@ def _contact(row: sqlite3.Row) -> Contact:
     )
 
 
+def _claim(conn: sqlite3.Connection, row: sqlite3.Row) -> Claim:
+    picked = None
+    if row["contact_id"] is not None:
+        crow = conn.execute(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (row["contact_id"],)
+        ).fetchone()
+        picked = _contact(crow) if crow else None
+    created = _parse_ts(row["created_at"])
+    assert created is not None  # NOT NULL column
+    request = json.loads(row["request"]) if row["request"] else {}
+    return Claim(
+        key=row["key"],
+        rule=row["rule"],
+        user_id=row["user_id"],
+        contact=picked,
+        phone_number=row["phone_number"],
+        state=cast(ClaimState, row["state"]),
+        created_at=created,
+        conversation_id=row["conversation_id"],
+        error=row["error"],
+        request=request if isinstance(request, dict) else {},
+        retries=int(row["retries"]),
+        updated_at=_parse_ts(row["updated_at"]),
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    # A file made by an older release lacks the newer claim columns.
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(dial_claims)")}
+    for name, decl in _CLAIM_COLUMNS_ADDED:
+        if name not in have:
+            conn.execute(f"ALTER TABLE dial_claims ADD COLUMN {name} {decl}")
+
+
 def _call(row: sqlite3.Row) -> CallRecord:
     updated = _parse_ts(row["updated_at"])
     assert updated is not None  # NOT NULL column
@@ -148,6 +195,7 @@ class SqliteStore:
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.executescript(_SCHEMA)
+        _migrate(self._conn)
         self._closed = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -227,11 +275,13 @@ class SqliteStore:
         *,
         contact: Literal["next"] | None = None,
         phone_number: str | None = None,
+        request: Mapping[str, Any] | None = None,
     ) -> Claim | None:
         """Claim ``key`` (and the agent's oldest due contact for ``contact="next"``)."""
         if (contact is None) == (phone_number is None):
             raise ValueError('claim_dial needs exactly one of contact="next" or phone_number')
         now_text = _ts(now)
+        request_json = json.dumps(dict(request), sort_keys=True) if request else None
 
         def run(conn: sqlite3.Connection) -> Claim | None:
             if conn.execute("SELECT 1 FROM dial_claims WHERE key = ?", (key,)).fetchone():
@@ -257,9 +307,9 @@ class SqliteStore:
                 number = picked.phone_number
             conn.execute(
                 "INSERT INTO dial_claims"
-                " (key, rule, user_id, contact_id, phone_number, state, created_at)"
-                " VALUES (?, ?, ?, ?, ?, 'claimed', ?)",
-                (key, rule, user_id, picked.id if picked else None, number, now_text),
+                " (key, rule, user_id, contact_id, phone_number, state, created_at, request)"
+                " VALUES (?, ?, ?, ?, ?, 'claimed', ?, ?)",
+                (key, rule, user_id, picked.id if picked else None, number, now_text, request_json),
             )
             return Claim(
                 key=key,
@@ -269,6 +319,7 @@ class SqliteStore:
                 phone_number=number,
                 state="claimed",
                 created_at=_parse_ts(now_text) or now,
+                request=json.loads(request_json) if request_json else {},
             )
 
         return await self._transaction(run)
@@ -278,38 +329,54 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> Claim | None:
             row = conn.execute("SELECT * FROM dial_claims WHERE key = ?", (key,)).fetchone()
-            if row is None:
-                return None
-            picked = None
-            if row["contact_id"] is not None:
-                crow = conn.execute(
-                    f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (row["contact_id"],)
-                ).fetchone()
-                picked = _contact(crow) if crow else None
-            created = _parse_ts(row["created_at"])
-            assert created is not None  # NOT NULL column
-            return Claim(
-                key=row["key"],
-                rule=row["rule"],
-                user_id=row["user_id"],
-                contact=picked,
-                phone_number=row["phone_number"],
-                state=cast(ClaimState, row["state"]),
-                created_at=created,
-                conversation_id=row["conversation_id"],
-                error=row["error"],
+            return None if row is None else _claim(conn, row)
+
+        return await self._run(run)
+
+    async def open_claims(self, user_id: str | None = None) -> list[Claim]:
+        """Claims ``claimed`` or ``unknown`` (of one agent), oldest first."""
+
+        def run(conn: sqlite3.Connection) -> list[Claim]:
+            sql = "SELECT * FROM dial_claims WHERE state IN ('claimed', 'unknown')"
+            params: tuple[str, ...] = ()
+            if user_id is not None:
+                sql += " AND user_id = ?"
+                params = (user_id,)
+            rows = conn.execute(sql + " ORDER BY created_at, key", params).fetchall()
+            return [_claim(conn, row) for row in rows]
+
+        return await self._run(run)
+
+    async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
+        """``unknown`` with ``retries`` retries -> ``claimed`` with one more; True if it was."""
+        now_text = _ts(now)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE dial_claims SET state = 'claimed', retries = retries + 1,"
+                " updated_at = ? WHERE key = ? AND state = 'unknown' AND retries = ?",
+                (now_text, key, retries),
             )
+            return cur.rowcount == 1
 
         return await self._run(run)
 
     async def _set_claim(
-        self, key: str, state: ClaimState, conversation_id: str | None, error: str | None
+        self,
+        key: str,
+        state: ClaimState,
+        conversation_id: str | None,
+        error: str | None,
+        now: datetime | None = None,
     ) -> None:
+        now_text = _ts(now) if now else None
+
         def run(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "UPDATE dial_claims SET state = ?,"
-                " conversation_id = COALESCE(?, conversation_id), error = ? WHERE key = ?",
-                (state, conversation_id, error, key),
+                " conversation_id = COALESCE(?, conversation_id), error = ?,"
+                " updated_at = COALESCE(?, updated_at) WHERE key = ?",
+                (state, conversation_id, error, now_text, key),
             )
             if cur.rowcount == 0:
                 raise KeyError(f"no dial claim {key!r}")
@@ -324,9 +391,9 @@ class SqliteStore:
         """The claim placed nothing; ``error`` says why."""
         await self._set_claim(key, "failed", None, error)
 
-    async def mark_unknown(self, key: str, error: str) -> None:
-        """The claim's request may or may not have placed a call."""
-        await self._set_claim(key, "unknown", None, error)
+    async def mark_unknown(self, key: str, error: str, now: datetime) -> None:
+        """The claim's request may or may not have placed a call (as of ``now``)."""
+        await self._set_claim(key, "unknown", None, error, now)
 
     async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:
         """Back to ``due`` (at ``next_due_at``, or keeping its old due time), no attempt counted."""

@@ -1,0 +1,469 @@
+"""Exactly one call per trigger, with the real daemon against the real fake platform.
+
+The pieces are the production ones: :class:`~outdial.app.Daemon` (listener and
+handlers), the :class:`~outdial.handlers.Dialer`, a SQLite file store and the
+Genesys REST client, all talking to :class:`~outdial.fake.FakePlatform` over
+loopback sockets. Triggers are published by the fake on the agent's presence
+topic, as the platform would. The fake then breaks what the real world
+breaks: the event comes twice (or three times), the REST connection drops
+while the call is being placed, the platform answers 503 first, the answer
+to an accepted call never arrives in time, and a request never reaches the
+platform at all. Each time the platform must have accepted exactly one call.
+
+Nothing here sleeps to wait for a deadline: tests wait for conditions (the
+fake's ``wait_for``, log events), and the reconcile delay is passed by moving
+the daemon's wall clock forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+from outdial.app import Daemon
+from outdial.clock import SystemClock
+from outdial.config import Config, ListenerConfig, parse_config
+from outdial.fake import CallTiming, FakePlatform, Outcome
+from outdial.handlers.dialer import Dialer, RetryPolicy
+from outdial.handlers.reconcile import ReconcilePolicy
+from outdial.platforms.genesys import GenesysPlatform
+from outdial.store import SqliteStore
+from outdial.store.base import ContactRow, Store
+
+pytestmark = pytest.mark.anyio
+
+AGENT = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
+PRESENCE = f"v2.users.{AGENT}.presence"
+CALLS = f"v2.users.{AGENT}.conversations.calls"
+NUMBER = "+441212345601"
+CALL_PATH = r"/api/v2/conversations/calls/user/"
+
+#: Calls long enough that none ends while a test looks at its dial.
+LONG = CallTiming(ring=(30.0, 30.0), talk=(30.0, 30.0), wrapup=30.0, dial=0.01)
+#: Calls that end quickly, for tests that follow a call to its end.
+QUICK = CallTiming(ring=(0.05, 0.05), talk=(0.05, 0.05), wrapup=0.05, dial=0.01)
+
+LISTENER = ListenerConfig(
+    ping_interval=0.5,
+    ping_timeout=0.5,
+    backoff_base=0.02,
+    backoff_cap=0.2,
+    stable_after=1.0,
+    connect_timeout=2.0,
+    rotate_before_expiry=0.0,
+    queue_size=1000,
+)
+
+#: Seconds any condition may take before the test fails (never reached when all is well).
+WAIT = 10.0
+
+
+async def blink(seconds: float) -> None:
+    """The dialer's sleep in these tests: back-off and Retry-After waits pass in a blink."""
+    await anyio.sleep(min(seconds, 0.01))
+
+
+def available(stamp: str = "2026-11-23T09:15:02.114Z") -> dict[str, Any]:
+    """A presence-available body, as in ``tests/fixtures/genesys/presence-available.json``."""
+    return {
+        "source": "PURECLOUD",
+        "presenceDefinition": {
+            "id": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+            "systemPresence": "Available",
+        },
+        "primary": True,
+        "message": "",
+        "modifiedDate": stamp,
+    }
+
+
+class ShiftedClock(SystemClock):
+    """The system clock, with a wall time a test can move forward (monotonic stays real)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """System wall time plus the offset."""
+        return super().now() + self.offset
+
+    def advance_wall(self, seconds: float) -> None:
+        """Move the wall clock forward."""
+        self.offset += timedelta(seconds=seconds)
+
+
+class LogWatch(logging.Handler):
+    """Collects outdial's structured log events; tests await conditions on them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.events: list[dict[str, Any]] = []
+        self._changed = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "outdial", None)
+        if isinstance(fields, dict) and "event" in fields:
+            self.events.append(dict(fields))
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
+        """The events called ``name`` whose fields include ``match``."""
+        return [
+            e
+            for e in self.events
+            if e["event"] == name and all(e.get(k) == v for k, v in match.items())
+        ]
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every log event."""
+        with anyio.fail_after(WAIT):
+            while not predicate():
+                await self._changed.wait()
+
+
+@dataclass
+class Run:
+    """A running daemon and what the test needs around it."""
+
+    platform: FakePlatform
+    daemon: Daemon
+    store: Store
+    clock: ShiftedClock
+    log: LogWatch
+    tg: anyio.abc.TaskGroup
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        """Call requests the platform received (accepted or not)."""
+        return len(self.platform.recorded.call_requests)
+
+    @property
+    def accepted(self) -> int:
+        """Calls the platform accepted: what the callee feels."""
+        return len(self.platform.recorded.accepted_calls)
+
+    async def dials_settled(self, n: int) -> None:
+        """Wait until ``n`` dials ended as placed, skipped or failed."""
+        await self.log.until(
+            lambda: (
+                sum(len(self.log.named(x)) for x in ("dial.placed", "dial.skipped"))
+                + len(self.log.named("dial.failed"))
+                >= n
+            )
+        )
+
+
+def _config(platform: FakePlatform, db: Path) -> Config:
+    data: dict[str, Any] = {
+        "platform": {
+            "api_url": platform.api_url,
+            "login_url": platform.login_url,
+            "client_id": platform.client_id,
+            "client_secret": "${SECRET}",
+        },
+        "listener": LISTENER.model_dump(),
+        "store": {"url": f"sqlite:///{db}"},
+        "guards": {"calling_window": ["00:00", "23:59"], "default_region": "GB"},
+        "rules": [
+            {
+                "name": "next-when-available",
+                "topic": "v2.users.{userId}.presence",
+                "users": [AGENT],
+                "when": {"presenceDefinition.systemPresence": "Available"},
+                "dial": {"user": "{userId}", "contact": "next", "caller_id": "+4930123456"},
+            }
+        ],
+    }
+    return parse_config(data, "test", {"SECRET": platform.client_secret})
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path,
+    *,
+    timing: CallTiming = LONG,
+    client_timeout: float = 5.0,
+    contacts: int = 1,
+    rest_proxy: bool = False,
+    settle: float = 60.0,
+) -> AsyncIterator[Run]:
+    """The daemon running against a fresh fake, subscribed, its startup refresh done.
+
+    The agent starts Busy, so the startup refresh dials nobody: every call in a
+    test comes from a trigger the test published.
+    """
+    watch = LogWatch()
+    root = logging.getLogger("outdial")
+    root.addHandler(watch)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    clock = ShiftedClock()
+    try:
+        async with FakePlatform([AGENT], seed=3, timing=timing, rest_proxy=rest_proxy) as fake:
+            await fake.set_presence(AGENT, "Busy")
+            fake.set_outcome(NUMBER, Outcome.ANSWERED)
+            config = _config(fake, tmp_path / "outdial.db")
+            store = SqliteStore(tmp_path / "outdial.db")
+            await store.import_contacts(
+                [ContactRow(AGENT, f"+4412123456{i:02d}") for i in range(1, contacts + 1)]
+            )
+            client = GenesysPlatform(
+                api_url=fake.api_url,
+                login_url=fake.login_url,
+                client_id=fake.client_id,
+                client_secret=fake.client_secret,
+                timeout=client_timeout,
+                clock=clock,
+            )
+            daemon = Daemon(config, platform=client, store=store, clock=clock)
+            # Production dialer, test tempo: retries back off in milliseconds.
+            daemon.handlers.dialer = Dialer(
+                client,
+                store,
+                config.guards,
+                clock,
+                retry=RetryPolicy(attempts=4, base=0.01, cap=0.05),
+                sleep=blink,
+                reconcile_policy=ReconcilePolicy(settle=settle),
+            )
+            try:
+                async with anyio.create_task_group() as tg:
+                    await daemon.handlers.start()
+                    await tg.start(daemon.run)
+                    await fake.wait_for(
+                        lambda: any(
+                            PRESENCE in fake.channel_topics(c) for c in fake.connected_channels
+                        ),
+                        timeout=WAIT,
+                    )
+                    await watch.until(lambda: daemon.gaps_handled >= 1)
+                    yield Run(fake, daemon, store, clock, watch, tg)
+                    fake.release_stalls()
+                    tg.cancel_scope.cancel()
+            finally:
+                await client.aclose()
+                await store.aclose()
+    finally:
+        root.removeHandler(watch)
+        root.setLevel(level)
+
+
+async def wait_for_daemon(run: Run, predicate: Callable[[], bool]) -> None:
+    """Wait for a condition on the daemon's counters (re-checked on each log event)."""
+    await run.log.until(predicate)
+
+
+# Duplicate deliveries
+
+
+@pytest.mark.parametrize("copies", [2, 3])
+async def test_same_event_delivered_several_times_places_one_call(
+    tmp_path: Path, copies: int
+) -> None:
+    async with running(tmp_path) as run:
+        run.platform.duplicate_events = copies  # every published event goes out `copies` times
+        assert await run.platform.publish(PRESENCE, available()) == copies
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        await run.log.until(
+            lambda: len(run.log.named("dial.skipped", guard="idempotency")) >= copies - 1
+        )
+        assert run.requests == run.accepted == 1
+        [placed] = run.log.named("dial.placed")
+        skipped = run.log.named("dial.skipped", guard="idempotency")
+        assert [s["key"] for s in skipped] == [placed["key"]] * (copies - 1)
+
+
+async def test_same_event_published_again_places_one_call(tmp_path: Path) -> None:
+    async with running(tmp_path, contacts=2) as run:
+        for _ in range(3):
+            await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: len(run.log.named("dial.skipped", guard="idempotency")) >= 2)
+        assert run.requests == run.accepted == 1
+        # A different event (a later presence change) is a new trigger: the
+        # agent is on the first call, so it is stopped by another guard.
+        await run.platform.publish(PRESENCE, available("2026-11-23T09:20:00.000Z"))
+        await run.log.until(lambda: bool(run.log.named("dial.skipped", guard="one_active_call")))
+        assert run.accepted == 1
+
+
+async def test_same_event_after_a_reconnect_places_one_call(tmp_path: Path) -> None:
+    """A redelivery across a dropped socket (and the REST refresh that follows)."""
+    async with running(tmp_path, timing=QUICK, contacts=2) as run:
+        await run.platform.publish(PRESENCE, available())
+        [call] = await run.platform.wait_for_calls(1, timeout=WAIT)
+        # The call ends (answered); the contact is done, and the agent, back to
+        # Available after wrap-up, is dialed for contact 2: a new trigger.
+        await run.platform.wait_for_calls(2, timeout=WAIT)
+        gaps = run.daemon.gaps_handled
+        await run.platform.drop_sockets()
+        await wait_for_daemon(run, lambda: run.daemon.gaps_handled > gaps)
+        await run.platform.wait_for(lambda: bool(run.platform.connected_channels), timeout=WAIT)
+        # The first trigger arrives once more on the new socket.
+        before = len(run.log.named("dial.skipped", guard="idempotency"))
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(
+            lambda: len(run.log.named("dial.skipped", guard="idempotency")) > before
+        )
+        numbers = [c.payload["phoneNumber"] for c in run.platform.recorded.accepted_calls]
+        assert numbers == ["+441212345601", "+441212345602"]
+        assert call.payload["phoneNumber"] == NUMBER
+
+
+# The REST side breaking while the call is placed
+
+
+async def test_503_then_success_places_one_call(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        run.platform.fail_next(CALL_PATH, 503, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        await run.dials_settled(1)
+        statuses = [c.status for c in run.platform.recorded.call_requests]
+        assert statuses == [503, 200]
+        assert len(run.log.named("dial.retry")) == 1
+        [placed] = run.log.named("dial.placed")
+        assert placed["attempts"] == 2
+
+
+async def test_429_then_success_places_one_call(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        run.platform.fail_next(CALL_PATH, 429, retry_after=30, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        assert [c.status for c in run.platform.recorded.call_requests] == [429, 200]
+        [retry] = run.log.named("dial.retry")
+        assert retry["delay"] == 30  # the platform's Retry-After, honoured
+
+
+async def test_answer_timing_out_after_the_call_was_accepted_places_one_call(
+    tmp_path: Path,
+) -> None:
+    """The platform accepts the call; its answer comes after the client gave up."""
+    async with running(tmp_path, client_timeout=0.3, timing=QUICK) as run:
+        run.platform.stall_next(CALL_PATH, 1.0, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: bool(run.log.named("dial.placed")))
+        [unknown] = run.log.named("dial.unknown")
+        [placed] = run.log.named("dial.placed")
+        assert placed["reconciled"] is True
+        assert placed["key"] == unknown["key"]
+        [call] = run.platform.recorded.accepted_calls
+        assert placed["conversation"] == call.conversation_id
+        assert run.requests == 1
+        # And the call is tracked to its end like any other.
+        await run.log.until(lambda: bool(run.log.named("call.ended")))
+        [ended] = run.log.named("call.ended")
+        assert (ended["conversation"], ended["outcome"]) == (call.conversation_id, "answered")
+        claim = await run.store.get_claim(placed["key"])
+        assert claim is not None
+        assert (claim.state, claim.retries) == ("placed", 0)
+        # Nothing left to reconcile, and the late answer changes nothing.
+        assert await run.daemon.handlers.reconcile_unknown() == 0
+        run.platform.release_stalls()
+        assert run.requests == 1
+
+
+async def test_request_handled_after_the_client_gave_up_places_one_call(tmp_path: Path) -> None:
+    """The request reaches the platform late: not listed at first, found later, never resent."""
+    async with running(tmp_path, client_timeout=0.3) as run:
+        run.platform.stall_next(CALL_PATH, 1.0, method="POST", after_effect=False)
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: bool(run.log.named("dial.unresolved")))
+        assert run.accepted == 0  # nothing yet: a blind retry now would be a second call
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        assert await run.daemon.handlers.reconcile_unknown() == 1
+        [placed] = run.log.named("dial.placed")
+        assert placed["reconciled"] is True
+        # Even once the wait is over, there is nothing to send again.
+        run.clock.advance_wall(3600)
+        assert await run.daemon.handlers.reconcile_unknown() == 0
+        assert run.requests == run.accepted == 1
+
+
+async def test_connection_dropped_mid_dial_places_one_call(tmp_path: Path) -> None:
+    """The TCP connection is reset after the platform accepted the call, before its answer."""
+    async with running(tmp_path, rest_proxy=True, client_timeout=10.0) as run:
+        run.platform.stall_next(CALL_PATH, 5.0, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        assert run.platform.rest_proxy.reset() >= 1
+        await run.log.until(lambda: bool(run.log.named("dial.placed")))
+        [unknown] = run.log.named("dial.unknown")
+        assert "reconciled" in unknown["error"]
+        [placed] = run.log.named("dial.placed")
+        assert placed["reconciled"] is True
+        assert placed["conversation"] == run.platform.recorded.accepted_calls[0].conversation_id
+        assert run.requests == run.accepted == 1
+
+
+async def test_request_that_never_reached_the_platform_is_sent_once_more(
+    tmp_path: Path,
+) -> None:
+    """Lost on the way: the client cannot know, so it reconciles, waits, then sends again."""
+    async with running(tmp_path, rest_proxy=True, client_timeout=0.3) as run:
+        proxy = run.platform.rest_proxy
+        proxy.freeze(discard=True)  # the request (and the first lookup) vanish
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: bool(run.log.named("dial.reconcile_failed")))
+        assert run.requests == 0
+        proxy.clear()
+        # The history can be read now, but is not conclusive yet: still nothing sent.
+        assert await run.daemon.handlers.reconcile_unknown() == 0
+        assert run.requests == 0
+        run.clock.advance_wall(60)
+        assert await run.daemon.handlers.reconcile_unknown() == 1
+        assert run.requests == run.accepted == 1
+        [resend] = run.log.named("dial.resend")
+        [placed] = run.log.named("dial.placed")
+        assert (resend["key"], resend["retry"]) == (placed["key"], 1)
+        [call] = run.platform.recorded.accepted_calls
+        assert call.payload == {"phoneNumber": NUMBER, "callerId": "+4930123456"}
+        # Settled for good: later runs find nothing to do.
+        run.clock.advance_wall(3600)
+        assert await run.daemon.handlers.reconcile_unknown() == 0
+        assert run.accepted == 1
+
+
+async def test_socket_dropped_while_a_dial_is_in_flight_places_one_call(tmp_path: Path) -> None:
+    """The event socket drops mid-dial; the refresh after the gap must not dial again."""
+    async with running(tmp_path, contacts=2) as run:
+        run.platform.stall_next(CALL_PATH, 0.5, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.platform.wait_for_calls(1, timeout=WAIT)
+        gaps = run.daemon.gaps_handled
+        await run.platform.drop_sockets()
+        await wait_for_daemon(run, lambda: run.daemon.gaps_handled > gaps)
+        await run.log.until(lambda: bool(run.log.named("dial.placed")))
+        assert run.requests == run.accepted == 1
+        assert run.platform.agent_presence(AGENT) == "Busy"
+
+
+async def test_a_working_day_of_faults_calls_every_contact_exactly_once(tmp_path: Path) -> None:
+    """Every event twice, a quarter of call requests refused with 503: each contact once."""
+    contacts = 6
+    async with running(tmp_path, timing=QUICK, contacts=contacts) as run:
+        numbers = [f"+4412123456{i:02d}" for i in range(1, contacts + 1)]
+        for number in numbers:
+            run.platform.set_outcome(number, Outcome.ANSWERED)
+        run.platform.duplicate_events = 2
+        run.platform.fail_rate(503, 0.25, CALL_PATH, method="POST")
+        await run.platform.publish(PRESENCE, available())
+        await run.platform.wait_for_calls(contacts, timeout=WAIT * 2)
+        await run.log.until(lambda: len(run.log.named("call.ended")) >= contacts)
+        called = [c.payload["phoneNumber"] for c in run.platform.recorded.accepted_calls]
+        assert sorted(called) == numbers
+        summary = await run.store.contacts_summary()
+        assert (summary.done, summary.due, summary.dialing) == (contacts, 0, 0)
+        assert run.log.named("dial.skipped", guard="idempotency")
+        assert run.requests > run.accepted  # the 503s happened, and were retried

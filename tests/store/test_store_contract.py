@@ -1,0 +1,299 @@
+"""The Store contract, on every backend: claims, the contact queue, calls, summaries.
+
+Each test runs on SQLite (a real file) and on PostgreSQL (a schema of its own;
+skipped when no server is reachable, see ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from outdial.store import CallRecord, Claim, ContactRow, Store
+
+from .conftest import OpenReplica
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+AGENT = "agent-1"
+
+
+def rows(n: int, user: str = AGENT) -> list[ContactRow]:
+    return [ContactRow(user, f"+4930123456{i:02d}", name=f"c{i}") for i in range(n)]
+
+
+@pytest.mark.anyio
+async def test_claim_twice_second_gets_none(store: Store) -> None:
+    first = await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    second = await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    assert first is not None
+    assert first.state == "claimed"
+    assert second is None
+    claim = await store.get_claim("k1")
+    assert claim is not None
+    assert claim.phone_number == "+441212345601"
+
+
+@pytest.mark.anyio
+async def test_next_contact_picks_oldest_due(store: Store) -> None:
+    await store.import_contacts(rows(3))
+    a, b, c = await store.contacts(AGENT)
+    # a: retried later (due in the future); b: due an hour ago; c: never dialed.
+    await store.record_outcome(a.id, "busy", NOW, NOW + timedelta(minutes=10))
+    await store.record_outcome(b.id, "busy", NOW, NOW - timedelta(hours=1))
+    order = []
+    for key in ("k1", "k2", "k3"):
+        claim = await store.claim_dial(key, "r", AGENT, NOW, contact="next")
+        order.append(claim.contact.id if claim and claim.contact else None)
+    # Never-dialed first (due since import), then the overdue retry; a is not due yet.
+    assert order == [c.id, b.id, None]
+    got = {x.id: x.state for x in await store.contacts(AGENT)}
+    assert got == {a.id: "due", b.id: "dialing", c.id: "dialing"}
+
+
+@pytest.mark.anyio
+async def test_next_contact_only_for_that_agent(store: Store) -> None:
+    await store.import_contacts(rows(1, "other"))
+    assert await store.claim_dial("k", "r", AGENT, NOW, contact="next") is None
+    # Nothing claimed: the key is free for a later try.
+    assert await store.get_claim("k") is None
+
+
+@pytest.mark.anyio
+async def test_concurrent_claims_never_share_a_contact(store: Store) -> None:
+    await store.import_contacts(rows(12))
+    claims: list[Claim | None] = []
+
+    async def claim(i: int) -> None:
+        claims.append(await store.claim_dial(f"k{i}", "r", AGENT, NOW, contact="next"))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(20):
+            tg.start_soon(claim, i)
+    ids = [c.contact.id for c in claims if c is not None and c.contact is not None]
+    assert len(ids) == 12
+    assert len(set(ids)) == 12
+    assert claims.count(None) == 8
+
+
+@pytest.mark.anyio
+async def test_two_replicas_never_share_a_contact(open_replica: OpenReplica) -> None:
+    # Two connections, as two processes would have, claiming for the same agent.
+    one, two = await open_replica(), await open_replica()
+    await one.import_contacts(rows(5))
+    got: list[int] = []
+
+    async def claim(s: Store, i: int) -> None:
+        c = await s.claim_dial(f"k{i}", "r", AGENT, NOW, contact="next")
+        if c and c.contact:
+            got.append(c.contact.id)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(claim, one if i % 2 else two, i)
+    assert sorted(got) == sorted(set(got))
+    assert len(got) == 5
+
+
+@pytest.mark.anyio
+async def test_two_replicas_claiming_one_key_have_one_winner(open_replica: OpenReplica) -> None:
+    replicas = [await open_replica() for _ in range(4)]
+    await replicas[0].import_contacts(rows(4))
+
+    async def claim(s: Store, key: str, won: list[Claim]) -> None:
+        c = await s.claim_dial(key, "r", AGENT, NOW, contact="next")
+        if c is not None:
+            won.append(c)
+
+    for round_ in range(5):
+        won: list[Claim] = []
+        async with anyio.create_task_group() as tg:
+            for s in replicas:
+                tg.start_soon(claim, s, f"dup-{round_}", won)
+        if round_ < 4:
+            assert len(won) == 1, round_
+        else:
+            assert won == []  # all four contacts are taken
+    states = [c.state for c in await replicas[1].contacts(AGENT)]
+    assert states == ["dialing"] * 4
+    # The losers' claims left nothing behind: exactly one claim per key.
+    for round_ in range(4):
+        claimed = await replicas[2].get_claim(f"dup-{round_}")
+        assert claimed is not None
+        assert claimed.contact is not None
+
+
+@pytest.mark.anyio
+async def test_claim_without_a_due_contact_leaves_no_claim(store: Store) -> None:
+    await store.import_contacts(rows(1))
+    assert await store.claim_dial("k1", "r", AGENT, NOW, contact="next") is not None
+    assert await store.claim_dial("k2", "r", AGENT, NOW, contact="next") is None
+    assert await store.get_claim("k2") is None
+    assert [c.key for c in await store.open_claims()] == ["k1"]
+
+
+@pytest.mark.anyio
+async def test_claim_keeps_its_request(store: Store) -> None:
+    request = {"caller_id": "+4930123456", "attributes": {"campaign": "x"}}
+    claimed = await store.claim_dial(
+        "k", "r", AGENT, NOW, phone_number="+441212345601", request=request
+    )
+    assert claimed is not None
+    assert claimed.request == request
+    got = await store.get_claim("k")
+    assert got is not None
+    assert (got.request, got.retries, got.updated_at) == (request, 0, None)
+    plain = await store.claim_dial("k2", "r", AGENT, NOW, phone_number="+441212345601")
+    assert plain is not None
+    assert plain.request == {}
+
+
+@pytest.mark.anyio
+async def test_open_claims_and_retry_compare_and_set(store: Store) -> None:
+    await store.import_contacts(rows(2))
+    a = await store.claim_dial("a", "r", AGENT, NOW, contact="next")
+    b = await store.claim_dial("b", "r", "other", NOW + timedelta(seconds=1), phone_number="+1")
+    c = await store.claim_dial("c", "r", AGENT, NOW + timedelta(seconds=2), contact="next")
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    await store.mark_placed("c", "conv-c")
+    later = NOW + timedelta(minutes=1)
+    await store.mark_unknown("a", "read timeout", later)
+    assert [x.key for x in await store.open_claims()] == ["a", "b"]
+    [mine] = await store.open_claims(AGENT)
+    assert (mine.key, mine.state, mine.updated_at, mine.error) == (
+        "a",
+        "unknown",
+        later,
+        "read timeout",
+    )
+    assert mine.contact is not None
+    assert mine.contact.state == "dialing"
+    # Only from unknown, and only with the retry count the caller saw.
+    assert not await store.retry_claim("b", 0, later)
+    assert not await store.retry_claim("a", 1, later)
+    assert await store.retry_claim("a", 0, later + timedelta(seconds=5))
+    assert not await store.retry_claim("a", 0, later + timedelta(seconds=5))
+    again = await store.get_claim("a")
+    assert again is not None
+    assert (again.state, again.retries, again.updated_at) == (
+        "claimed",
+        1,
+        later + timedelta(seconds=5),
+    )
+    await store.mark_unknown("a", "again", later + timedelta(minutes=2))
+    assert await store.retry_claim("a", 1, later + timedelta(minutes=3))
+
+
+@pytest.mark.anyio
+async def test_concurrent_retries_have_one_winner(open_replica: OpenReplica) -> None:
+    one, two = await open_replica(), await open_replica()
+    await one.claim_dial("k", "r", AGENT, NOW, phone_number="+441212345601")
+    await one.mark_unknown("k", "timeout", NOW)
+    wins: list[bool] = []
+
+    async def retry(s: Store) -> None:
+        wins.append(await s.retry_claim("k", 0, NOW + timedelta(minutes=1)))
+
+    async with anyio.create_task_group() as tg:
+        for s in (one, two, one, two):
+            tg.start_soon(retry, s)
+    assert sorted(wins) == [False, False, False, True]
+
+
+@pytest.mark.anyio
+async def test_reimport_updates_not_duplicates(store: Store) -> None:
+    assert await store.import_contacts(rows(2)) == 2
+    first = (await store.contacts(AGENT))[0]
+    await store.record_outcome(first.id, "busy", NOW, NOW)
+    await store.import_contacts(
+        [ContactRow(AGENT, first.phone_number, name="renamed", timezone="Europe/Berlin")]
+    )
+    contacts = await store.contacts(AGENT)
+    assert len(contacts) == 2
+    assert contacts[0].name == "renamed"
+    assert contacts[0].timezone == "Europe/Berlin"
+    # The dialer's bookkeeping survives a re-import.
+    assert contacts[0].attempts == 1
+    assert contacts[0].last_outcome == "busy"
+
+
+@pytest.mark.anyio
+async def test_claim_states_and_outcomes(store: Store) -> None:
+    await store.import_contacts(rows(1))
+    claim = await store.claim_dial("k", "r", AGENT, NOW, contact="next")
+    assert claim is not None
+    assert claim.contact is not None
+    await store.mark_placed("k", "conv-1")
+    placed = await store.get_claim("k")
+    assert placed is not None
+    assert placed.state == "placed"
+    assert placed.conversation_id == "conv-1"
+    await store.mark_unknown("k", "timeout", NOW)
+    unknown = await store.get_claim("k")
+    assert unknown is not None
+    assert unknown.state == "unknown"
+    assert unknown.error == "timeout"
+    with pytest.raises(KeyError):
+        await store.mark_failed("nope", "x")
+    await store.record_outcome(claim.contact.id, "answered", NOW, None)
+    contact = await store.get_contact(claim.contact.id)
+    assert contact is not None
+    assert (contact.state, contact.attempts, contact.last_outcome) == ("done", 1, "answered")
+    assert (await store.contacts_summary()).done == 1
+
+
+@pytest.mark.anyio
+async def test_release_and_close_contact(store: Store) -> None:
+    await store.import_contacts(rows(2))
+    a, b = await store.contacts(AGENT)
+    await store.claim_dial("k1", "r", AGENT, NOW, contact="next")
+    await store.claim_dial("k2", "r", AGENT, NOW, contact="next")
+    await store.release_contact(a.id, NOW + timedelta(hours=1))
+    await store.close_contact(b.id, "do_not_call")
+    a2, b2 = await store.get_contact(a.id), await store.get_contact(b.id)
+    assert a2 is not None
+    assert a2.state == "due"
+    assert a2.attempts == 0
+    assert a2.next_due_at == NOW + timedelta(hours=1)
+    assert b2 is not None
+    assert b2.state == "done"
+    assert b2.last_outcome == "do_not_call"
+
+
+@pytest.mark.anyio
+async def test_calls_and_summary(store: Store) -> None:
+    def call(cid: str, user: str, state: str, outcome: str | None) -> CallRecord:
+        return CallRecord(cid, user, None, "+441212345601", state, outcome, NOW)
+
+    await store.upsert_call(call("c1", "a", "dialing", None))
+    await store.upsert_call(call("c2", "a", "ended", "busy"))
+    await store.upsert_call(call("c3", "b", "ended", "answered"))
+    await store.upsert_call(call("c1", "a", "connected", None))  # update, not insert
+    active = await store.active_calls()
+    assert [c.conversation_id for c in active] == ["c1"]
+    assert active[0].state == "connected"
+    assert (await store.active_call_for_user("a")) == active[0]
+    assert await store.active_call_for_user("b") is None
+    assert await store.get_call("c3") == call("c3", "b", "ended", "answered")
+    await store.claim_dial("k", "r", "b", NOW, phone_number="+441212345601")
+    await store.mark_failed("k", "400 bad")
+    summary = {s.user_id: s for s in await store.call_summary()}
+    assert (summary["a"].placed, summary["a"].active, summary["a"].busy) == (2, 1, 1)
+    assert (summary["b"].answered, summary["b"].dial_errors) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_do_not_call(store: Store) -> None:
+    assert await store.add_do_not_call(["+441212345601", "+441212345601", "+4930123456"]) == 2
+    assert await store.add_do_not_call(["+4930123456"]) == 0
+    assert await store.is_do_not_call("+441212345601")
+    assert not await store.is_do_not_call("+441212345602")
+
+
+@pytest.mark.anyio
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.claim_dial("k", "r", AGENT, datetime(2026, 1, 1), phone_number="+1")
