@@ -31,6 +31,7 @@ FAST = ListenerConfig(
     backoff_base=0.02,
     backoff_cap=0.2,
     stable_after=1.0,
+    connect_timeout=2.0,
     rotate_before_expiry=0.0,
     queue_size=1000,
 )

@@ -31,10 +31,16 @@ from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap, SocketClosing
 from outdial.listener.backoff import Backoff
-from outdial.listener.plan import rotation_delay
+from outdial.listener.plan import rotation_delay, subscription_change
 from outdial.listener.session import SessionEnd, SocketSession
 from outdial.log import emit
-from outdial.platforms.base import ChannelGone, ChannelInfo, Platform, PlatformError
+from outdial.platforms.base import (
+    ChannelGone,
+    ChannelInfo,
+    Platform,
+    PlatformError,
+    SubscriptionResult,
+)
 
 __all__ = ["ChannelState", "ChannelSupervisor", "ListenerFatal", "SupervisorStats"]
 
@@ -68,6 +74,10 @@ class SupervisorStats:
     resubscribes: int = 0
     gaps: int = 0
     longest_recovery: float = 0.0
+    #: Events on topics this shard does not subscribe (dropped: nothing asked for them).
+    unexpected_topics: int = 0
+    #: Silence (seconds since the last frame) when a socket was last declared dead.
+    last_dead_after: float | None = None
     transitions: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,6 +119,11 @@ class ChannelSupervisor:
         self._rotation_started = rotation_started
         self._rotation_finished = rotation_finished
         self._closing_warned = anyio.Event()
+        # Held while the channel's subscriptions are being read or changed, so a
+        # runtime topic change and a reconnect never interleave their requests.
+        self._subscriptions = anyio.Lock()
+        self._subscribed_channel: str | None = None
+        self._live: _Live | None = None
         self.stats = SupervisorStats()
         self.channel: ChannelInfo | None = None
 
@@ -156,6 +171,7 @@ class ChannelSupervisor:
                             gap_start = None
                         self._set_state(ChannelState.SUBSCRIBED)
 
+                    self._live = live
                     if await self._wait_for_trouble(live):
                         rotated = await self._rotate(tg, live)
                         if rotated is not None:
@@ -164,6 +180,9 @@ class ChannelSupervisor:
                     # The socket ended: events since its last frame may be lost.
                     gap_start = live.session.last_frame_at or self._clock.monotonic()
                     gap_reason = f"socket {live.end.value if live.end else 'ended'}"
+                    self._subscribed_channel = None
+                    if live.session.stats.silent_for_when_dead is not None:
+                        self.stats.last_dead_after = live.session.stats.silent_for_when_dead
                     self.stats.reconnects += 1
                     live = None
                     self._set_state(ChannelState.DEGRADED, reason=gap_reason)
@@ -216,8 +235,9 @@ class ChannelSupervisor:
                 ping_interval=self._settings.ping_interval,
                 ping_timeout=self._settings.ping_timeout,
                 clock=self._clock,
-                on_event=self._deliver,
+                on_event=self._on_event,
                 on_closing=self._on_closing,
+                open_timeout=self._settings.connect_timeout,
             )
         )
         try:
@@ -244,22 +264,89 @@ class ChannelSupervisor:
             live.done.set()
 
     async def _ensure_subscribed(self, channel: ChannelInfo, *, fresh: bool) -> None:
-        wanted = self.topics
-        current = (
-            frozenset() if fresh else frozenset(await self._platform.get_subscriptions(channel.id))
-        )
-        if current == wanted:
-            return
-        results = await self._platform.put_subscriptions(channel.id, sorted(wanted))
-        self.stats.resubscribes += 1
-        rejected = [r for r in results if not r.permitted]
-        if rejected:
-            listed = ", ".join(f"{r.topic} ({r.reason or 'no reason given'})" for r in rejected)
-            raise ListenerFatal(
-                f"the platform rejected {len(rejected)} subscription(s): {listed}; "
-                "check the OAuth client's permissions and the user ids in the rules"
+        async with self._subscriptions:
+            self._subscribed_channel = None
+            wanted = self.topics
+            current = (
+                frozenset()
+                if fresh
+                else frozenset(await self._platform.get_subscriptions(channel.id))
             )
-        emit(log, "channel.subscribed", shard=self.name, channel=channel.id, topics=len(wanted))
+            if current != wanted:
+                results = await self._platform.put_subscriptions(channel.id, sorted(wanted))
+                self.stats.resubscribes += 1
+                rejected = [r for r in results if not r.permitted]
+                if rejected:
+                    raise ListenerFatal(_rejection_message(rejected))
+                emit(
+                    log,
+                    "channel.subscribed",
+                    shard=self.name,
+                    channel=channel.id,
+                    topics=len(wanted),
+                )
+            self._subscribed_channel = channel.id
+
+    async def update_topics(self, topics: frozenset[str]) -> list[SubscriptionResult]:
+        """Carry ``topics`` from now on, with the smallest request, without reconnecting.
+
+        Returns the topics the platform rejected (they are dropped, and the
+        rest stay subscribed). When no socket is up, the next reconnect
+        subscribes the new set.
+        """
+        async with self._subscriptions:
+            action, listed = subscription_change(self.topics, topics)
+            self.topics = topics
+            channel = self._subscribed_channel
+            if action == "none" or channel is None:
+                return []
+            try:
+                if action == "post":
+                    results = await self._platform.add_subscriptions(channel, listed)
+                else:
+                    results = await self._platform.put_subscriptions(channel, listed)
+            except PlatformError as exc:
+                # The channel may not carry what we want now: reconnecting resyncs it
+                # (GET, then PUT) and reports the gap, like any other outage.
+                emit(
+                    log,
+                    "channel.topics_change_failed",
+                    logging.WARNING,
+                    shard=self.name,
+                    channel=channel,
+                    error=str(exc),
+                )
+                self._subscribed_channel = None
+                if self._live is not None:
+                    self._live.scope.cancel()
+                return []
+            rejected = [r for r in results if not r.permitted and r.topic in topics]
+            self.topics = topics - {r.topic for r in rejected}
+            emit(
+                log,
+                "channel.topics_changed",
+                shard=self.name,
+                channel=channel,
+                request=action,
+                topics=len(self.topics),
+                rejected=len(rejected),
+            )
+            return rejected
+
+    def _on_event(self, event: Event) -> None:
+        if event.topic in self.topics:
+            self._deliver(event)
+            return
+        self.stats.unexpected_topics += 1
+        if self.stats.unexpected_topics == 1 or self.stats.unexpected_topics % 1000 == 0:
+            emit(
+                log,
+                "channel.unexpected_topic",
+                logging.WARNING,
+                shard=self.name,
+                topic=event.topic,
+                count=self.stats.unexpected_topics,
+            )
 
     def _on_closing(self, warning: SocketClosing) -> None:
         emit(
@@ -343,3 +430,11 @@ class ChannelSupervisor:
             self.stats.longest_recovery = max(self.stats.longest_recovery, end - start)
         emit(log, "listener.gap", shard=self.name, reason=reason, seconds=round(end - start, 3))
         self._report_gap(Gap(topics=self.topics, start=start, end=end, reason=reason))
+
+
+def _rejection_message(rejected: list[SubscriptionResult]) -> str:
+    listed = ", ".join(f"{r.topic} ({r.reason or 'no reason given'})" for r in rejected)
+    return (
+        f"the platform rejected {len(rejected)} subscription(s): {listed}; "
+        "check the OAuth client's permissions and the user ids in the rules"
+    )

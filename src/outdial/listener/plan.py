@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 __all__ = [
@@ -11,8 +11,10 @@ __all__ = [
     "MAX_TOPICS_PER_CHANNEL",
     "OverlapDeduper",
     "TooManyTopics",
+    "reshard",
     "rotation_delay",
     "shard_topics",
+    "subscription_change",
 ]
 
 #: Genesys Cloud limits: topics per channel, channels per user and app.
@@ -94,3 +96,50 @@ class OverlapDeduper:
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
         return True
+
+
+def reshard(
+    shards: Sequence[frozenset[str]],
+    wanted: Iterable[str],
+    per_channel: int = MAX_TOPICS_PER_CHANNEL,
+    max_channels: int = MAX_CHANNELS,
+) -> list[frozenset[str]]:
+    """New shard contents for ``wanted``, moving as few topics as possible.
+
+    Topics that stay keep their channel (so nothing is resubscribed for them);
+    topics that go are dropped where they are; new topics fill the channels
+    with room, in order, and open new channels only when all are full. Shards
+    may come out empty; the caller decides whether to keep their channels.
+    """
+    want = set(wanted)
+    kept = [set(shard) & want for shard in shards]
+    placed = set().union(*kept) if kept else set()
+    new = sorted(want - placed)
+    for shard in kept:
+        room = per_channel - len(shard)
+        if room > 0 and new:
+            shard.update(new[:room])
+            new = new[room:]
+    while new:
+        kept.append(set(new[:per_channel]))
+        new = new[per_channel:]
+    if len(kept) > max_channels:
+        raise TooManyTopics(
+            f"{len(want)} topics need {len(kept)} channels, but the platform allows "
+            f"{max_channels} channels of {per_channel} topics; subscribe fewer agents per app"
+        )
+    return [frozenset(shard) for shard in kept]
+
+
+def subscription_change(old: frozenset[str], new: frozenset[str]) -> tuple[str, list[str]]:
+    """The smallest request that turns a channel's ``old`` topics into ``new``.
+
+    ``("none", [])`` when equal; ``("post", added)`` when topics are only added
+    (POST adds without touching the rest); otherwise ``("put", all)``, because
+    the platform has no request that removes single topics.
+    """
+    if old == new:
+        return "none", []
+    if old <= new:
+        return "post", sorted(new - old)
+    return "put", sorted(new)

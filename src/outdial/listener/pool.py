@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from random import Random
 
 import anyio
+import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
 from outdial.listener.channel import ChannelSupervisor
-from outdial.listener.plan import OverlapDeduper, shard_topics
+from outdial.listener.plan import OverlapDeduper, reshard, shard_topics
 from outdial.log import emit
-from outdial.platforms.base import Platform
+from outdial.platforms.base import Platform, SubscriptionResult
 
 __all__ = ["Listener", "ListenerStats"]
 
@@ -71,20 +72,10 @@ class Listener:
         self._rotations_under_way = 0
         self._overflow_since: float | None = None
         self.stats = ListenerStats()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._resharding = anyio.Lock()
         self.supervisors = [
-            ChannelSupervisor(
-                f"shard-{index}",
-                shard,
-                platform=platform,
-                settings=settings,
-                clock=clock,
-                rng=self._rng,
-                deliver=self._deliver,
-                report_gap=self._report_gap,
-                rotation_started=self._rotation_started,
-                rotation_finished=self._rotation_finished,
-            )
-            for index, shard in enumerate(shard_topics(topics))
+            self._supervisor(index, shard) for index, shard in enumerate(shard_topics(topics))
         ]
 
     @property
@@ -97,10 +88,48 @@ class Listener:
         emit(log, "listener.start", shards=len(self.supervisors), topics=len(self.topics))
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 for supervisor in self.supervisors:
                     tg.start_soon(supervisor.run)
         finally:
+            self._tg = None
             self._send.close()
+
+    async def set_topics(self, topics: Iterable[str]) -> list[SubscriptionResult]:
+        """Subscribe exactly ``topics`` from now on, without reconnecting any socket.
+
+        Topics that stay keep their channel; a channel that only gains topics
+        gets one POST, one that loses any gets one PUT; new channels are opened
+        only when the others are full. Returns the topics the platform rejected
+        (they are left out).
+        """
+        async with self._resharding:
+            layout = reshard([s.topics for s in self.supervisors], topics)
+            rejected: list[SubscriptionResult] = []
+            for index, shard in enumerate(layout):
+                if index < len(self.supervisors):
+                    rejected += await self.supervisors[index].update_topics(shard)
+                    continue
+                supervisor = self._supervisor(index, shard)
+                self.supervisors.append(supervisor)
+                if self._tg is not None:
+                    self._tg.start_soon(supervisor.run)
+            emit(log, "listener.topics", topics=len(self.topics), shards=len(self.supervisors))
+            return rejected
+
+    def _supervisor(self, index: int, topics: Iterable[str]) -> ChannelSupervisor:
+        return ChannelSupervisor(
+            f"shard-{index}",
+            list(topics),
+            platform=self._platform,
+            settings=self._settings,
+            clock=self._clock,
+            rng=self._rng,
+            deliver=self._deliver,
+            report_gap=self._report_gap,
+            rotation_started=self._rotation_started,
+            rotation_finished=self._rotation_finished,
+        )
 
     def _rotation_started(self) -> None:
         self._rotations_under_way += 1

@@ -54,6 +54,7 @@ class SessionStats:
     malformed: int = 0
     closing_warnings: int = 0
     close_reason: str = ""
+    silent_for_when_dead: float | None = None
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -202,6 +203,7 @@ class SocketSession:
             now = clock.monotonic()
             verdict = liveness.poll(now)
             if verdict is Verdict.DEAD:
+                self.stats.silent_for_when_dead = now - liveness.last_frame_at
                 emit(
                     log,
                     "socket.dead",
