@@ -19,9 +19,11 @@ import anyio
 import anyio.abc
 
 from outdial.clock import Clock, SystemClock
-from outdial.config import Config
+from outdial.config import Config, ConfigError, load_config
 from outdial.events import Event, Gap, topic_user_id
 from outdial.handlers.dispatch import Handlers
+from outdial.handlers.donotcall import DoNotCallFileError
+from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
 from outdial.log import emit
 from outdial.platforms.base import Platform
@@ -103,6 +105,45 @@ class Daemon:
                 if settled:
                     emit(log, "daemon.reconciled", dials=settled)
 
+    async def reload(self, config: Config) -> list[str]:
+        """Apply a changed config without a restart: rules, users (topics) and guards.
+
+        Sections that need a restart to change (platform, store, listener,
+        reconcile) keep their running values; their names are returned so the
+        caller can say so. Topics change with the smallest subscription
+        request, without reconnecting.
+        """
+        needs_restart = [
+            name
+            for name in ("platform", "store", "listener", "reconcile")
+            if getattr(config, name) != getattr(self.config, name)
+        ]
+        before = self.listener.topics
+        await self.handlers.apply_config(config)
+        self.config = config.model_copy(
+            update={name: getattr(self.config, name) for name in needs_restart}
+        )
+        rejected = await self.listener.set_topics(self.handlers.topics())
+        for result in rejected:
+            emit(
+                log,
+                "daemon.topic_rejected",
+                logging.ERROR,
+                topic=result.topic,
+                reason=result.reason,
+            )
+        # Nothing is known of newly subscribed agents: read their state, as after a gap.
+        added = self.listener.topics - before
+        await self.handlers.refresh(sorted({u for t in added if (u := topic_user_id(t))}))
+        emit(
+            log,
+            "daemon.reloaded",
+            rules=len(config.rules),
+            topics=len(self.listener.topics),
+            needs_restart=",".join(needs_restart) or None,
+        )
+        return needs_restart
+
     async def _consume(self, item: Event | Gap) -> None:
         if isinstance(item, Gap):
             self.gaps_handled += 1
@@ -128,17 +169,34 @@ async def open_daemon(
                 await platform.aclose()
 
 
-async def run_until_signalled(config: Config) -> None:
-    """``outdial run``: the daemon until SIGTERM or SIGINT, then a clean, bounded stop."""
+async def run_until_signalled(config: Config, config_path: str | None = None) -> None:
+    """``outdial run``: the daemon until SIGTERM or SIGINT, then a clean, bounded stop.
+
+    SIGHUP re-reads ``config_path`` and applies it (see :meth:`Daemon.reload`);
+    a config with problems is reported and the running one kept.
+    """
     async with open_daemon(config) as daemon, anyio.create_task_group() as tg:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as sigs:
+                async for signum in sigs:
                     emit(log, "daemon.signal", signal=signal.Signals(signum).name)
+                    if signum == signal.SIGHUP:
+                        await _reload_from(daemon, config_path)
+                        continue
                     tg.cancel_scope.cancel()
                     return
 
-        tg.start_soon(stop_on_signal)
+        tg.start_soon(on_signals)
         await daemon.run()
         tg.cancel_scope.cancel()
+
+
+async def _reload_from(daemon: Daemon, config_path: str | None) -> None:
+    if config_path is None:
+        return
+    try:
+        config = load_config(config_path)
+        await daemon.reload(config)
+    except (ConfigError, RuleError, DoNotCallFileError) as exc:
+        emit(log, "daemon.reload_refused", logging.ERROR, error=str(exc))

@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     fatal: list[BaseException] = []
     try:
-        anyio.run(run_until_signalled, config)
+        anyio.run(run_until_signalled, config, args.config)
     except* (ListenerFatal, DoNotCallFileError) as group:
         fatal.extend(group.exceptions)
     for exc in fatal:
@@ -295,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run against the built-in fake platform")
     demo.add_argument("--config", default="examples/personal-dialing.toml")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds of dialing")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=int, default=5)
     demo.set_defaults(func=cmd_demo)
 
     fake = sub.add_parser("fake-server", help="serve the fake platform")

@@ -119,6 +119,30 @@ class Handlers:
         added = await self.store.add_do_not_call(numbers)
         log.emit(logger, "do_not_call.loaded", path=path, numbers=len(numbers), new=added)
 
+    async def apply_config(self, config: Config) -> None:
+        """Use the rules and guards of a reloaded ``config`` from the next event on.
+
+        The new rules are compiled before anything changes, so a bad reload
+        (raising :class:`~outdial.handlers.rules.RuleError`) leaves the running
+        rules in place. Claims, calls and contacts are untouched.
+        """
+        rules = RuleIndex.compile(config.rules)
+        guards_changed = config.guards != self.config.guards
+        path = config.guards.do_not_call_file
+        numbers: list[str] = []
+        if guards_changed and path:
+            # Read before changing anything: a bad file refuses the whole reload.
+            numbers = await load_do_not_call_file(path, config.guards.default_region)
+        self.config, self.rules = config, rules
+        if guards_changed:
+            self.dialer.config = config.guards
+            self.dialer.bucket = guards.TokenBucket(
+                config.guards.calls_per_second, self.clock.monotonic()
+            )
+            if numbers:
+                await self.store.add_do_not_call(numbers)
+        log.emit(logger, "handlers.reloaded", rules=len(config.rules))
+
     async def reconcile_unknown(self) -> int:
         """Reconcile every dial whose outcome is unknown; returns how many were settled.
 
