@@ -121,6 +121,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def check_config(path: str, contact_files: Sequence[str]) -> int:
     """Every problem in the config, its rules and the given contact lists, with locations."""
+    from outdial.handlers.dispatch import rule_topics
     from outdial.handlers.rules import RuleError, RuleIndex
 
     problems: list[str] = []
@@ -148,7 +149,7 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_PROBLEMS
-    topics = len(index.topics()) if index else 0
+    topics = len(rule_topics(index)) if index else 0
     print(f"{path}: ok ({len(config.rules)} rules, {topics} topics)")
     return EXIT_OK
 

@@ -43,7 +43,7 @@ from outdial.handlers.templates import Template
 from outdial.platforms.base import Platform, PlatformError
 from outdial.store.base import CallRecord, Store
 
-__all__ = ["CALLS_TOPIC", "Handlers", "calls_topic"]
+__all__ = ["CALLS_TOPIC", "Handlers", "calls_topic", "dial_users", "rule_topics"]
 
 logger = logging.getLogger("outdial.handlers")
 
@@ -172,28 +172,12 @@ class Handlers:
         return settled
 
     def dial_users(self) -> set[str]:
-        """Agents the rules may dial for (whose calls must be tracked).
-
-        A literal ``dial.user`` names its agent; ``{userId}`` (or any other
-        template, which cannot be known before the event) stands for the rule's
-        ``users``.
-        """
-        users: set[str] = set()
-        for rule in self.rules.rules:
-            template = Template.parse(rule.dial.user, rule.name, "user")
-            if template.is_literal:
-                users.add(template.render(rule.name, "user", {}, {}, {}))
-            else:
-                users.update(rule.users)
-        return users
+        """Agents the rules may dial for (whose calls must be tracked)."""
+        return dial_users(self.rules)
 
     def topics(self) -> set[str]:
         """Every topic to subscribe: the rules', the custom handlers', and call tracking."""
-        return (
-            self.rules.topics()
-            | self.registry.topics()
-            | {calls_topic(user) for user in self.dial_users()}
-        )
+        return rule_topics(self.rules) | self.registry.topics()
 
     async def handle(self, event: Event) -> None:
         """Track calls, dial for every matching rule, run custom handlers; never raises."""
@@ -385,3 +369,25 @@ def policy_from_config(config: Config) -> ReconcilePolicy:
         stale_after=settings.stale_after,
         max_retries=settings.max_retries,
     )
+
+
+def dial_users(rules: RuleIndex) -> set[str]:
+    """Agents the rules may dial for (whose calls must be tracked).
+
+    A literal ``dial.user`` names its agent; ``{userId}`` (or any other
+    template, which cannot be known before the event) stands for the rule's
+    ``users``.
+    """
+    users: set[str] = set()
+    for rule in rules.rules:
+        template = Template.parse(rule.dial.user, rule.name, "user")
+        if template.is_literal:
+            users.add(template.render(rule.name, "user", {}, {}, {}))
+        else:
+            users.update(rule.users)
+    return users
+
+
+def rule_topics(rules: RuleIndex) -> set[str]:
+    """What the rules need subscribed: their own topics and each dialed agent's calls."""
+    return rules.topics() | {calls_topic(user) for user in dial_users(rules)}
