@@ -23,6 +23,7 @@ from outdial.config import Config, ConfigError, load_config
 from outdial.events import Event, Gap, topic_user_id
 from outdial.handlers.dispatch import Handlers
 from outdial.handlers.donotcall import DoNotCallFileError
+from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
 from outdial.log import emit
@@ -63,12 +64,13 @@ class Daemon:
         store: Store,
         clock: Clock | None = None,
         rng: Random | None = None,
+        registry: HandlerRegistry | None = None,
     ) -> None:
         self.config = config
         self.platform = platform
         self.store = store
         self.clock = clock or SystemClock()
-        self.handlers = Handlers(config, platform, store, self.clock)
+        self.handlers = Handlers(config, platform, store, self.clock, registry=registry)
         self.listener = Listener(platform, self.handlers.topics(), config.listener, self.clock, rng)
         self.events_handled = 0
         self.gaps_handled = 0
@@ -156,14 +158,24 @@ class Daemon:
 
 @asynccontextmanager
 async def open_daemon(
-    config: Config, *, clock: Clock | None = None, rng: Random | None = None
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    rng: Random | None = None,
+    registry: HandlerRegistry | None = None,
 ) -> AsyncIterator[Daemon]:
-    """A daemon with its store and platform client, both closed on exit."""
+    """A daemon with its store and platform client, both closed on exit.
+
+    ``registry`` adds custom Python handlers (see
+    :class:`~outdial.handlers.registry.HandlerRegistry`) to the config's rules.
+    """
     clock = clock or SystemClock()
     async with open_store(config.store.url) as store:
         platform = platform_from_config(config, clock)
         try:
-            yield Daemon(config, platform=platform, store=store, clock=clock, rng=rng)
+            yield Daemon(
+                config, platform=platform, store=store, clock=clock, rng=rng, registry=registry
+            )
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE):
                 await platform.aclose()

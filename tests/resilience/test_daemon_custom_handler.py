@@ -1,0 +1,56 @@
+"""A custom Python handler runs in the daemon next to the config's rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from listener_harness import FAST, USER
+
+from outdial import Event, HandlerRegistry, Match, open_daemon, parse_config
+from outdial.fake import FakePlatform
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_registered_handler_gets_matching_events_on_its_own_topic(tmp_path: Path) -> None:
+    registry = HandlerRegistry()
+    seen: list[tuple[str, str]] = []
+    got_one = anyio.Event()
+
+    @registry.on(
+        "v2.users.{userId}.routingStatus",
+        users=[USER],
+        when={"routingStatus.status": "NOT_RESPONDING"},
+    )
+    async def not_responding(event: Event, match: Match) -> None:
+        seen.append((match.bindings["userId"], event.body["routingStatus"]["status"]))
+        got_one.set()
+
+    async with FakePlatform([USER]) as platform:
+        config = parse_config(
+            {
+                "platform": {
+                    "api_url": platform.api_url,
+                    "login_url": platform.login_url,
+                    "client_id": platform.client_id,
+                    "client_secret": platform.client_secret,
+                },
+                "listener": FAST.model_dump(),
+                "store": {"url": f"sqlite:///{tmp_path / 'o.db'}"},
+            },
+            "test",
+            {},
+        )
+        async with open_daemon(config, registry=registry) as daemon:
+            assert f"v2.users.{USER}.routingStatus" in daemon.listener.topics
+            async with anyio.create_task_group() as tg:
+                await tg.start(daemon.run)
+                await platform.wait_for_subscription(f"v2.users.{USER}.routingStatus")
+                await platform.set_presence(USER, "Available", "IDLE")  # no match
+                await platform.set_presence(USER, "Available", "NOT_RESPONDING")
+                with anyio.fail_after(5):
+                    await got_one.wait()
+                tg.cancel_scope.cancel()
+    assert seen == [(USER, "NOT_RESPONDING")]
