@@ -58,6 +58,9 @@ GENESYS_REGIONS = frozenset(
     }
 )
 
+#: Call outcomes after which a contact may be dialed again (answered ends it).
+RETRYABLE_OUTCOMES = frozenset({"busy", "no_answer", "failed"})
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -156,6 +159,17 @@ class GuardsConfig(_Strict):
     )
     do_not_call_file: str | None = None
     calls_per_second: float = Field(default=5.0, gt=0)
+
+    @field_validator("retry_after")
+    @classmethod
+    def _known_outcomes(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - RETRYABLE_OUTCOMES)
+        if unknown:
+            known = ", ".join(sorted(RETRYABLE_OUTCOMES))
+            raise ValueError(f"unknown outcome(s) {', '.join(unknown)}; retry_after takes {known}")
+        if any(seconds < 0 for seconds in value.values()):
+            raise ValueError("retry_after delays must not be negative")
+        return value
 
     @field_validator("calling_window")
     @classmethod
