@@ -257,11 +257,28 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 def format_summary(rows: Sequence[Any]) -> str:
     """The per-agent call table shown by ``outdial calls`` and at the end of the demo."""
-    head = ("agent", "placed", "answered", "busy", "no answer", "failed", "active")
+    head = (
+        "agent",
+        "placed",
+        "answered",
+        "busy",
+        "no answer",
+        "failed",
+        "agent unavailable",
+        "active",
+    )
     lines: list[tuple[str, ...]] = [head]
-    totals = [0] * 6
+    totals = [0] * (len(head) - 1)
     for row in rows:
-        values = [row.placed, row.answered, row.busy, row.no_answer, row.failed, row.active]
+        values = [
+            row.placed,
+            row.answered,
+            row.busy,
+            row.no_answer,
+            row.failed,
+            row.agent_unavailable,
+            row.active,
+        ]
         totals = [t + v for t, v in zip(totals, values, strict=True)]
         lines.append((row.user_id, *map(str, values)))
     lines.append(("total", *map(str, totals)))

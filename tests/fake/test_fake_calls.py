@@ -1,5 +1,5 @@
-"""Calls on the fake platform: validation, the four outcomes, agent presence, reading calls back,
-and seeded replay."""
+"""Calls on the fake platform: validation, the five outcomes (agent unavailable included),
+agent presence, reading calls back, and seeded replay."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("outcome", list(Outcome))
+@pytest.mark.parametrize("outcome", list(EXPECTED))
 async def test_each_outcome_plays_out_its_event_sequence(outcome: Outcome) -> None:
     async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
         created = await channel(client, [CALLS])
@@ -124,6 +124,101 @@ async def test_each_outcome_plays_out_its_event_sequence(outcome: Outcome) -> No
         assert recorded[0].conversation_id == placed["id"]
         assert recorded[0].plan is not None
         assert recorded[0].plan.outcome is outcome
+
+
+async def _agent_leg_events(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Conversation bodies until the agent leg is disconnected (agent unavailable)."""
+    bodies: list[dict[str, Any]] = []
+    while not bodies or agent(bodies[-1])["state"] != "disconnected":
+        bodies.append((await next_event(ws, CALLS))["eventBody"])
+    return bodies
+
+
+async def _next_presence_or_routing(ws: ClientConnection) -> dict[str, Any]:
+    """The next presence or routing-status event (calls events skipped)."""
+    while True:
+        event = await next_event(ws)
+        if event["topicName"] in (PRESENCE, ROUTING):
+            return event
+
+
+@pytest.mark.parametrize(
+    ("offline", "disconnect"), [(False, "timeout"), (True, "error")], ids=["forced", "offline"]
+)
+async def test_agent_unavailable_rings_the_agent_and_never_dials_the_customer(
+    offline: bool, disconnect: str
+) -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        created = await channel(client, [PRESENCE, ROUTING, CALLS])
+        async with connect(created["connectUri"]) as ws:
+            await platform.wait_for(lambda: bool(platform.connected_channels))
+            if offline:
+                # Whatever is forced for the number, an Offline agent's leg never comes up.
+                platform.set_outcome(NUMBER, Outcome.ANSWERED)
+                await platform.set_presence(USER, "Offline")
+                offline_event = await next_event(ws, PRESENCE)
+                assert offline_event["eventBody"]["presenceDefinition"]["systemPresence"] == (
+                    "Offline"
+                )
+            else:
+                platform.set_outcome(NUMBER, Outcome.AGENT_UNAVAILABLE)
+            presence_before = platform.agent_presence(USER)
+            response = await client.post(CALL_URL, json={"phoneNumber": NUMBER})
+            assert response.status_code == 200
+            placed = response.json()
+            # Not Busy: the agent never gets on the call.
+            assert platform.agent_presence(USER) == presence_before
+            assert platform.agent_routing_status(USER) == "IDLE"
+            bodies = await _agent_leg_events(ws)
+            # Nothing about the agent was published meanwhile (and no wrap-up follows):
+            # the next presence event is the marker sent now.
+            await platform.set_presence(USER, "Away")
+            marker = await _next_presence_or_routing(ws)
+            assert marker["eventBody"]["presenceDefinition"]["systemPresence"] == "Away"
+
+        assert [agent(b)["state"] for b in bodies] == ["alerting", "disconnected"]
+        assert {b["id"] for b in bodies} == {placed["id"]}
+        for body in bodies:
+            assert [p["purpose"] for p in body["participants"]] == ["agent"]
+            assert agent(body)["user"] == {"id": USER}
+        last = agent(bodies[-1])
+        assert last["disconnectType"] == disconnect
+        assert last["endTime"].endswith("Z")
+        assert "disconnectType" not in agent(bodies[0])
+        [recorded] = platform.recorded.accepted_calls
+        assert recorded.plan is not None
+        assert recorded.plan.outcome is Outcome.AGENT_UNAVAILABLE
+        # Read back over REST, and listed by analytics (which reconciliation uses).
+        final = await client.get(f"/api/v2/conversations/calls/{placed['id']}")
+        assert final.json() == bodies[-1]
+        query = {
+            "interval": "2000-01-01T00:00:00.000Z/2100-01-01T00:00:00.000Z",
+            "segmentFilters": [
+                {"type": "and", "predicates": [{"dimension": "userId", "value": USER}]}
+            ],
+        }
+        analytics = await client.post("/api/v2/analytics/conversations/details/query", json=query)
+        assert analytics.status_code == 200
+        [listed] = analytics.json()["conversations"]
+        assert listed["conversationId"] == placed["id"]
+        assert "conversationEnd" in listed
+
+
+async def test_offline_agent_calls_normally_again_once_available() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
+        platform.set_outcome(NUMBER, Outcome.ANSWERED)
+        await platform.set_presence(USER, "Offline")
+        created = await channel(client, [CALLS])
+        async with connect(created["connectUri"]) as ws:
+            await client.post(CALL_URL, json={"phoneNumber": NUMBER})
+            first = await _agent_leg_events(ws)
+            await platform.set_presence(USER, "Available")
+            await client.post(CALL_URL, json={"phoneNumber": NUMBER})
+            second = await _call_events(ws)
+        assert agent(first[-1])["disconnectType"] == "error"
+        assert [customer(b)["state"] for b in second] == ["dialing", "connected", "disconnected"]
+        plans = [c.plan.outcome for c in platform.recorded.accepted_calls if c.plan]
+        assert plans == [Outcome.AGENT_UNAVAILABLE, Outcome.ANSWERED]
 
 
 async def test_unassigned_number_fails_as_uncallable() -> None:

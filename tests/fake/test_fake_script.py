@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from outdial.events import CallConversation, body_as
 from outdial.fake import CallTiming, Outcome, call_script, load_scenario, plan_call
 from outdial.fake.errors import ApiError, status_error
 from outdial.fake.scenario import ScenarioError
-from outdial.fake.script import CallParties, pick_outcome
+from outdial.fake.script import DEFAULT_OUTCOME_WEIGHTS, CallParties, iso_ms, pick_outcome
 from outdial.fake.validation import check_topic, validate_create_call
 
 FIXTURES = Path("/work/shared/fixtures/genesys")
@@ -73,6 +73,96 @@ def test_plan_consumes_the_same_draws_whether_forced_or_not() -> None:
 def test_unreachable_number_always_fails_uncallable() -> None:
     plan = plan_call(random.Random(0), TIMING, {Outcome.ANSWERED: 1}, reachable=False)
     assert (plan.outcome, plan.disconnect_type) == (Outcome.FAILED, "uncallable")
+
+
+@pytest.mark.parametrize(
+    ("agent_available", "forced", "disconnect"),
+    [(True, Outcome.AGENT_UNAVAILABLE, "timeout"), (False, None, "error")],
+)
+def test_agent_unavailable_script_never_dials_the_customer(
+    agent_available: bool, forced: Outcome | None, disconnect: str
+) -> None:
+    fixture = json.loads((FIXTURES / "call-answered-sequence.json").read_text())
+    fixture_agent = _keys(fixture[0]["eventBody"]["participants"][0])
+    plan = plan_call(
+        random.Random(1),
+        TIMING,
+        {Outcome.ANSWERED: 1},
+        forced=forced,
+        agent_available=agent_available,
+    )
+    assert (plan.outcome, plan.disconnect_type) == (Outcome.AGENT_UNAVAILABLE, disconnect)
+    steps = call_script(plan, PARTIES, TIMING, START)
+    assert [s.ended for s in steps] == [False, True]
+    for step in steps:
+        body = step.body
+        # The fixture's conversation shape, with the agent as the only participant.
+        assert set(body) == set(fixture[0]["eventBody"])
+        [leg] = body["participants"]
+        assert leg["purpose"] == "agent"
+        assert leg["user"] == {"id": PARTIES.user_id}
+        got = _keys(leg)
+        if step.ended:
+            del got["endTime"], got["disconnectType"]
+        assert got == fixture_agent
+        assert body_as(CallConversation, body).customer() is None
+    alerting, ended = (s.body["participants"][0] for s in steps)
+    assert alerting["state"] == "alerting"
+    assert (ended["state"], ended["disconnectType"]) == ("disconnected", disconnect)
+    # A station that rings out takes the ring time; a missing one is reported sooner.
+    ring = plan.ring if disconnect == "timeout" else plan.ring / 2
+    assert steps[0].delay == pytest.approx(0.12)
+    assert steps[1].delay == pytest.approx(ring)
+    assert ended["endTime"] == iso_ms(START + timedelta(seconds=0.12 + ring))
+
+
+def test_agent_comes_before_the_number() -> None:
+    # Offline beats a forced outcome and an unreachable number: the customer is never dialed.
+    offline = plan_call(
+        random.Random(0),
+        TIMING,
+        {},
+        forced=Outcome.ANSWERED,
+        reachable=False,
+        agent_available=False,
+    )
+    assert (offline.outcome, offline.disconnect_type) == (Outcome.AGENT_UNAVAILABLE, "error")
+    forced = plan_call(
+        random.Random(0), TIMING, {}, forced=Outcome.AGENT_UNAVAILABLE, reachable=False
+    )
+    assert (forced.outcome, forced.disconnect_type) == (Outcome.AGENT_UNAVAILABLE, "timeout")
+
+
+def test_agent_unavailable_takes_the_same_three_draws() -> None:
+    plain, offline, forced = random.Random(5), random.Random(5), random.Random(5)
+    for _ in range(3):
+        a = plan_call(plain, TIMING, DEFAULT_OUTCOME_WEIGHTS)
+        b = plan_call(offline, TIMING, DEFAULT_OUTCOME_WEIGHTS, agent_available=False)
+        c = plan_call(forced, TIMING, DEFAULT_OUTCOME_WEIGHTS, forced=Outcome.AGENT_UNAVAILABLE)
+        assert a.ring == b.ring == c.ring
+        assert a.talk == b.talk == c.talk
+    assert plain.random() == offline.random() == forced.random()
+
+
+def test_default_weights_never_draw_agent_unavailable_and_replay_unchanged() -> None:
+    assert DEFAULT_OUTCOME_WEIGHTS[Outcome.AGENT_UNAVAILABLE] == 0
+    # The weights as they were before agent-unavailable existed: the same plans.
+    before: dict[Outcome, float] = {
+        o: w for o, w in DEFAULT_OUTCOME_WEIGHTS.items() if o is not Outcome.AGENT_UNAVAILABLE
+    }
+    now_rng, before_rng = random.Random(11), random.Random(11)
+    plans = [plan_call(now_rng, TIMING, DEFAULT_OUTCOME_WEIGHTS) for _ in range(500)]
+    assert plans == [plan_call(before_rng, TIMING, before) for _ in range(500)]
+    assert Outcome.AGENT_UNAVAILABLE not in {p.outcome for p in plans}
+    assert {p.outcome for p in plans} == set(before)
+
+
+def test_pick_outcome_draws_agent_unavailable_by_weight() -> None:
+    weights = {Outcome.ANSWERED: 1.0, Outcome.AGENT_UNAVAILABLE: 1.0}
+    assert pick_outcome(weights, 0.49) is Outcome.ANSWERED
+    assert pick_outcome(weights, 0.5) is Outcome.AGENT_UNAVAILABLE
+    plan = plan_call(random.Random(0), TIMING, {Outcome.AGENT_UNAVAILABLE: 1.0})
+    assert (plan.outcome, plan.disconnect_type) == (Outcome.AGENT_UNAVAILABLE, "timeout")
 
 
 def test_pick_outcome_follows_weights_in_enum_order() -> None:
@@ -141,6 +231,13 @@ def test_scenario_file(tmp_path: Path) -> None:
     assert scenario.call_timing().ring == (0.5, 1.0)
     assert scenario.weights == {Outcome.BUSY: 1.0}
     assert scenario.outcomes == {"+441212345601": Outcome.NO_ANSWER}
+    path.write_text(
+        "[weights]\nanswered = 1.0\nagent_unavailable = 0.5\n"
+        '[outcomes]\n"+441212345602" = "agent_unavailable"\n'
+    )
+    scenario = load_scenario(path)
+    assert scenario.weights == {Outcome.ANSWERED: 1.0, Outcome.AGENT_UNAVAILABLE: 0.5}
+    assert scenario.outcomes == {"+441212345602": Outcome.AGENT_UNAVAILABLE}
     path.write_text('[outcomes]\n"+441212345601" = "maybe"\n')
     with pytest.raises(ScenarioError, match=r"outcomes\.\+441212345601"):
         load_scenario(path)

@@ -94,6 +94,80 @@ async def test_busy_call_is_due_again_later() -> None:
     assert call.contact_id == 2
 
 
+def agent_leg_event(cid: str, state: str, **agent: str) -> Event:
+    """A conversation event with only the agent leg: the customer not (yet) dialed."""
+    return Event(
+        topic=f"v2.users.{AGENT}.conversations.calls",
+        body={
+            "id": cid,
+            "participants": [
+                {"id": "a", "purpose": "agent", "state": state, "user": {"id": AGENT}, **agent}
+            ],
+        },
+    )
+
+
+@pytest.mark.anyio
+async def test_agent_unavailable_releases_the_contact_without_an_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = await make()
+    # The first contact had one attempt already (busy), and is due again now; the second
+    # is done, so the first is the one dialed.
+    await h.store.record_outcome(1, "busy", h.clock.now() - timedelta(hours=1), h.clock.now())
+    await h.store.record_outcome(2, "answered", h.clock.now(), None)
+    with caplog.at_level(logging.INFO, logger="outdial"):
+        await h.handle(presence())
+        dialing = await h.store.get_contact(1)
+        assert dialing is not None
+        assert dialing.state == "dialing"
+        await h.handle(agent_leg_event("conv-1", "alerting"))
+        call = await h.store.get_call("conv-1")
+        assert call is not None
+        assert call.state == "dialing"  # the agent's station ringing is no news
+        assert isinstance(h.clock, ManualClock)
+        h.clock.advance(30)
+        await h.handle(agent_leg_event("conv-1", "disconnected", disconnectType="timeout"))
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert (call.state, call.outcome) == ("ended", "agent_unavailable")
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    # Back to due, no attempt counted, its outcome and due time as they were.
+    assert (contact.state, contact.attempts, contact.last_outcome) == ("due", 1, "busy")
+    assert contact.next_due_at == dialing.next_due_at
+    [ended] = events_named(caplog, "call.ended")
+    assert ended["outcome"] == "agent_unavailable"
+    assert ended["disconnect_type"] == "timeout"
+    assert ended["attempt_counted"] is False
+    assert ended["next_due_at"] == h.clock.now().isoformat()
+    assert await h.store.active_call_for_user(AGENT) is None
+    [summary] = await h.store.call_summary()
+    assert (summary.placed, summary.agent_unavailable, summary.failed) == (1, 1, 0)
+    # The agent is free and the contact kept its place: the next trigger dials it again.
+    await h.handle(presence(stamp="t2"))
+    again = await h.store.get_call("conv-2")
+    assert again is not None
+    assert again.contact_id == 1
+
+
+@pytest.mark.anyio
+async def test_agent_unavailable_never_uses_up_the_last_attempt() -> None:
+    h = await make()
+    now = h.clock.now()
+    for _ in range(2):  # two of the three attempts used
+        await h.store.record_outcome(1, "no_answer", now - timedelta(hours=2), now)
+    await h.store.record_outcome(2, "answered", now, None)
+    for n in range(1, 4):
+        await h.handle(presence(stamp=f"t{n}"))
+        await h.handle(agent_leg_event(f"conv-{n}", "disconnected", disconnectType="error"))
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert (contact.state, contact.attempts) == ("due", 2)
+    calls = [await h.store.get_call(f"conv-{n}") for n in range(1, 4)]
+    assert [(c.contact_id, c.outcome) for c in calls if c] == [(1, "agent_unavailable")] * 3
+
+
 @pytest.mark.anyio
 async def test_calls_we_did_not_place_are_ignored() -> None:
     h = await make()

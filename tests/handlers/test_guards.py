@@ -119,6 +119,9 @@ def test_next_due_at() -> None:
     assert next_due_at("failed", 1, now, config) == now + timedelta(days=1)
     assert next_due_at("busy", 3, now, config) is None  # out of attempts
     assert next_due_at("weird", 1, now, config) == now + timedelta(days=1)
+    # Not the contact's fault: due again at once, even with every attempt used.
+    assert next_due_at("agent_unavailable", 1, now, config) == now
+    assert next_due_at("agent_unavailable", 3, now, config) == now
 
 
 ZONES = [

@@ -278,11 +278,15 @@ async def test_calls_and_summary(store: Store) -> None:
     assert (await store.active_call_for_user("a")) == active[0]
     assert await store.active_call_for_user("b") is None
     assert await store.get_call("c3") == call("c3", "b", "ended", "answered")
+    await store.upsert_call(call("c4", "b", "ended", "agent_unavailable"))
+    await store.upsert_call(call("c5", "b", "ended", "agent_unavailable"))
     await store.claim_dial("k", "r", "b", NOW, phone_number="+441212345601")
     await store.mark_failed("k", "400 bad")
     summary = {s.user_id: s for s in await store.call_summary()}
     assert (summary["a"].placed, summary["a"].active, summary["a"].busy) == (2, 1, 1)
+    assert summary["a"].agent_unavailable == 0
     assert (summary["b"].answered, summary["b"].dial_errors) == (1, 1)
+    assert (summary["b"].placed, summary["b"].agent_unavailable, summary["b"].failed) == (3, 2, 0)
 
 
 @pytest.mark.anyio

@@ -110,6 +110,9 @@ HEARTBEAT = json.dumps(
 )
 PONG = json.dumps({"topicName": "channel.metadata", "eventBody": {"message": "pong"}})
 
+# The system presence of an agent whose calls end agent-unavailable (no station to ring).
+_OFFLINE = "Offline"
+
 _CALL_ROUTE = "create_call"
 _REPLACED = "Replaced by a newer connection to this channel"
 _CHANNEL_PATH = re.compile(r"^/channels/([^/?#]+)$")
@@ -212,7 +215,23 @@ class _Conversation:
     caller_id: str | None = None
 
     def facts(self) -> ConversationFacts:
-        return facts_from_body(self.body, self.started, self.caller_id)
+        if self.plan.outcome is not Outcome.AGENT_UNAVAILABLE:
+            return facts_from_body(self.body, self.started, self.caller_id)
+        # No customer participant to read (the customer was never dialed): the agent
+        # leg says whether and how the call ended.
+        agent = self.body["participants"][0]
+        ended = agent.get("state") == "disconnected"
+        return ConversationFacts(
+            conversation_id=self.parties.conversation_id,
+            user_id=self.parties.user_id,
+            phone_number=self.parties.phone_number,
+            start=self.started,
+            agent_participant_id=self.parties.agent_participant_id,
+            customer_participant_id=self.parties.customer_participant_id,
+            caller_id=self.caller_id,
+            end=datetime.fromisoformat(agent["endTime"]) if ended else None,
+            disconnect_type=agent.get("disconnectType") if ended else None,
+        )
 
 
 @dataclass(slots=True, eq=False)
@@ -476,7 +495,10 @@ class FakePlatform:
     # -- controls ---------------------------------------------------------------------------
 
     def set_outcome(self, phone_number: str, outcome: Outcome | None) -> None:
-        """Force how calls to ``phone_number`` end (None returns it to the seeded draw)."""
+        """Force how calls to ``phone_number`` end (None returns it to the seeded draw).
+
+        An ``Offline`` agent's call still ends ``AGENT_UNAVAILABLE`` whatever is forced.
+        """
         if outcome is None:
             self._forced.pop(phone_number, None)
         else:
@@ -583,7 +605,11 @@ class FakePlatform:
     async def set_presence(
         self, user_id: str, system_presence: str, routing_status: str | None = None
     ) -> None:
-        """Change an agent's presence (and optionally routing status) and publish the events."""
+        """Change an agent's presence (and optionally routing status) and publish the events.
+
+        Every call placed for an ``Offline`` agent ends agent-unavailable (the
+        customer is never dialed) until the agent's presence changes again.
+        """
         presence_definition_id(system_presence)  # refuse unknown names before changing state
         agent = self._agent(user_id)
         await self._set_agent(agent, system_presence, routing_status or agent.routing)
@@ -1234,6 +1260,8 @@ class FakePlatform:
             self.outcome_weights,
             forced=self._forced.get(dial.number),
             reachable=dial.reachable,
+            # An Offline agent has no station for the platform to ring (see script.py).
+            agent_available=agent.presence != _OFFLINE,
         )
         parties = CallParties(
             conversation_id=str(uuid.uuid4()),
@@ -1248,9 +1276,11 @@ class FakePlatform:
             parties, plan, steps[0].body, started, call.caller_id
         )
         # The agent is busy from the moment the platform accepts the call, so a REST
-        # re-read right after the POST already sees it; the events follow.
-        agent.active_calls += 1
-        agent.generation += 1
+        # re-read right after the POST already sees it; the events follow. Not so when
+        # the agent's own leg never comes up: the agent never gets on that call.
+        if plan.outcome is not Outcome.AGENT_UNAVAILABLE:
+            agent.active_calls += 1
+            agent.generation += 1
         self._task_group.start_soon(self._play_call, agent, parties, steps)
         emit(
             _log,
@@ -1269,23 +1299,28 @@ class FakePlatform:
     async def _play_call(
         self, agent: _Agent, parties: CallParties, steps: Sequence[CallStep]
     ) -> None:
-        if agent.presence != "Busy" or agent.routing != "INTERACTING":
+        conversation = self._conversations[parties.conversation_id]
+        # Agent unavailable: the agent never gets on the call, so no Busy before it
+        # and no wrap-up after it (see outdial.fake.script).
+        engaged = conversation.plan.outcome is not Outcome.AGENT_UNAVAILABLE
+        if engaged and (agent.presence != "Busy" or agent.routing != "INTERACTING"):
             await self._set_agent(agent, "Busy", "INTERACTING")
         topic = f"v2.users.{parties.user_id}.conversations.calls"
-        conversation = self._conversations[parties.conversation_id]
         for step in steps:
             await anyio.sleep(step.delay)
             conversation.body = step.body
             self._notify()
             await self.publish(topic, step.body)
-        agent.active_calls -= 1
-        generation = agent.generation
         emit(
             _log,
             "fake.call.ended",
             conversation_id=parties.conversation_id,
             outcome=conversation.plan.outcome.value,
         )
+        if not engaged:
+            return
+        agent.active_calls -= 1
+        generation = agent.generation
         await anyio.sleep(self.timing.wrapup)
         if agent.active_calls == 0 and agent.generation == generation:
             await self._set_agent(agent, "Available", "IDLE")

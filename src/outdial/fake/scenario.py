@@ -20,9 +20,12 @@ platform that behaves a particular way::
     busy = 0.15
     no_answer = 0.15
     failed = 0.1
+    agent_unavailable = 0.0  # the agent's station is not answered; the customer is
+                             # never dialed (also always when the agent is Offline)
 
-    [outcomes]               # numbers that always end the same way
-    "+441212345601" = "busy"
+    [outcomes]               # numbers that always end the same way: answered, busy,
+    "+441212345601" = "busy" # no_answer, failed or agent_unavailable
+    "+441212345602" = "agent_unavailable"
 
     [[faults]]               # see outdial.fake.schedule for every kind
     at = 5.0

@@ -8,14 +8,37 @@ publishes; everything a test might want to reason about is decided here.
 
 Outcome mapping (the daemon's call state machine relies on it):
 
-==========  ============================================================
-ANSWERED    customer dialing -> connected (``connectedTime``) -> disconnected, ``peer``
-BUSY        customer dialing -> disconnected, ``peer``, never connected
-NO_ANSWER   customer dialing -> alerting -> disconnected, ``timeout``
-FAILED      customer dialing -> disconnected, ``error`` (``uncallable`` for a number
-            that is well formed but not assigned, see
-            :func:`outdial.fake.validation.check_phone_number`)
-==========  ============================================================
+=================  =====================================================
+ANSWERED           customer dialing -> connected (``connectedTime``) ->
+                   disconnected, ``peer``
+BUSY               customer dialing -> disconnected, ``peer``, never connected
+NO_ANSWER          customer dialing -> alerting -> disconnected, ``timeout``
+FAILED             customer dialing -> disconnected, ``error`` (``uncallable``
+                   for a number that is well formed but not assigned, see
+                   :func:`outdial.fake.validation.check_phone_number`)
+AGENT_UNAVAILABLE  agent alerting -> disconnected, ``timeout`` (forced or
+                   drawn: the agent's station rang unanswered) or ``error``
+                   (the agent is ``Offline``: no station to ring, reported
+                   sooner); no customer participant, the customer is never
+                   dialed
+=================  =====================================================
+
+Agent unavailable. A call placed on behalf of an agent first brings up the
+agent's own leg (the platform rings the agent's station); only once that leg
+is connected does the platform dial the customer. When the agent's leg never
+comes up, the customer is never dialed, and the conversation bodies say so by
+leaving the customer participant **out** of ``participants`` altogether (the
+body keeps the shape of the fixture ``call-answered-sequence.json`` otherwise:
+``id``, ``participants``, ``recordingState``, ``maxParticipants``, the agent
+leg with ``startTime``, ``purpose``, ``state``, ``direction``, ``user`` and, once
+ended, ``endTime`` and ``disconnectType``). It happens when forced for a number
+or drawn by weight (:data:`DEFAULT_OUTCOME_WEIGHTS` gives it 0, so seeded
+replays of scenarios written before it existed do not change), and always
+when the agent is ``Offline`` (see :func:`plan_call`'s ``agent_available``);
+an agent in any other presence (Away, Break, ...) still has a station the
+platform can ring. The agent's presence and routing status do not change for
+such a call: the agent never got on it, so the fake publishes no Busy or
+INTERACTING for it and no wrap-up follows.
 """
 
 from __future__ import annotations
@@ -54,6 +77,8 @@ class Outcome(StrEnum):
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     FAILED = "failed"
+    # Last, so adding it moved no existing outcome's slot in pick_outcome().
+    AGENT_UNAVAILABLE = "agent_unavailable"
 
 
 DEFAULT_OUTCOME_WEIGHTS: Mapping[Outcome, float] = {
@@ -61,8 +86,12 @@ DEFAULT_OUTCOME_WEIGHTS: Mapping[Outcome, float] = {
     Outcome.BUSY: 0.15,
     Outcome.NO_ANSWER: 0.15,
     Outcome.FAILED: 0.1,
+    Outcome.AGENT_UNAVAILABLE: 0.0,
 }
-"""Relative likelihood of each outcome when no outcome is forced for a number."""
+"""Relative likelihood of each outcome when no outcome is forced for a number.
+
+``AGENT_UNAVAILABLE`` is 0: an agent-unavailable call happens when forced, when
+a scenario gives it a weight, or when the agent is ``Offline``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +147,14 @@ class CallStep:
 
     @property
     def ended(self) -> bool:
-        """True when the customer leg is disconnected in this body."""
+        """True when the call is over in this body: the customer leg is disconnected, or
+        (agent unavailable) there is no customer leg and the agent leg is disconnected."""
+        participants = self.body["participants"]
+        customers = [p for p in participants if p.get("purpose") == "customer"]
+        if customers:
+            return any(p.get("state") == "disconnected" for p in customers)
         return any(
-            p.get("purpose") == "customer" and p.get("state") == "disconnected"
-            for p in self.body["participants"]
+            p.get("purpose") == "agent" and p.get("state") == "disconnected" for p in participants
         )
 
 
@@ -155,21 +188,32 @@ def plan_call(
     *,
     forced: Outcome | None = None,
     reachable: bool = True,
+    agent_available: bool = True,
 ) -> CallPlan:
     """Draw one call's outcome and durations.
 
     Exactly three draws are taken every time (outcome, ring, talk), whether or
     not the outcome is forced, so forcing one number's outcome does not shift
     the outcomes and timings of the calls after it: the same seed and the same
-    sequence of requests always give the same plans. An unreachable number
-    always fails (``uncallable``).
+    sequence of requests always give the same plans.
+
+    The agent's leg comes up before the customer is dialed, so the agent decides
+    first: an agent who is not available (``agent_available`` False: presence
+    ``Offline``) always gives ``AGENT_UNAVAILABLE`` with ``error``, and a forced
+    or drawn ``AGENT_UNAVAILABLE`` (the station rang unanswered, ``timeout``)
+    wins over the number. Otherwise an unreachable number always fails
+    (``uncallable``).
     """
     u = rng.random()
     ring = rng.uniform(*timing.ring)
     talk = rng.uniform(*timing.talk)
+    if not agent_available:
+        return CallPlan(Outcome.AGENT_UNAVAILABLE, ring, talk, "error")
+    outcome = forced if forced is not None else pick_outcome(weights, u)
+    if outcome is Outcome.AGENT_UNAVAILABLE:
+        return CallPlan(outcome, ring, talk, "timeout")
     if not reachable:
         return CallPlan(Outcome.FAILED, ring, talk, "uncallable")
-    outcome = forced if forced is not None else pick_outcome(weights, u)
     disconnect = {
         Outcome.ANSWERED: "peer",
         Outcome.BUSY: "peer",
@@ -205,6 +249,8 @@ def call_script(
         return body(customer, end_offset)
 
     dial, ring = timing.dial, plan.ring
+    if plan.outcome is Outcome.AGENT_UNAVAILABLE:
+        return _agent_unavailable_script(plan, parties, dial, start)
     steps = [CallStep(dial, body({"state": "dialing"}))]
     if plan.outcome is Outcome.ANSWERED:
         connected = at(dial + ring)
@@ -220,6 +266,48 @@ def call_script(
         # A failure is reported sooner than a busy tone or a timeout.
         steps.append(CallStep(ring / 2, final(dial + ring / 2)))
     return steps
+
+
+def _agent_unavailable_script(
+    plan: CallPlan, parties: CallParties, dial: float, start: datetime
+) -> list[CallStep]:
+    """The agent's station alerts and its leg ends unanswered (``timeout``, after the ring
+    time) or failed (``error``, sooner); no customer participant is ever added."""
+
+    def at(offset: float) -> str:
+        return iso_ms(start + timedelta(seconds=offset))
+
+    ring = plan.ring if plan.disconnect_type == "timeout" else plan.ring / 2
+    ended = {
+        "state": "disconnected",
+        "endTime": at(dial + ring),
+        "disconnectType": plan.disconnect_type,
+    }
+    return [
+        CallStep(dial, _body(parties, [_agent_leg(parties, start, {"state": "alerting"})])),
+        CallStep(ring, _body(parties, [_agent_leg(parties, start, ended)])),
+    ]
+
+
+def _agent_leg(parties: CallParties, start: datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": parties.agent_participant_id,
+        "startTime": iso_ms(start),
+        "purpose": "agent",
+        "state": fields["state"],
+        "direction": "outbound",
+        "user": {"id": parties.user_id},
+        **{k: v for k, v in fields.items() if k != "state"},
+    }
+
+
+def _body(parties: CallParties, participants: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": parties.conversation_id,
+        "participants": participants,
+        "recordingState": "none",
+        "maxParticipants": 10,
+    }
 
 
 def conversation_body(
@@ -239,33 +327,19 @@ def conversation_body(
     def at(offset: float) -> str:
         return iso_ms(start + timedelta(seconds=offset))
 
-    agent: dict[str, Any] = {
-        "id": parties.agent_participant_id,
-        "startTime": at(0.0),
-        "purpose": "agent",
-        "state": "connected" if end_offset is None else "disconnected",
-        "direction": "outbound",
-        "user": {"id": parties.user_id},
-    }
+    agent: dict[str, Any] = {"state": "connected" if end_offset is None else "disconnected"}
     if end_offset is not None:
         agent["endTime"] = at(end_offset)
         agent["disconnectType"] = "client"
-    return {
-        "id": parties.conversation_id,
-        "participants": [
-            agent,
-            {
-                "id": parties.customer_participant_id,
-                "address": f"tel:{parties.phone_number}",
-                "startTime": at(dial_offset),
-                "purpose": "customer",
-                "direction": "outbound",
-                **customer,
-            },
-        ],
-        "recordingState": "none",
-        "maxParticipants": 10,
+    customer_leg = {
+        "id": parties.customer_participant_id,
+        "address": f"tel:{parties.phone_number}",
+        "startTime": at(dial_offset),
+        "purpose": "customer",
+        "direction": "outbound",
+        **customer,
     }
+    return _body(parties, [_agent_leg(parties, start, agent), customer_leg])
 
 
 _PRESENCE_IDS = {

@@ -6,6 +6,16 @@ late or twice (a reconnect overlap, a REST re-read after a gap). So
 and ENDED is final. The outcome is decided once, when the call ends, from the
 customer leg: ever connected means answered; otherwise the disconnect type says
 why it was not.
+
+Agent unavailable. A call placed on behalf of an agent rings the agent's own
+station first and dials the customer only once that leg is up. When the agent
+leg ends before that, the customer was never dialed and the outcome is
+AGENT_UNAVAILABLE (not the contact's fault: no attempt is counted). It is read
+off a snapshot whose agent leg has ended while either there is no customer leg
+at all, or the customer leg never connected, has no disconnect type of its own
+(or is ``terminated``) and the agent leg ended with ``timeout`` or ``error``
+(the station not answered, or not there). A call already seen ringing at the
+customer was dialed, so it keeps the customer leg's outcome.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ class Outcome(StrEnum):
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     FAILED = "failed"
+    AGENT_UNAVAILABLE = "agent_unavailable"
 
 
 _RANK = {CallState.DIALING: 0, CallState.RINGING: 1, CallState.CONNECTED: 2, CallState.ENDED: 3}
@@ -68,6 +79,13 @@ _NOT_ANSWERED = {
     "endpoint": Outcome.BUSY,
 }
 
+_ENDED_LEG = {"disconnected", "terminated"}
+_AGENT_PURPOSES = {"agent", "user"}
+# How an agent leg ends when it never came up: its station rang unanswered, or the
+# platform could not reach it. Anything else (client, peer) is an agent leg that
+# was up and hung up, which says nothing about the agent's availability.
+_AGENT_LEG_FAILED = {"timeout", "error"}
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -88,22 +106,54 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class CallUpdate:
-    """What one conversation snapshot says about the call."""
+    """What one conversation snapshot says about the call.
+
+    ``disconnect_type`` is the customer leg's, or the agent leg's when
+    ``agent_unavailable`` (the agent leg ended before the customer was dialed).
+    """
 
     conversation_id: str
     state: CallState
     connected: bool = False
     disconnect_type: str | None = None
+    agent_unavailable: bool = False
 
 
 def update_from_conversation(body: CallConversation) -> CallUpdate:
-    """Read the customer leg of a conversation event into a :class:`CallUpdate`."""
+    """Read a conversation event into a :class:`CallUpdate`: the customer leg's progress,
+    or an ended agent leg whose customer was never dialed (agent unavailable)."""
     customer = body.customer()
+    agent = next((p for p in body.participants if p.purpose in _AGENT_PURPOSES), None)
+    agent_ended = agent is not None and (agent.state or "") in _ENDED_LEG
     if customer is None:
+        if agent is not None and agent_ended:
+            # The agent leg ended and the customer was never added: never dialed.
+            return CallUpdate(
+                conversation_id=body.id,
+                state=CallState.ENDED,
+                disconnect_type=agent.disconnect_type,
+                agent_unavailable=True,
+            )
         # The customer leg is not there yet (the agent leg comes first): no progress.
         return CallUpdate(conversation_id=body.id, state=CallState.DIALING)
     state = _PARTICIPANT_STATE.get(customer.state or "", CallState.DIALING)
     connected = state is CallState.CONNECTED or customer.connected_time is not None
+    if (
+        agent is not None
+        and agent_ended
+        and state is CallState.ENDED
+        and not connected
+        and (customer.disconnect_type is None or customer.state == "terminated")
+        and agent.disconnect_type in _AGENT_LEG_FAILED
+    ):
+        # A customer leg that was listed but never dialed: it ended with no reason of
+        # its own, because the agent leg failed first.
+        return CallUpdate(
+            conversation_id=body.id,
+            state=CallState.ENDED,
+            disconnect_type=agent.disconnect_type,
+            agent_unavailable=True,
+        )
     return CallUpdate(
         conversation_id=body.id,
         state=state,
@@ -112,10 +162,15 @@ def update_from_conversation(body: CallConversation) -> CallUpdate:
     )
 
 
-def outcome_for(connected: bool, disconnect_type: str | None) -> Outcome:
-    """The outcome of an ended call: answered if it ever connected, else by disconnect type."""
+def outcome_for(
+    connected: bool, disconnect_type: str | None, *, agent_unavailable: bool = False
+) -> Outcome:
+    """The outcome of an ended call: answered if it ever connected, agent unavailable if the
+    agent leg failed before the customer was dialed, else by disconnect type."""
     if connected:
         return Outcome.ANSWERED
+    if agent_unavailable:
+        return Outcome.AGENT_UNAVAILABLE
     return _NOT_ANSWERED.get(disconnect_type or "", Outcome.FAILED)
 
 
@@ -127,10 +182,13 @@ def advance(call: Call, update: CallUpdate) -> Call:
     # comes from the state we already reached.
     connected = update.connected or call.state is CallState.CONNECTED
     if update.state is CallState.ENDED:
+        # Seen ringing (or connected) at the customer: dialed after all, whatever the
+        # last snapshot says about the agent leg.
+        unavailable = update.agent_unavailable and call.state is CallState.DIALING
         return replace(
             call,
             state=CallState.ENDED,
-            outcome=outcome_for(connected, update.disconnect_type),
+            outcome=outcome_for(connected, update.disconnect_type, agent_unavailable=unavailable),
         )
     target = update.state
     if connected and _RANK[target] < _RANK[CallState.CONNECTED]:

@@ -330,13 +330,20 @@ class Handlers:
         if not new.ended or new.outcome is None:
             return
         next_due = None
+        counted: bool | None = None
         if new.contact_id is not None:
             contact = await self.store.get_contact(new.contact_id)
             if contact is not None:
-                next_due = guards.next_due_at(
-                    new.outcome.value, contact.attempts + 1, now, self.config.guards
-                )
-                await self.store.record_outcome(contact.id, new.outcome.value, now, next_due)
+                outcome = new.outcome.value
+                counted = outcome not in guards.UNCOUNTED_OUTCOMES
+                attempts = contact.attempts + 1 if counted else contact.attempts
+                next_due = guards.next_due_at(outcome, attempts, now, self.config.guards)
+                if counted:
+                    await self.store.record_outcome(contact.id, outcome, now, next_due)
+                else:
+                    # Never reached the contact (agent unavailable): back to due with its
+                    # attempts and its old due time, so it keeps its place in the list.
+                    await self.store.release_contact(contact.id)
         log.emit(
             logger,
             "call.ended",
@@ -346,6 +353,7 @@ class Handlers:
             contact=new.contact_id,
             disconnect_type=update.disconnect_type,
             next_due_at=next_due.isoformat() if next_due else None,
+            attempt_counted=counted,
         )
 
     def _error(self, where: str, event: Event | None, exc: BaseException, **fields: object) -> None:

@@ -20,6 +20,7 @@ from phonenumbers import timezone as phone_timezone
 from outdial.config import GuardsConfig
 
 __all__ = [
+    "UNCOUNTED_OUTCOMES",
     "Allow",
     "Decision",
     "Deny",
@@ -209,14 +210,24 @@ def check_rate(bucket: TokenBucket, now: float) -> Decision:
     return Allow()
 
 
+UNCOUNTED_OUTCOMES = frozenset({"agent_unavailable"})
+"""Outcomes that are not the contact's fault: the call never reached the contact
+(the agent's own leg failed first), so no attempt is counted and the contact is
+due again at once."""
+
+
 def next_due_at(
     outcome: str, attempts: int, now: datetime, config: GuardsConfig
 ) -> datetime | None:
     """When a contact is due again after ``attempts`` attempts ending in ``outcome``.
 
     None means done: answered, or out of attempts. An outcome without its own
-    ``retry_after`` entry waits as long as ``failed``.
+    ``retry_after`` entry waits as long as ``failed``. An outcome in
+    :data:`UNCOUNTED_OUTCOMES` (agent unavailable) used no attempt: due again
+    ``now``, however many attempts were used before.
     """
+    if outcome in UNCOUNTED_OUTCOMES:
+        return now
     if outcome == "answered" or attempts >= config.max_attempts:
         return None
     delay = config.retry_after.get(outcome, config.retry_after.get("failed", 86400.0))

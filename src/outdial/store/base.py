@@ -111,7 +111,11 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class UserCallSummary:
-    """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call."""
+    """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call.
+
+    ``agent_unavailable`` counts calls whose agent leg failed before the customer
+    was dialed (no attempt was counted against the contact).
+    """
 
     user_id: str
     placed: int = 0
@@ -121,6 +125,7 @@ class UserCallSummary:
     no_answer: int = 0
     failed: int = 0
     dial_errors: int = 0
+    agent_unavailable: int = 0
 
 
 @dataclass(frozen=True, slots=True)

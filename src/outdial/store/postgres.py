@@ -564,7 +564,8 @@ class PostgresStore:
                 " COUNT(*) FILTER (WHERE outcome = 'answered') AS answered,"
                 " COUNT(*) FILTER (WHERE outcome = 'busy') AS busy,"
                 " COUNT(*) FILTER (WHERE outcome = 'no_answer') AS no_answer,"
-                " COUNT(*) FILTER (WHERE outcome = 'failed') AS failed"
+                " COUNT(*) FILTER (WHERE outcome = 'failed') AS failed,"
+                " COUNT(*) FILTER (WHERE outcome = 'agent_unavailable') AS agent_unavailable"
                 " FROM calls GROUP BY user_id"
             )
             for row in await cur.fetchall():

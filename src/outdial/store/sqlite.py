@@ -511,7 +511,8 @@ class SqliteStore:
                 "SELECT user_id, COUNT(*) AS placed,"
                 " SUM(state != 'ended') AS active,"
                 " SUM(outcome = 'answered') AS answered, SUM(outcome = 'busy') AS busy,"
-                " SUM(outcome = 'no_answer') AS no_answer, SUM(outcome = 'failed') AS failed"
+                " SUM(outcome = 'no_answer') AS no_answer, SUM(outcome = 'failed') AS failed,"
+                " SUM(outcome = 'agent_unavailable') AS agent_unavailable"
                 " FROM calls GROUP BY user_id"
             ):
                 counts[row["user_id"]] = {k: int(row[k] or 0) for k in row.keys()[1:]}
