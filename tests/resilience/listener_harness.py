@@ -1,21 +1,24 @@
-"""A real Listener against a real FakePlatform over real sockets, with condition waits.
+"""Shared pieces of the resilience tests: a real Listener (or Daemon) on a real FakePlatform.
 
-Tests say *what* must become true (``await harness.until(...)``) and never
-sleep for a fixed time; the harness wakes on every item the listener delivers.
+Tests say *what* must become true (``await harness.until(...)``,
+``await watch.until(...)``) and never sleep for a fixed time; the waits wake
+on every item the listener delivers or every structured log event.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from random import Random
 from typing import Any
 
 import anyio
 
 from outdial.clock import SystemClock
-from outdial.config import ListenerConfig
+from outdial.config import Config, ListenerConfig, parse_config
 from outdial.events import Event, Gap
 from outdial.fake import FakePlatform
 from outdial.listener import Listener
@@ -134,3 +137,73 @@ async def running_listener(
             tg.cancel_scope.cancel()
     finally:
         await client.aclose()
+
+
+def daemon_config(
+    platform: FakePlatform,
+    db: Path,
+    users: Iterable[str] = (USER,),
+    *,
+    listener: ListenerConfig = FAST,
+    caller_id: str | None = None,
+) -> Config:
+    """A config for the daemon against ``platform``: one next-contact-when-Available rule.
+
+    The client secret comes through ``${SECRET}``, as a user's would; the
+    calling window is open all day, so tests do not depend on the hour.
+    """
+    dial: dict[str, Any] = {"user": "{userId}", "contact": "next"}
+    if caller_id is not None:
+        dial["caller_id"] = caller_id
+    data: dict[str, Any] = {
+        "platform": {
+            "api_url": platform.api_url,
+            "login_url": platform.login_url,
+            "client_id": platform.client_id,
+            "client_secret": "${SECRET}",
+        },
+        "listener": listener.model_dump(),
+        "store": {"url": f"sqlite:///{db}"},
+        "guards": {"calling_window": ["00:00", "23:59"], "default_region": "GB"},
+        "rules": [
+            {
+                "name": "next-when-available",
+                "topic": "v2.users.{userId}.presence",
+                "users": list(users),
+                "when": {"presenceDefinition.systemPresence": "Available"},
+                "dial": dial,
+            }
+        ],
+    }
+    return parse_config(data, "test", {"SECRET": platform.client_secret})
+
+
+class LogWatch(logging.Handler):
+    """Collects outdial's structured log events; tests await conditions on them."""
+
+    def __init__(self, wait: float = 10.0) -> None:
+        super().__init__(logging.DEBUG)
+        self.wait = wait
+        self.events: list[dict[str, Any]] = []
+        self._changed = anyio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "outdial", None)
+        if isinstance(fields, dict) and "event" in fields:
+            self.events.append(dict(fields))
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
+        """The events called ``name`` whose fields include ``match``, in order."""
+        return [
+            e
+            for e in self.events
+            if e["event"] == name and all(e.get(k) == v for k, v in match.items())
+        ]
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checked on every log event."""
+        with anyio.fail_after(self.wait):
+            while not predicate():
+                await self._changed.wait()

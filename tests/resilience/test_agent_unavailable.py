@@ -14,18 +14,15 @@ the fake's own conditions.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
-from listener_harness import FAST
+from listener_harness import LogWatch, daemon_config
 
 from outdial.app import Daemon, platform_from_config
 from outdial.cli import format_summary
-from outdial.config import Config, parse_config
 from outdial.fake import CallTiming, FakePlatform, Outcome
 from outdial.fake.script import presence_body
 from outdial.store import open_store
@@ -42,61 +39,11 @@ WAIT = 10.0
 """Seconds any condition may take before the test fails (never reached when all is well)."""
 
 
-class LogWatch(logging.Handler):
-    """Collects outdial's structured log events; the test awaits conditions on them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.events: list[dict[str, Any]] = []
-        self._changed = anyio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = getattr(record, "outdial", None)
-        if isinstance(fields, dict) and "event" in fields:
-            self.events.append(dict(fields))
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        """The events called ``name``, in order."""
-        return [e for e in self.events if e["event"] == name]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds, re-checked on every log event."""
-        with anyio.fail_after(WAIT):
-            while not predicate():
-                await self._changed.wait()
-
-
-def _config(platform: FakePlatform, db: Path) -> Config:
-    data: dict[str, Any] = {
-        "platform": {
-            "api_url": platform.api_url,
-            "login_url": platform.login_url,
-            "client_id": platform.client_id,
-            "client_secret": platform.client_secret,
-        },
-        "listener": FAST.model_dump(),
-        "store": {"url": f"sqlite:///{db}"},
-        "guards": {"calling_window": ["00:00", "23:59"], "default_region": "GB"},
-        "rules": [
-            {
-                "name": "next-when-available",
-                "topic": "v2.users.{userId}.presence",
-                "users": [AGENT],
-                "when": {"presenceDefinition.systemPresence": "Available"},
-                "dial": {"user": "{userId}", "contact": "next", "caller_id": "+4930123456"},
-            }
-        ],
-    }
-    return parse_config(data, "test", {})
-
-
 @pytest.mark.parametrize("cause", ["station_not_answered", "agent_offline"])
 async def test_contact_is_dialed_again_without_an_attempt_once_the_agent_is_available(
     tmp_path: Path, cause: str
 ) -> None:
-    watch = LogWatch()
+    watch = LogWatch(WAIT)
     root = logging.getLogger("outdial")
     level = root.level
     root.addHandler(watch)
@@ -111,7 +58,7 @@ async def test_contact_is_dialed_again_without_an_attempt_once_the_agent_is_avai
             else:
                 fake.set_outcome(NUMBER, Outcome.AGENT_UNAVAILABLE)
                 await fake.set_presence(AGENT, "Busy")
-            config = _config(fake, tmp_path / "outdial.db")
+            config = daemon_config(fake, tmp_path / "outdial.db", [AGENT], caller_id="+4930123456")
             async with open_store(config.store.url) as store:
                 await store.import_contacts([ContactRow(AGENT, NUMBER, name="only")])
                 client = platform_from_config(config)

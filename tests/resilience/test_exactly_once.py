@@ -28,10 +28,10 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from listener_harness import LogWatch, daemon_config
 
 from outdial.app import Daemon
 from outdial.clock import SystemClock
-from outdial.config import Config, ListenerConfig, parse_config
 from outdial.fake import CallTiming, FakePlatform, Outcome
 from outdial.handlers.dialer import Dialer, RetryPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
@@ -51,17 +51,6 @@ CALL_PATH = r"/api/v2/conversations/calls/user/"
 LONG = CallTiming(ring=(30.0, 30.0), talk=(30.0, 30.0), wrapup=30.0, dial=0.01)
 #: Calls that end quickly, for tests that follow a call to its end.
 QUICK = CallTiming(ring=(0.05, 0.05), talk=(0.05, 0.05), wrapup=0.05, dial=0.01)
-
-LISTENER = ListenerConfig(
-    ping_interval=0.5,
-    ping_timeout=0.5,
-    backoff_base=0.02,
-    backoff_cap=0.2,
-    stable_after=1.0,
-    connect_timeout=2.0,
-    rotate_before_expiry=0.0,
-    queue_size=1000,
-)
 
 #: Seconds any condition may take before the test fails (never reached when all is well).
 WAIT = 10.0
@@ -101,36 +90,6 @@ class ShiftedClock(SystemClock):
         self.offset += timedelta(seconds=seconds)
 
 
-class LogWatch(logging.Handler):
-    """Collects outdial's structured log events; tests await conditions on them."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.events: list[dict[str, Any]] = []
-        self._changed = anyio.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = getattr(record, "outdial", None)
-        if isinstance(fields, dict) and "event" in fields:
-            self.events.append(dict(fields))
-            self._changed.set()
-            self._changed = anyio.Event()
-
-    def named(self, name: str, **match: Any) -> list[dict[str, Any]]:
-        """The events called ``name`` whose fields include ``match``."""
-        return [
-            e
-            for e in self.events
-            if e["event"] == name and all(e.get(k) == v for k, v in match.items())
-        ]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Wait until ``predicate()`` holds, re-checked on every log event."""
-        with anyio.fail_after(WAIT):
-            while not predicate():
-                await self._changed.wait()
-
-
 @dataclass
 class Run:
     """A running daemon and what the test needs around it."""
@@ -164,30 +123,6 @@ class Run:
         )
 
 
-def _config(platform: FakePlatform, db: Path) -> Config:
-    data: dict[str, Any] = {
-        "platform": {
-            "api_url": platform.api_url,
-            "login_url": platform.login_url,
-            "client_id": platform.client_id,
-            "client_secret": "${SECRET}",
-        },
-        "listener": LISTENER.model_dump(),
-        "store": {"url": f"sqlite:///{db}"},
-        "guards": {"calling_window": ["00:00", "23:59"], "default_region": "GB"},
-        "rules": [
-            {
-                "name": "next-when-available",
-                "topic": "v2.users.{userId}.presence",
-                "users": [AGENT],
-                "when": {"presenceDefinition.systemPresence": "Available"},
-                "dial": {"user": "{userId}", "contact": "next", "caller_id": "+4930123456"},
-            }
-        ],
-    }
-    return parse_config(data, "test", {"SECRET": platform.client_secret})
-
-
 @asynccontextmanager
 async def running(
     tmp_path: Path,
@@ -203,7 +138,7 @@ async def running(
     The agent starts Busy, so the startup refresh dials nobody: every call in a
     test comes from a trigger the test published.
     """
-    watch = LogWatch()
+    watch = LogWatch(WAIT)
     root = logging.getLogger("outdial")
     root.addHandler(watch)
     level = root.level
@@ -213,7 +148,7 @@ async def running(
         async with FakePlatform([AGENT], seed=3, timing=timing, rest_proxy=rest_proxy) as fake:
             await fake.set_presence(AGENT, "Busy")
             fake.set_outcome(NUMBER, Outcome.ANSWERED)
-            config = _config(fake, tmp_path / "outdial.db")
+            config = daemon_config(fake, tmp_path / "outdial.db", [AGENT], caller_id="+4930123456")
             store = SqliteStore(tmp_path / "outdial.db")
             await store.import_contacts(
                 [ContactRow(AGENT, f"+4412123456{i:02d}") for i in range(1, contacts + 1)]
