@@ -301,3 +301,47 @@ async def test_do_not_call(store: Store) -> None:
 async def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.claim_dial("k", "r", AGENT, datetime(2026, 1, 1), phone_number="+1")
+
+
+@pytest.mark.anyio
+async def test_placeholder_characters_in_values_are_data(store: Store) -> None:
+    # The shared statements use "?" placeholders, translated for PostgreSQL.
+    key = "k?%s%%?"
+    claimed = await store.claim_dial(
+        key, "r%s", AGENT, NOW, phone_number="+1?", request={"a": "%s"}
+    )
+    assert claimed is not None
+    got = await store.get_claim(key)
+    assert got is not None
+    assert (got.key, got.rule, got.phone_number, got.request) == (key, "r%s", "+1?", {"a": "%s"})
+    assert await store.add_do_not_call(["?", "%s"]) == 2
+    assert await store.is_do_not_call("%s")
+
+
+@pytest.mark.anyio
+async def test_empty_batches_write_nothing(store: Store) -> None:
+    assert await store.import_contacts([]) == 0
+    assert await store.add_do_not_call([]) == 0
+    assert await store.contacts() == []
+
+
+@pytest.mark.anyio
+async def test_a_rolled_back_claim_leaves_the_store_usable(store: Store) -> None:
+    # No contact due: the claim's transaction rolls back; the next one still works.
+    assert await store.claim_dial("k1", "r", AGENT, NOW, contact="next") is None
+    await store.import_contacts(rows(1))
+    claimed = await store.claim_dial("k1", "r", AGENT, NOW, contact="next")
+    assert claimed is not None
+    assert claimed.contact is not None
+    assert (claimed.phone_number, claimed.created_at) == (claimed.contact.phone_number, NOW)
+    with pytest.raises(ValueError, match="exactly one"):
+        await store.claim_dial("k2", "r", AGENT, NOW)
+    assert [c.key for c in await store.open_claims(AGENT)] == ["k1"]
+
+
+@pytest.mark.anyio
+async def test_a_closed_store_refuses_work(store: Store) -> None:
+    await store.aclose()
+    await store.aclose()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.contacts()

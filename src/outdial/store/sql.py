@@ -1,0 +1,609 @@
+"""What the SQL backends share: the schema, the statements, and the Store itself.
+
+:class:`SqlStore` implements every :class:`~outdial.store.base.Store` method
+once, as plain blocking code against a :class:`Database`: one connection that
+runs a statement, runs many, opens a transaction, and says how a time is
+stored. ``sqlite.py`` and ``postgres.py`` supply only that (and how to connect
+and create the tables); everything above it is the same for both.
+
+Each store operation runs whole in a worker thread (``anyio.to_thread``) under
+an anyio lock, so one connection serves one operation at a time and a
+transaction never spans an ``await``. What keeps claims exact across
+processes is the database's own locking, which :meth:`SqlStore.claim_dial`
+explains.
+
+Statements are written with ``?`` placeholders; a backend with another
+paramstyle translates them. Apart from the schema's column types, the one
+dialect difference in the SQL is :attr:`Database.lock_next_contact`.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, cast
+
+import anyio
+import anyio.to_thread
+
+from outdial.store.base import (
+    CallRecord,
+    Claim,
+    ClaimState,
+    Contact,
+    ContactRow,
+    ContactsSummary,
+    ContactState,
+    UserCallSummary,
+)
+
+__all__ = ["Database", "Result", "Row", "SqlStore", "schema"]
+
+_T = TypeVar("_T")
+
+#: A result row, by column name.
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a statement returned: its rows (none for a write) and how many rows it changed."""
+
+    rows: list[Row]
+    rowcount: int
+
+    def one(self) -> Row | None:
+        """The first row, if any."""
+        return self.rows[0] if self.rows else None
+
+
+class Database(ABC):
+    """One open connection, used by one thread at a time; what differs between backends."""
+
+    #: Appended to the query that picks an agent's next due contact inside a
+    #: claim's transaction, to lock the row it returns (empty when the
+    #: transaction already holds the database's write lock).
+    lock_next_contact: str = ""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement (``?`` placeholders) and fetch what it returns."""
+
+    @abstractmethod
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
+        """Run one statement per parameter row; returns the rows changed in all."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[object]:
+        """A transaction for the ``with`` body: committed at its end, rolled back on an error."""
+
+    @abstractmethod
+    def encode_ts(self, when: datetime) -> Any:
+        """A timezone-aware UTC time as the database stores it."""
+
+    @abstractmethod
+    def decode_ts(self, value: Any) -> datetime:
+        """A stored time back as a timezone-aware UTC ``datetime``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the connection."""
+
+    def ts(self, when: datetime) -> Any:
+        """``when`` as stored; a naive ``datetime`` is refused."""
+        if when.tzinfo is None:
+            raise ValueError(f"naive datetime {when!r}: the store keeps timezone-aware UTC times")
+        return self.encode_ts(when.astimezone(UTC))
+
+    def opt_ts(self, when: datetime | None) -> Any:
+        """``when`` as stored, or None."""
+        return None if when is None else self.ts(when)
+
+    def parse_ts(self, value: Any) -> datetime | None:
+        """A stored time (or NULL) back as a ``datetime`` (or None)."""
+        return None if value is None else self.decode_ts(value)
+
+
+def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
+    """The tables and indexes, given the backend's names for the column types that differ."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS contacts (
+    id {serial},
+    user_id TEXT NOT NULL,
+    phone_number TEXT NOT NULL,
+    name TEXT,
+    external_id TEXT,
+    timezone TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_outcome TEXT,
+    next_due_at {timestamp},
+    state TEXT NOT NULL DEFAULT 'due',
+    updated_at {timestamp},
+    UNIQUE (user_id, phone_number)
+)""",
+        "CREATE INDEX IF NOT EXISTS contacts_next_due"
+        " ON contacts (user_id, state, next_due_at, id)",
+        f"""CREATE TABLE IF NOT EXISTS dial_claims (
+    key TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    contact_id {bigint} REFERENCES contacts (id),
+    phone_number TEXT,
+    state TEXT NOT NULL,
+    conversation_id TEXT,
+    error TEXT,
+    created_at {timestamp} NOT NULL,
+    request {json},
+    retries INTEGER NOT NULL DEFAULT 0,
+    updated_at {timestamp}
+)""",
+        "CREATE INDEX IF NOT EXISTS dial_claims_open ON dial_claims (user_id, created_at)"
+        " WHERE state IN ('claimed', 'unknown')",
+        f"""CREATE TABLE IF NOT EXISTS calls (
+    conversation_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    contact_id {bigint},
+    phone_number TEXT NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    updated_at {timestamp} NOT NULL,
+    ended_at {timestamp}
+)""",
+        "CREATE INDEX IF NOT EXISTS calls_active ON calls (user_id) WHERE state <> 'ended'",
+        "CREATE TABLE IF NOT EXISTS do_not_call (phone_number TEXT PRIMARY KEY)",
+    ]
+
+
+_CONTACT_COLUMNS = (
+    "id, user_id, phone_number, name, external_id, timezone, "
+    "attempts, last_outcome, next_due_at, state"
+)
+_CALL_COLUMNS = (
+    "conversation_id, user_id, contact_id, phone_number, state, outcome, updated_at, ended_at"
+)
+# A claim with its contact (if any) as it is now, in one row. The request is
+# read as JSON text whatever column type holds it.
+_CLAIM_SELECT = (
+    "SELECT k.key, k.rule, k.user_id, k.contact_id, k.phone_number, k.state,"
+    " k.conversation_id, k.error, k.created_at, CAST(k.request AS TEXT) AS request,"
+    " k.retries, k.updated_at,"
+    " c.id AS c_id, c.user_id AS c_user_id, c.phone_number AS c_phone_number,"
+    " c.name AS c_name, c.external_id AS c_external_id, c.timezone AS c_timezone,"
+    " c.attempts AS c_attempts, c.last_outcome AS c_last_outcome,"
+    " c.next_due_at AS c_next_due_at, c.state AS c_state"
+    " FROM dial_claims k LEFT JOIN contacts c ON c.id = k.contact_id"
+)
+
+
+def _contact(db: Database, row: Row, prefix: str = "") -> Contact:
+    return Contact(
+        id=int(row[f"{prefix}id"]),
+        user_id=row[f"{prefix}user_id"],
+        phone_number=row[f"{prefix}phone_number"],
+        name=row[f"{prefix}name"],
+        external_id=row[f"{prefix}external_id"],
+        timezone=row[f"{prefix}timezone"],
+        attempts=int(row[f"{prefix}attempts"]),
+        last_outcome=row[f"{prefix}last_outcome"],
+        next_due_at=db.parse_ts(row[f"{prefix}next_due_at"]),
+        state=cast(ContactState, row[f"{prefix}state"]),
+    )
+
+
+def _claim(db: Database, row: Row) -> Claim:
+    request = json.loads(row["request"]) if row["request"] else {}
+    return Claim(
+        key=row["key"],
+        rule=row["rule"],
+        user_id=row["user_id"],
+        contact=_contact(db, row, "c_") if row["c_id"] is not None else None,
+        phone_number=row["phone_number"],
+        state=cast(ClaimState, row["state"]),
+        created_at=db.decode_ts(row["created_at"]),
+        conversation_id=row["conversation_id"],
+        error=row["error"],
+        request=request if isinstance(request, dict) else {},
+        retries=int(row["retries"]),
+        updated_at=db.parse_ts(row["updated_at"]),
+    )
+
+
+def _call(db: Database, row: Row) -> CallRecord:
+    return CallRecord(
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        contact_id=None if row["contact_id"] is None else int(row["contact_id"]),
+        phone_number=row["phone_number"],
+        state=row["state"],
+        outcome=row["outcome"],
+        updated_at=db.decode_ts(row["updated_at"]),
+        ended_at=db.parse_ts(row["ended_at"]),
+    )
+
+
+class _NoContact(Exception):
+    """Raised inside a claim's transaction to roll it back: no contact is due."""
+
+
+class SqlStore:
+    """:class:`~outdial.store.base.Store` on a :class:`Database`; the backends subclass it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = anyio.Lock()
+        self._closed = False
+
+    async def _run(self, fn: Callable[[Database], _T]) -> _T:
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            return await anyio.to_thread.run_sync(fn, self._db)
+
+    # contacts
+
+    async def import_contacts(self, rows: Iterable[ContactRow]) -> int:
+        """Insert or update contacts by ``(user_id, phone_number)``; returns rows written."""
+        batch = [(r.user_id, r.phone_number, r.name, r.external_id, r.timezone) for r in rows]
+
+        def run(db: Database) -> int:
+            if batch:
+                with db.transaction():
+                    # A re-import refreshes the descriptive columns only: attempts
+                    # and state belong to the dialer and must survive a re-import.
+                    db.executemany(
+                        "INSERT INTO contacts (user_id, phone_number, name, external_id, timezone)"
+                        " VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (user_id, phone_number) DO UPDATE SET"
+                        " name = excluded.name, external_id = excluded.external_id,"
+                        " timezone = excluded.timezone",
+                        batch,
+                    )
+            return len(batch)
+
+        return await self._run(run)
+
+    async def contacts(self, user_id: str | None = None) -> list[Contact]:
+        """All contacts, or one agent's, by id."""
+
+        def run(db: Database) -> list[Contact]:
+            if user_id is None:
+                result = db.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts ORDER BY id")
+            else:
+                result = db.execute(
+                    f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE user_id = ? ORDER BY id",
+                    (user_id,),
+                )
+            return [_contact(db, row) for row in result.rows]
+
+        return await self._run(run)
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        """One contact by id."""
+
+        def run(db: Database) -> Contact | None:
+            row = db.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,)
+            ).one()
+            return _contact(db, row) if row else None
+
+        return await self._run(run)
+
+    # dial claims
+
+    async def claim_dial(
+        self,
+        key: str,
+        rule: str,
+        user_id: str,
+        now: datetime,
+        *,
+        contact: Literal["next"] | None = None,
+        phone_number: str | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> Claim | None:
+        """Claim ``key`` (and the agent's oldest due contact for ``contact="next"``).
+
+        One transaction: insert the claim unless its key exists, then (for
+        ``contact="next"``) pick and lock the agent's oldest due contact, move
+        it to ``dialing`` and name it in the claim; with no contact due, roll
+        it all back. Of two processes claiming the same key, the second's
+        insert waits for the first's transaction and then inserts nothing (or,
+        if the first rolled back, goes ahead). The pick is locked by
+        :attr:`Database.lock_next_contact` (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``, so claims for one agent under different keys neither share
+        a contact nor wait for each other) or by the transaction itself
+        (SQLite: ``BEGIN IMMEDIATE`` holds the file's write lock).
+        """
+        if (contact is None) == (phone_number is None):
+            raise ValueError('claim_dial needs exactly one of contact="next" or phone_number')
+        request_json = json.dumps(dict(request), sort_keys=True) if request else None
+
+        def run(db: Database) -> Claim | None:
+            at = db.ts(now)
+            picked: Contact | None = None
+            try:
+                with db.transaction():
+                    if not db.execute(
+                        "INSERT INTO dial_claims"
+                        " (key, rule, user_id, phone_number, state, created_at, request)"
+                        " VALUES (?, ?, ?, ?, 'claimed', ?, ?) ON CONFLICT (key) DO NOTHING",
+                        (key, rule, user_id, phone_number, at, request_json),
+                    ).rowcount:
+                        return None  # claimed before: a duplicate trigger
+                    if contact == "next":
+                        picked = _take_next_contact(db, key, user_id, at)
+            except _NoContact:
+                return None  # rolled back: no contact, so no claim either
+            return Claim(
+                key=key,
+                rule=rule,
+                user_id=user_id,
+                contact=picked,
+                phone_number=picked.phone_number if picked else phone_number,
+                state="claimed",
+                created_at=db.decode_ts(at),
+                request=json.loads(request_json) if request_json else {},
+            )
+
+        return await self._run(run)
+
+    async def get_claim(self, key: str) -> Claim | None:
+        """The claim under ``key``, with its contact as it is now."""
+
+        def run(db: Database) -> Claim | None:
+            row = db.execute(_CLAIM_SELECT + " WHERE k.key = ?", (key,)).one()
+            return _claim(db, row) if row else None
+
+        return await self._run(run)
+
+    async def open_claims(self, user_id: str | None = None) -> list[Claim]:
+        """Claims ``claimed`` or ``unknown`` (of one agent), oldest first."""
+
+        def run(db: Database) -> list[Claim]:
+            where = " WHERE k.state IN ('claimed', 'unknown')"
+            params: tuple[str, ...] = ()
+            if user_id is not None:
+                where += " AND k.user_id = ?"
+                params = (user_id,)
+            result = db.execute(_CLAIM_SELECT + where + " ORDER BY k.created_at, k.key", params)
+            return [_claim(db, row) for row in result.rows]
+
+        return await self._run(run)
+
+    async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
+        """``unknown`` with ``retries`` retries -> ``claimed`` with one more; True if it was."""
+
+        def run(db: Database) -> bool:
+            result = db.execute(
+                "UPDATE dial_claims SET state = 'claimed', retries = retries + 1,"
+                " updated_at = ? WHERE key = ? AND state = 'unknown' AND retries = ?",
+                (db.ts(now), key, retries),
+            )
+            return result.rowcount == 1
+
+        return await self._run(run)
+
+    async def _set_claim(
+        self,
+        key: str,
+        state: ClaimState,
+        conversation_id: str | None,
+        error: str | None,
+        now: datetime | None = None,
+    ) -> None:
+        def run(db: Database) -> None:
+            result = db.execute(
+                "UPDATE dial_claims SET state = ?,"
+                " conversation_id = COALESCE(?, conversation_id), error = ?,"
+                " updated_at = COALESCE(?, updated_at) WHERE key = ?",
+                (state, conversation_id, error, db.opt_ts(now), key),
+            )
+            if result.rowcount == 0:
+                raise KeyError(f"no dial claim {key!r}")
+
+        await self._run(run)
+
+    async def mark_placed(self, key: str, conversation_id: str) -> None:
+        """The claim's call exists as ``conversation_id``."""
+        await self._set_claim(key, "placed", conversation_id, None)
+
+    async def mark_failed(self, key: str, error: str) -> None:
+        """The claim placed nothing; ``error`` says why."""
+        await self._set_claim(key, "failed", None, error)
+
+    async def mark_unknown(self, key: str, error: str, now: datetime) -> None:
+        """The claim's request may or may not have placed a call (as of ``now``)."""
+        await self._set_claim(key, "unknown", None, error, now)
+
+    async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:
+        """Back to ``due`` (at ``next_due_at``, or keeping its old due time), no attempt counted."""
+
+        def run(db: Database) -> None:
+            db.execute(
+                "UPDATE contacts SET state = 'due', next_due_at = COALESCE(?, next_due_at)"
+                " WHERE id = ?",
+                (db.opt_ts(next_due_at), contact_id),
+            )
+
+        await self._run(run)
+
+    async def close_contact(self, contact_id: int, reason: str) -> None:
+        """``done`` with ``reason`` as its last outcome, no attempt counted."""
+
+        def run(db: Database) -> None:
+            db.execute(
+                "UPDATE contacts SET state = 'done', last_outcome = ?, next_due_at = NULL"
+                " WHERE id = ?",
+                (reason, contact_id),
+            )
+
+        await self._run(run)
+
+    async def record_outcome(
+        self, contact_id: int, outcome: str, now: datetime, next_due_at: datetime | None
+    ) -> None:
+        """Count one attempt; ``due`` again at ``next_due_at`` or ``done`` when None."""
+        state = "done" if next_due_at is None else "due"
+
+        def run(db: Database) -> None:
+            db.execute(
+                "UPDATE contacts SET attempts = attempts + 1, last_outcome = ?,"
+                " next_due_at = ?, state = ?, updated_at = ? WHERE id = ?",
+                (outcome, db.opt_ts(next_due_at), state, db.ts(now), contact_id),
+            )
+
+        await self._run(run)
+
+    # calls
+
+    async def upsert_call(self, call: CallRecord) -> None:
+        """Insert or replace the call by conversation id."""
+
+        def run(db: Database) -> None:
+            db.execute(
+                f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (conversation_id) DO UPDATE SET"
+                " user_id = excluded.user_id, contact_id = excluded.contact_id,"
+                " phone_number = excluded.phone_number, state = excluded.state,"
+                " outcome = excluded.outcome, updated_at = excluded.updated_at,"
+                " ended_at = excluded.ended_at",
+                (
+                    call.conversation_id,
+                    call.user_id,
+                    call.contact_id,
+                    call.phone_number,
+                    call.state,
+                    call.outcome,
+                    db.ts(call.updated_at),
+                    db.opt_ts(call.ended_at),
+                ),
+            )
+
+        await self._run(run)
+
+    async def get_call(self, conversation_id: str) -> CallRecord | None:
+        """The call by conversation id."""
+        return await self._one_call(" WHERE conversation_id = ?", conversation_id)
+
+    async def active_calls(self) -> list[CallRecord]:
+        """Calls not yet ended, oldest update first."""
+
+        def run(db: Database) -> list[CallRecord]:
+            result = db.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE state <> 'ended'"
+                " ORDER BY updated_at, conversation_id"
+            )
+            return [_call(db, row) for row in result.rows]
+
+        return await self._run(run)
+
+    async def active_call_for_user(self, user_id: str) -> CallRecord | None:
+        """The agent's call not yet ended, if any."""
+        return await self._one_call(
+            " WHERE user_id = ? AND state <> 'ended' ORDER BY updated_at DESC LIMIT 1", user_id
+        )
+
+    async def _one_call(self, where: str, param: str) -> CallRecord | None:
+        def run(db: Database) -> CallRecord | None:
+            row = db.execute(f"SELECT {_CALL_COLUMNS} FROM calls" + where, (param,)).one()
+            return _call(db, row) if row else None
+
+        return await self._run(run)
+
+    async def call_summary(self) -> list[UserCallSummary]:
+        """Per agent: placed, active, outcomes, and dials the platform refused."""
+
+        def run(db: Database) -> list[UserCallSummary]:
+            counts: dict[str, dict[str, int]] = {}
+            for row in db.execute(
+                "SELECT user_id, COUNT(*) AS placed,"
+                " COUNT(*) FILTER (WHERE state <> 'ended') AS active,"
+                " COUNT(*) FILTER (WHERE outcome = 'answered') AS answered,"
+                " COUNT(*) FILTER (WHERE outcome = 'busy') AS busy,"
+                " COUNT(*) FILTER (WHERE outcome = 'no_answer') AS no_answer,"
+                " COUNT(*) FILTER (WHERE outcome = 'failed') AS failed,"
+                " COUNT(*) FILTER (WHERE outcome = 'agent_unavailable') AS agent_unavailable"
+                " FROM calls GROUP BY user_id"
+            ).rows:
+                counts[row["user_id"]] = {k: int(v) for k, v in row.items() if k != "user_id"}
+            for row in db.execute(
+                "SELECT user_id, COUNT(*) AS n FROM dial_claims WHERE state = 'failed'"
+                " GROUP BY user_id"
+            ).rows:
+                counts.setdefault(row["user_id"], {})["dial_errors"] = int(row["n"])
+            return [UserCallSummary(user_id=u, **c) for u, c in sorted(counts.items())]
+
+        return await self._run(run)
+
+    async def contacts_summary(self) -> ContactsSummary:
+        """Contacts per state."""
+
+        def run(db: Database) -> ContactsSummary:
+            result = db.execute("SELECT state, COUNT(*) AS n FROM contacts GROUP BY state")
+            found = {row["state"]: int(row["n"]) for row in result.rows}
+            return ContactsSummary(
+                due=found.get("due", 0), dialing=found.get("dialing", 0), done=found.get("done", 0)
+            )
+
+        return await self._run(run)
+
+    # do not call
+
+    async def add_do_not_call(self, numbers: Iterable[str]) -> int:
+        """Add numbers; returns how many were not listed before."""
+        batch = [(n,) for n in numbers]
+
+        def run(db: Database) -> int:
+            if not batch:
+                return 0
+            with db.transaction():
+                return db.executemany(
+                    "INSERT INTO do_not_call (phone_number) VALUES (?) ON CONFLICT DO NOTHING",
+                    batch,
+                )
+
+        return await self._run(run)
+
+    async def is_do_not_call(self, number: str) -> bool:
+        """True when the number is listed."""
+
+        def run(db: Database) -> bool:
+            result = db.execute(
+                "SELECT 1 AS listed FROM do_not_call WHERE phone_number = ?", (number,)
+            )
+            return result.one() is not None
+
+        return await self._run(run)
+
+    async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
+        async with self._lock:
+            if not self._closed:
+                self._closed = True
+                await anyio.to_thread.run_sync(self._db.close)
+
+
+def _take_next_contact(db: Database, key: str, user_id: str, at: Any) -> Contact:
+    """Inside claim ``key``'s transaction: move the agent's oldest due contact to ``dialing``."""
+    # NULL next_due_at (never dialed) sorts first: due since import.
+    row = db.execute(
+        f"SELECT {_CONTACT_COLUMNS} FROM contacts"
+        " WHERE user_id = ? AND state = 'due'"
+        " AND (next_due_at IS NULL OR next_due_at <= ?)"
+        " ORDER BY next_due_at IS NOT NULL, next_due_at, id LIMIT 1" + db.lock_next_contact,
+        (user_id, at),
+    ).one()
+    if row is None:
+        raise _NoContact
+    db.execute(
+        "UPDATE contacts SET state = 'dialing', updated_at = ? WHERE id = ?", (at, row["id"])
+    )
+    db.execute(
+        "UPDATE dial_claims SET contact_id = ?, phone_number = ? WHERE key = ?",
+        (row["id"], row["phone_number"], key),
+    )
+    return _contact(db, {**row, "state": "dialing"})
