@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
@@ -110,3 +111,54 @@ async def test_serve_runs_until_cancelled() -> None:
             )
             assert response.status_code == 200
         tg.cancel_scope.cancel()
+
+
+def _sdk_remaining_endpoints(api_url: str, client_id: str, secret: str) -> dict[str, Any]:
+    """Every other endpoint the fake implements, through the SDK, and an error as it sees it."""
+    sdk = pytest.importorskip("PureCloudPlatformClientV2")
+    sdk.configuration.host = api_url
+    client = sdk.api_client.ApiClient(host=api_url).get_client_credentials_token(client_id, secret)
+    notifications = sdk.NotificationsApi(client)
+    channel = notifications.post_notifications_channels()
+    out: dict[str, Any] = {"channel": channel.id}
+    notifications.head_notifications_channel(channel.id)
+    out["listed"] = [c.id for c in notifications.get_notifications_channels().entities]
+    topic = sdk.ChannelTopic()
+    topic.id = f"v2.users.{USER}.presence"
+    notifications.post_notifications_channel_subscriptions(channel.id, [topic])
+    out["subscribed"] = [
+        t.id for t in notifications.get_notifications_channel_subscriptions(channel.id).entities
+    ]
+    notifications.delete_notifications_channel_subscriptions(channel.id)
+    out["after_delete"] = notifications.get_notifications_channel_subscriptions(channel.id).entities
+    out["routing"] = sdk.UsersApi(client).get_user_routingstatus(USER).status
+    request = sdk.CreateCallRequest()
+    request.phone_number = "+441212345601"
+    conversations = sdk.ConversationsApi(client)
+    placed = conversations.post_conversations_calls_user_user_id(USER, request)
+    call = conversations.get_conversations_call(placed.id)
+    out["call_parties"] = sorted(p.purpose for p in call.participants)
+    bad = sdk.CreateCallRequest()
+    bad.phone_number = "12345"
+    try:
+        conversations.post_conversations_calls_user_user_id(USER, bad)
+    except sdk.rest.ApiException as exc:
+        out["error_status"] = exc.status
+        out["error_body"] = exc.body
+    return out
+
+
+async def test_official_sdk_reaches_every_other_endpoint_and_reads_errors() -> None:
+    async with FakePlatform([USER], seed=0, timing=FAST) as platform:
+        result = await anyio.to_thread.run_sync(
+            _sdk_remaining_endpoints, platform.api_url, platform.client_id, platform.client_secret
+        )
+    assert result["channel"] in result["listed"]
+    assert result["subscribed"] == [f"v2.users.{USER}.presence"]
+    assert not result["after_delete"]
+    assert result["routing"] == "IDLE"
+    assert result["call_parties"] == ["agent", "customer"]
+    assert result["error_status"] == 400
+    body = json.loads(result["error_body"])
+    assert body["code"] == "invalid.phone.number"
+    assert body["details"][0]["fieldName"] == "phoneNumber"
