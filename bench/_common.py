@@ -1,0 +1,328 @@
+"""Shared pieces of the benchmarks: machine banner, statistics, realistic frames, servers.
+
+Every benchmark prints the machine it ran on and the exact command, measures a
+baseline in the same run, and reports a ratio against it. Nothing here is a
+test: the figures are for people, the smoke tests only check the scripts run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from outdial.platforms.base import (
+    AgentState,
+    CallSnapshot,
+    ChannelInfo,
+    DialRequest,
+    OutboundCall,
+    PlacedCall,
+    SubscriptionResult,
+)
+
+__all__ = [
+    "BENCH_DIR",
+    "FIXTURES",
+    "REPO",
+    "StreamServer",
+    "StubPlatform",
+    "call_bodies",
+    "header",
+    "is_trigger",
+    "median",
+    "percentile",
+    "presence_body",
+    "rss_kib",
+    "stream_frames",
+    "stream_users",
+    "valid_number",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+FIXTURES = REPO / "tests" / "fixtures" / "genesys"
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+def header(title: str, notes: Sequence[str] = ()) -> str:
+    """The machine, the software and the exact command, so a figure can be reproduced."""
+    versions = []
+    for package in ("outdial", "websockets", "anyio", "pydantic", "httpx"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} ?")
+    cpu = _cpu_model() or platform.processor() or platform.machine()
+    lines = [
+        f"== {title}",
+        f"machine : {cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        f"python  : {platform.python_implementation()} {platform.python_version()}",
+        f"packages: {', '.join(versions)}",
+        f"command : {shlex.join([Path(sys.executable).name, *sys.argv])}",
+    ]
+    lines += [f"note    : {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (the benchmarks repeat each measurement and report this)."""
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by nearest rank; ``values`` need not be sorted."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def rss_kib() -> int:
+    """Resident set size of this process (``VmRSS`` in /proc/self/status), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+# -- realistic frames (shapes from tests/fixtures/genesys) -------------------------------------
+
+
+def _fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+_PRESENCE = _fixture("presence-available.json")
+_CALL_SEQUENCE = _fixture("call-answered-sequence.json")
+_PRESENCE_IDS = {
+    "Available": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+    "Busy": "31fe3bac-dea6-44b7-bed7-47f91660a1a0",
+}
+_BASE_TIME = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+def _iso(offset: float) -> str:
+    return (_BASE_TIME + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def stream_users(count: int, prefix: str = "a") -> list[str]:
+    """Agent user ids shaped like the platform's (UUIDs), deterministic."""
+    return [str(uuid.UUID(int=(hash_prefix(prefix) << 64) + i)) for i in range(count)]
+
+
+def hash_prefix(prefix: str) -> int:
+    """A stable 64-bit number for a prefix (``hash()`` is salted per process)."""
+    return int.from_bytes(prefix.encode().ljust(8, b"_")[:8], "big")
+
+
+def presence_body(system_presence: str, offset: float = 0.0) -> dict[str, Any]:
+    """A ``v2.users.{id}.presence`` body as in ``presence-available.json``."""
+    body: dict[str, Any] = copy.deepcopy(_PRESENCE["eventBody"])
+    body["presenceDefinition"]["systemPresence"] = system_presence
+    body["presenceDefinition"]["id"] = _PRESENCE_IDS.get(system_presence, str(uuid.uuid4()))
+    body["modifiedDate"] = _iso(offset)
+    return body
+
+
+def call_bodies(user_id: str, conversation_id: str, number: str) -> list[dict[str, Any]]:
+    """The three ``conversations.calls`` bodies of ``call-answered-sequence.json`` for one call."""
+    bodies = []
+    for step in _CALL_SEQUENCE:
+        body: dict[str, Any] = copy.deepcopy(step["eventBody"])
+        body["id"] = conversation_id
+        for participant in body["participants"]:
+            if participant.get("purpose") == "agent":
+                participant["user"]["id"] = user_id
+            else:
+                participant["address"] = f"tel:{number}"
+        bodies.append(body)
+    return bodies
+
+
+def envelope(topic: str, body: Mapping[str, Any], correlation: str) -> str:
+    """One notification frame, as the platform sends it."""
+    return json.dumps(
+        {
+            "topicName": topic,
+            "version": "2",
+            "eventBody": body,
+            "metadata": {"CorrelationId": correlation},
+        },
+        separators=(",", ":"),
+    )
+
+
+def valid_number(index: int) -> str:
+    """A distinct valid E.164 number (UK, Birmingham 0121 range) for ``index`` < 10**6."""
+    return f"+44121{400_0000 + index:07d}"
+
+
+def stream_frames(users: Sequence[str], rounds: int) -> list[str]:
+    """``rounds`` rounds of an agent's day per user: half presence, half call events.
+
+    Per user and round: Available, call dialing, Busy, call connected, call
+    disconnected by the peer, Available. Conversation and correlation ids vary.
+    """
+    frames: list[str] = []
+    serial = 0
+    for r in range(rounds):
+        for u, user in enumerate(users):
+            conversation = str(uuid.UUID(int=(r << 32) + u + 1))
+            dialing, connected, ended = call_bodies(user, conversation, valid_number(u))
+            presence = f"v2.users.{user}.presence"
+            calls = f"v2.users.{user}.conversations.calls"
+            steps: list[tuple[str, Mapping[str, Any]]] = [
+                (presence, presence_body("Available", r * 10.0)),
+                (calls, dialing),
+                (presence, presence_body("Busy", r * 10.0 + 1)),
+                (calls, connected),
+                (calls, ended),
+                (presence, presence_body("Available", r * 10.0 + 9)),
+            ]
+            for topic, body in steps:
+                serial += 1
+                frames.append(envelope(topic, body, str(uuid.UUID(int=serial))))
+    return frames
+
+
+def is_trigger(index: int, share: float) -> bool:
+    """Whether event ``index`` of a paced stream is a dial trigger (``share`` of them are).
+
+    Spread evenly: the first ``n`` events hold exactly ``floor(n * share)`` triggers.
+    """
+    return math.floor((index + 1) * share) > math.floor(index * share)
+
+
+# -- servers --------------------------------------------------------------------------------------
+
+
+class StreamServer:
+    """``bench/servers/stream.py`` in its own process: streams pre-encoded frames flat out.
+
+    Its own process, so that producing frames never competes with the client
+    under test for the event loop (and, on two or more CPUs, not for a core).
+    """
+
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    def url(self, channel: str, **params: object) -> str:
+        """A ``ws://`` URL whose connection gets the stream described by ``params``."""
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"ws://127.0.0.1:{self.port}/channels/{channel}?{query}"
+
+    @classmethod
+    @contextmanager
+    def running(cls) -> Iterator[StreamServer]:
+        """Start the server process, yield it, stop it (that process only)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "servers.stream"],
+            cwd=BENCH_DIR,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("PORT "):
+                raise RuntimeError(f"stream server did not start: {line!r}")
+            yield cls(proc, int(line.split()[1]))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class StubPlatform:
+    """The REST side of the platform, answered in memory: channels point at a stream URL.
+
+    Lets the real :class:`~outdial.listener.Listener` run against
+    :class:`StreamServer` without an HTTP server in the measurement.
+    """
+
+    def __init__(self, connect_uri: str) -> None:
+        self.connect_uri = connect_uri
+        self.channels = 0
+
+    async def create_channel(self) -> ChannelInfo:
+        """A new channel id; every channel connects to ``connect_uri``."""
+        self.channels += 1
+        return ChannelInfo(f"bench-{self.channels}", self.connect_uri, None)
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        """Channels never expire here."""
+        return True
+
+    async def get_subscriptions(self, channel_id: str) -> list[str]:
+        """Nothing subscribed yet: the listener PUTs its topics."""
+        return []
+
+    async def put_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """Every topic permitted."""
+        return [SubscriptionResult(t, True) for t in topics]
+
+    async def add_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """Every topic permitted."""
+        return [SubscriptionResult(t, True) for t in topics]
+
+    async def find_outbound_calls(
+        self, user_id: str, since: datetime, until: datetime
+    ) -> list[OutboundCall]:
+        """No calls are ever placed here."""
+        return []
+
+    async def place_call(self, request: DialRequest) -> PlacedCall:
+        """Not used by these benchmarks."""
+        raise NotImplementedError
+
+    async def get_call(self, conversation_id: str) -> CallSnapshot | None:
+        """Not used by these benchmarks."""
+        return None
+
+    async def get_agent_state(self, user_id: str) -> AgentState:
+        """Nothing known: a gap refresh re-reads nothing."""
+        return AgentState(user_id, None, None)
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
+
+def now() -> float:
+    """``time.monotonic()``: the clock :class:`~outdial.clock.SystemClock` reads too."""
+    return time.monotonic()

@@ -1,0 +1,477 @@
+"""Event received to dial request sent, at a fixed event rate: outdial against a bare client.
+
+A platform server runs in its own process with many agents and publishes
+presence events at ``--rate`` per second; ``--trigger-share`` of them (all, by
+default) are ``Available`` (round-robin over the agents: a dial trigger each),
+the rest ``Away`` (parsed and matched, nothing to do). By default the server
+is ``bench/servers/miniplatform.py`` (hand-written HTTP and pre-encoded
+frames, cheap enough never to be the bottleneck); ``--server fake`` uses
+outdial's ``FakePlatform`` instead (``bench/servers/fakedriver.py``), which is
+itself saturated well below 1,000 calls/s.
+Two clients, each against a fresh server with the same settings, in the same
+run:
+
+- **baseline**: a bare ``websockets`` receive loop that ``json.loads`` each
+  frame and, for an Available presence, starts a bare ``httpx`` POST of a
+  CreateCallRequest in a task of its own (the least any dialer must do; with
+  64 requests in flight it sheds the trigger instead of queueing it);
+- **outdial**: the real daemon (``Daemon``: listener, handlers, rule index,
+  guards, idempotency claim in a temporary SQLite store, the Genesys REST
+  client), one rule ``next-contact-when-available``, contacts per agent in
+  the store, guards set permissive (calling window 00:00-23:59, 100k calls/s).
+
+Latency is measured from the frame's arrival at the client (outdial: the
+listener's ``Event.received_at``) to the moment the POST to
+``/api/v2/conversations/calls/user/{id}`` is handed to httpx's transport (a
+wrapping transport timestamps it; the bytes hit the loopback socket a few tens
+of microseconds later). Both timestamps are taken in the client process, on
+the same monotonic clock. The triggers of the first ``--warmup-seconds`` are
+left out.
+
+outdial also tracks every call it places: the server plays each call out
+(three call events) and those go through the same queue and store as the
+triggers. The baseline does none of that. ``--rate`` takes a list
+(``--rate 50,100,1000``) to see where the daemon saturates.
+
+Target (issue 6): p99 under 5 ms at 1,000 events/s on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import json
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+from anyio.streams.buffered import BufferedByteReceiveStream
+from websockets.asyncio.client import connect
+
+from _common import BENCH_DIR, header, percentile, valid_number
+from outdial.app import Daemon
+from outdial.clock import SystemClock
+from outdial.config import Config
+from outdial.events import Event
+from outdial.platforms.genesys import GenesysPlatform
+from outdial.store import open_store
+from outdial.store.base import ContactRow
+
+#: The trigger being handled in this task: (frame arrival, handling started), monotonic.
+TRIGGER: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
+    "TRIGGER", default=None
+)
+CALL_PATH = "/api/v2/conversations/calls/user/"
+#: The baseline drops a trigger rather than queue a request behind this many.
+MAX_IN_FLIGHT = 64
+SERVERS = {
+    "mini": "bench/servers/miniplatform.py (calls play out as 3 events, 20 ms apart)",
+    "fake": "FakePlatform via bench/servers/fakedriver.py (calls play out in 60-210 ms)",
+}
+
+
+@dataclass
+class Samples:
+    """Per-trigger timings, seconds."""
+
+    total: list[float] = field(default_factory=list)  # arrival -> request sent
+    queued: list[float] = field(default_factory=list)  # arrival -> handling started
+    handling: list[float] = field(default_factory=list)  # handling started -> request sent
+
+
+class TimingTransport(httpx.AsyncBaseTransport):
+    """Timestamps each call request as it is handed to the real transport."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.recording = False
+        self.samples = Samples()
+        self.call_requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Record arrival -> now for a call request made while handling a trigger."""
+        if request.method == "POST" and CALL_PATH in request.url.path:
+            sent = time.monotonic()
+            trigger = TRIGGER.get()
+            if self.recording and trigger is not None:
+                received, started = trigger
+                self.call_requests += 1
+                self.samples.total.append(sent - received)
+                self.samples.queued.append(started - received)
+                self.samples.handling.append(sent - started)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Close the real transport."""
+        await self.inner.aclose()
+
+
+class Driver:
+    """The platform process (``servers.miniplatform`` or ``servers.fakedriver``).
+
+    Started, given commands on its standard input, stopped.
+    """
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        assert process.stdout is not None
+        assert process.stdin is not None
+        self._out = BufferedByteReceiveStream(process.stdout)
+        self._in = process.stdin
+        self.info: dict[str, Any] = {}
+
+    async def line(self) -> dict[str, Any]:
+        """The next JSON line the driver prints."""
+        raw = await self._out.receive_until(b"\n", 10_000_000)
+        result: dict[str, Any] = json.loads(raw)
+        return result
+
+    async def send(self, command: str) -> None:
+        """One command line."""
+        await self._in.send(command.encode() + b"\n")
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, server: str, agents: int, seed: int) -> AsyncIterator[Driver]:
+        """Start the server process, wait until it is ready, stop it (that process only)."""
+        module = "servers.miniplatform" if server == "mini" else "servers.fakedriver"
+        command = [sys.executable, "-m", module, "--agents", str(agents), "--seed", str(seed)]
+        process = await anyio.open_process(command, cwd=BENCH_DIR, stderr=None)
+        driver = cls(process)
+        try:
+            driver.info = await driver.line()
+            yield driver
+        finally:
+            with anyio.CancelScope(shield=True):
+                with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    await driver.send("quit")
+                with anyio.move_on_after(5):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await process.aclose()
+
+
+def _summary(label: str, values: Sequence[float]) -> str:
+    ms = [v * 1000 for v in values]
+    return (
+        f"{label:<38} {percentile(ms, 50):8.2f} {percentile(ms, 99):8.2f} "
+        f"{max(ms) if ms else float('nan'):8.2f} {len(ms):7d}"
+    )
+
+
+async def run_baseline(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]]:
+    """The bare client: websockets loop, json.loads, one bare httpx POST per trigger."""
+    async with Driver.running(args.server, args.agents, args.seed) as driver:
+        info = driver.info
+        transport = TimingTransport()
+        async with httpx.AsyncClient(
+            transport=transport, base_url=info["api_url"], timeout=60.0
+        ) as client:
+            token = (
+                await client.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(info["client_id"], info["client_secret"]),
+                )
+            ).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            channel = (await client.post("/api/v2/notifications/channels", headers=auth)).json()
+            topics = [{"id": f"v2.users.{u}.presence"} for u in info["agents"]]
+            response = await client.put(
+                f"/api/v2/notifications/channels/{channel['id']}/subscriptions",
+                json=topics,
+                headers=auth,
+            )
+            response.raise_for_status()
+            triggers = 0
+            failures: list[int] = []
+            in_flight = 0
+            dropped = 0
+
+            async def post(user: str, number: str) -> None:
+                nonlocal in_flight
+                try:
+                    await client.post(
+                        f"{CALL_PATH}{user}",
+                        json={"phoneNumber": number, "callerId": "+441214999999"},
+                        headers=auth,
+                    )
+                except httpx.HTTPError:
+                    failures.append(1)
+                finally:
+                    in_flight -= 1
+
+            async with (
+                connect(channel["connectUri"], ping_interval=None, compression=None) as ws,
+                anyio.create_task_group() as tg,
+            ):
+                await driver.send(f"go {args.rate} {args.events} {args.share}")
+                with anyio.move_on_after(args.seconds + 30):
+                    async for raw in ws:
+                        received = time.monotonic()
+                        message = json.loads(raw)
+                        topic: str = message["topicName"]
+                        body = message.get("eventBody", {})
+                        presence = body.get("presenceDefinition", {}).get("systemPresence")
+                        if not topic.endswith(".presence") or presence != "Available":
+                            continue
+                        triggers += 1
+                        if in_flight >= MAX_IN_FLIGHT:
+                            dropped += 1  # saturated: a bounded client sheds load
+                        else:
+                            in_flight += 1
+                            transport.recording = triggers > args.warmup
+                            TRIGGER.set((received, received))
+                            tg.start_soon(post, topic.split(".")[2], valid_number(triggers))
+                        if triggers == args.triggers:
+                            break
+            published = await driver.line()
+            published["failed_requests"] = len(failures)
+            published["dropped"] = dropped
+            published["triggers_handled"] = triggers
+    return transport.samples, published
+
+
+async def run_outdial(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]]:
+    """The daemon, as wired by ``outdial run``, against a fresh fake."""
+    async with Driver.running(args.server, args.agents, args.seed) as driver:
+        info = driver.info
+        agents: list[str] = info["agents"]
+        config = Config.model_validate(
+            {
+                "platform": {
+                    "api_url": info["api_url"],
+                    "login_url": info["login_url"],
+                    "client_id": info["client_id"],
+                    "client_secret": info["client_secret"],
+                },
+                "listener": {"ping_interval": 10.0, "ping_timeout": 5.0},
+                "guards": {
+                    "default_region": "GB",
+                    "calling_window": ["00:00", "23:59"],
+                    "calls_per_second": 100_000,
+                    "max_attempts": 3,
+                },
+                "rules": [
+                    {
+                        "name": "next-contact-when-available",
+                        "topic": "v2.users.{userId}.presence",
+                        "users": agents,
+                        "when": {"presenceDefinition.systemPresence": "Available"},
+                        "dial": {
+                            "user": "{userId}",
+                            "contact": "next",
+                            "caller_id": "+441214999999",
+                        },
+                    }
+                ],
+            }
+        )
+        per_agent = args.triggers // len(agents) + 3  # + the startup refresh's dial
+        rows = [
+            ContactRow(user, valid_number(a * per_agent + i), f"c{a}-{i}", None, "Europe/London")
+            for a, user in enumerate(agents)
+            for i in range(per_agent)
+        ]
+        with tempfile.TemporaryDirectory(prefix="outdial-bench-") as tmp:
+            async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
+                await store.import_contacts(rows)
+                transport = TimingTransport()
+                platform = GenesysPlatform(
+                    api_url=info["api_url"],
+                    login_url=info["login_url"],
+                    client_id=info["client_id"],
+                    client_secret=info["client_secret"],
+                    transport=transport,
+                )
+                daemon = Daemon(config, platform=platform, store=store, clock=SystemClock())
+                published = await _drive_daemon(daemon, driver, transport, args)
+                await platform.aclose()
+    return transport.samples, published
+
+
+def _is_available(event: Event) -> bool:
+    if not event.topic.endswith(".presence"):
+        return False
+    definition = event.body.get("presenceDefinition")
+    return isinstance(definition, dict) and definition.get("systemPresence") == "Available"
+
+
+async def _drive_daemon(
+    daemon: Daemon, driver: Driver, transport: TimingTransport, args: argparse.Namespace
+) -> dict[str, Any]:
+    handle = daemon.handlers.handle
+    refresh = daemon.handlers.refresh
+    refreshed = anyio.Event()
+    triggers = 0
+    total = args.triggers
+
+    async def timed_handle(event: Event) -> None:
+        nonlocal triggers
+        if event.channel_id != "refresh" and _is_available(event):
+            triggers += 1
+            transport.recording = triggers > args.warmup
+            TRIGGER.set((event.received_at, time.monotonic()))
+        else:
+            TRIGGER.set(None)
+        await handle(event)
+
+    async def watched_refresh(user_ids: Any) -> None:
+        await refresh(user_ids)
+        refreshed.set()
+
+    # Instance attributes shadow the methods the daemon calls: nothing else changes.
+    setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010
+    setattr(daemon.handlers, "refresh", watched_refresh)  # noqa: B010
+    async with anyio.create_task_group() as tg:
+        await tg.start(daemon.run)
+        with anyio.fail_after(60):
+            # Startup: subscribe, then the startup gap's refresh dials each Available
+            # agent once; let those calls end before the measured stream starts.
+            await refreshed.wait()
+            while await daemon.store.active_calls():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        await driver.send(f"go {args.rate} {args.events} {args.share}")
+        published = await driver.line()
+        with anyio.move_on_after(10):
+            while triggers < total:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        with anyio.move_on_after(2):
+            # The last triggers' requests: until all are in, or none came for 0.3 s.
+            seen = -1
+            wanted = total - args.warmup
+            while seen != transport.call_requests and transport.call_requests < wanted:
+                seen = transport.call_requests
+                await anyio.sleep(0.3)
+        published["triggers_handled"] = triggers
+        published["overflowed"] = daemon.listener.stats.overflowed
+        tg.cancel_scope.cancel()
+    return published
+
+
+async def measure_rate(args: argparse.Namespace) -> bool:
+    """Baseline first, then outdial, at ``args.rate``; print both and the ratio."""
+    label = f"{args.rate:,.0f}/s x {args.share:g}"
+    print(f"  {label}: baseline ...", file=sys.stderr, flush=True)
+    base, base_pub = await run_baseline(args)
+    print(f"  {label}: outdial ...", file=sys.stderr, flush=True)
+    ours, our_pub = await run_outdial(args)
+
+    measured = args.triggers - args.warmup
+    print(
+        f"\n-- {args.rate:,.0f} events/s, {args.share:.0%} of them dial triggers "
+        f"({args.rate * args.share:,.0f} triggers/s) for {args.seconds:g} s, {args.agents} agents"
+    )
+    print(
+        f"server published at {base_pub['rate']:,.0f}/s (baseline run) and "
+        f"{our_pub['rate']:,.0f}/s (outdial run); most late {our_pub['most_late'] * 1000:.1f} ms"
+    )
+    print(
+        f"baseline: {base_pub['triggers_handled']:,} of {args.triggers:,} triggers received, "
+        f"{base_pub['dropped']:,} shed ({MAX_IN_FLIGHT} requests in flight), "
+        f"{base_pub['failed_requests']:,} requests failed"
+    )
+    print(
+        f"outdial : {our_pub['triggers_handled']:,} of {args.triggers:,} triggers handled "
+        f"(within 10 s of the last), {our_pub['overflowed']:,} events dropped by queue overflow"
+    )
+    print(
+        f"{'event received -> dial request sent':<38} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'max ms':>8} {'samples':>7}"
+    )
+    print(_summary("baseline: websockets + json + httpx", base.total))
+    print(_summary("outdial: full daemon", ours.total))
+    print(_summary("  of which: waiting in the queue", ours.queued))
+    print(_summary("  of which: handling to request", ours.handling))
+    met = False
+    if base.total and ours.total:
+        p50 = percentile(ours.total, 50) / percentile(base.total, 50)
+        p99_ms = percentile(ours.total, 99) * 1000
+        p99 = p99_ms / (percentile(base.total, 99) * 1000)
+        met = p99_ms < 5.0 and len(ours.total) >= measured
+        print(f"ratio outdial / baseline: p50 x{p50:.1f}, p99 x{p99:.1f}")
+    p99_text = f"{percentile(ours.total, 99) * 1000:.2f} ms" if ours.total else "no samples"
+    print(
+        f"target p99 < 5 ms at {args.rate:,.0f} events/s: {p99_text}, "
+        f"{len(ours.total):,} of {measured:,} triggers dialed ({'met' if met else 'NOT met'})"
+    )
+    return met
+
+
+async def measure(args: argparse.Namespace) -> int:
+    """Each rate in turn."""
+    for rate in args.rates:
+        run = argparse.Namespace(**vars(args))
+        run.rate = rate
+        run.events = max(1, int(rate * (args.seconds + args.warmup_seconds)))
+        run.triggers = int(run.events * args.share)
+        run.warmup = int(rate * args.warmup_seconds * args.share)
+        if run.triggers <= run.warmup:
+            raise SystemExit(f"no trigger left to measure at {rate}/s x {args.share}")
+        await measure_rate(run)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, print the header, run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", default="1000", help="events per second (a comma-separated list)")
+    parser.add_argument(
+        "--trigger-share",
+        dest="share",
+        type=float,
+        default=1.0,
+        help="fraction of the events that are dial triggers (Available); the rest are Away",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured stream length")
+    parser.add_argument("--agents", type=int, default=400, help="agents (and topics) in the fake")
+    parser.add_argument(
+        "--server",
+        choices=("mini", "fake"),
+        default="mini",
+        help="mini: bench/servers/miniplatform.py (cheap); fake: FakePlatform (full fidelity)",
+    )
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=1.0, help="stream left out at the start"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run: 0.5 s, 20 agents, at most 100/s"
+    )
+    args = parser.parse_args(argv)
+    args.rates = [float(r) for r in str(args.rate).split(",") if r.strip()]
+    if not 0 < args.share <= 1:
+        parser.error("--trigger-share must be in (0, 1]")
+    if args.quick:
+        args.seconds = min(args.seconds, 0.5)
+        args.warmup_seconds = min(args.warmup_seconds, 0.2)
+        args.agents = min(args.agents, 20)
+        args.rates = [min(r, 100.0) for r in args.rates]
+    print(
+        header(
+            "latency: event received -> dial request sent, at a fixed event rate",
+            [
+                f"{', '.join(f'{r:,.0f}' for r in args.rates)} presence events/s over "
+                f"{args.agents} agents, {args.share:.0%} Available (dial triggers), "
+                f"for {args.seconds:g} s after {args.warmup_seconds:g} s of warm-up",
+                f"server: {SERVERS[args.server]}, in its own process; "
+                "sent = handed to httpx's transport",
+            ],
+        ),
+        flush=True,
+    )
+    return anyio.run(measure, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
