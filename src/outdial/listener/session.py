@@ -156,12 +156,14 @@ class SocketSession:
 
     async def _receive(self, ws: ClientConnection) -> SessionEnd:
         assert self.liveness is not None
-        liveness, stats, clock = self.liveness, self.stats, self._clock
-        channel_id = self.channel.id
+        stats, channel_id = self.stats, self.channel.id
+        # Bound once: this loop runs for every frame on the socket.
+        monotonic, frame_received = self._clock.monotonic, self.liveness.frame_received
+        on_event = self._on_event
         try:
             async for raw in ws:
-                now = clock.monotonic()
-                liveness.frame_received(now)
+                now = monotonic()
+                frame_received(now)
                 stats.frames += 1
                 try:
                     frame = parse_frame(raw, channel_id=channel_id, received_at=now)
@@ -175,9 +177,9 @@ class SocketSession:
                         reason=exc.reason,
                     )
                     continue
-                if isinstance(frame, Event):
+                if type(frame) is Event:
                     stats.events += 1
-                    self._on_event(frame)
+                    on_event(frame)
                 elif isinstance(frame, Heartbeat):
                     stats.heartbeats += 1
                 elif isinstance(frame, Pong):
