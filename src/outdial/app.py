@@ -1,8 +1,19 @@
 """The daemon: config, platform, listener, handlers and store wired together.
 
-One task receives (the listener, with its own tasks per shard), one task
-handles (reading the listener's bounded stream in order). A gap from the
-listener makes the handlers re-read the affected agents and calls over REST.
+One task receives (the listener, with its own tasks per shard); one task
+dispatches what it delivers to a fixed set of workers (``[handling] workers``),
+each event to the worker its agent hashes to, so one agent's events are handled
+in order while different agents' are handled at once. Each worker reads a small
+bounded stream; when it is full the dispatcher waits, and the backlog stays in
+the listener's own bounded queue (which overflows as it documents). Topics
+without an agent all go to one worker.
+
+A gap from the listener makes the handlers re-read the affected agents and
+calls over REST, in a task of its own (gaps arriving meanwhile are merged into
+the next re-read): each agent's re-read runs as a step queued in that agent's
+worker, so it is handled in order with the agent's live events and never holds
+up other agents' events for longer than one step.
+
 Shutdown is cancellation of the daemon's task group: every socket closes and
 the store is closed by its context manager.
 """
@@ -11,17 +22,20 @@ from __future__ import annotations
 
 import logging
 import signal
+import zlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from random import Random
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from outdial.clock import Clock, SystemClock
 from outdial.config import Config, ConfigError, load_config
 from outdial.events import Event, Gap, topic_user_id
-from outdial.handlers.dispatch import Handlers
+from outdial.handlers.dispatch import Handlers, UserStep, run_inline
 from outdial.handlers.donotcall import DoNotCallFileError
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleError
@@ -40,6 +54,18 @@ log = logging.getLogger("outdial.app")
 SHUTDOWN_GRACE = 5.0
 
 
+@dataclass(slots=True)
+class _Step:
+    """A refresh step queued to a worker; ``done`` is set once it ran (``error``: it raised)."""
+
+    run: UserStep
+    done: anyio.Event
+    error: Exception | None = None
+
+
+_WorkItem = Event | _Step
+
+
 def platform_from_config(config: Config, clock: Clock | None = None) -> Platform:
     """The REST client for ``config.platform``."""
     settings = config.platform
@@ -55,6 +81,8 @@ def platform_from_config(config: Config, clock: Clock | None = None) -> Platform
 
 class Daemon:
     """outdial running: listener in, handlers out."""
+
+    _gap_wakeup: anyio.Event  # made in run(): an Event belongs to the running event loop
 
     def __init__(
         self,
@@ -74,22 +102,82 @@ class Daemon:
         self.listener = Listener(platform, self.handlers.topics(), config.listener, self.clock, rng)
         self.events_handled = 0
         self.gaps_handled = 0
+        self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
+        # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
+        self._gap_users: set[str] = set()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until cancelled, or raise ``ListenerFatal`` when the platform refuses us."""
         emit(log, "daemon.start", rules=len(self.config.rules), topics=len(self.listener.topics))
+        handling = self.config.handling
+        self._gap_wakeup = anyio.Event()
         try:
             await self.handlers.start()
-            async with anyio.create_task_group() as tg:
+            async with AsyncExitStack() as streams, anyio.create_task_group() as tg:
+                for _ in range(handling.workers):
+                    send, receive = anyio.create_memory_object_stream[_WorkItem](
+                        handling.worker_queue_size
+                    )
+                    streams.enter_context(send)
+                    streams.enter_context(receive)
+                    self._workers.append(send)
+                    tg.start_soon(self._work, receive)
+                self.handlers.run_for_user = self._run_for_user
                 tg.start_soon(self.listener.run)
                 tg.start_soon(self._reconcile_periodically)
+                tg.start_soon(self._refresh_after_gaps)
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
         finally:
+            self.handlers.run_for_user = run_inline
+            self._workers = []
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
+
+    def _worker_for(self, user_id: str | None) -> MemoryObjectSendStream[_WorkItem]:
+        # crc32, not hash(): the same agent lands on the same worker in every run.
+        index = 0 if user_id is None else zlib.crc32(user_id.encode()) % len(self._workers)
+        return self._workers[index]
+
+    async def _work(self, items: MemoryObjectReceiveStream[_WorkItem]) -> None:
+        """One worker: its agents' events and refresh steps, one at a time, in order."""
+        async for item in items:
+            if isinstance(item, _Step):
+                try:
+                    await item.run()
+                except Exception as exc:  # handed back to whoever queued the step
+                    item.error = exc
+                finally:
+                    item.done.set()
+            else:
+                await self.handlers.handle(item)
+
+    async def _run_for_user(self, user_id: str | None, step: UserStep) -> None:
+        """Run ``step`` in ``user_id``'s worker, after the events already queued there."""
+        item = _Step(step, anyio.Event())
+        await self._worker_for(user_id).send(item)
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
+
+    async def _refresh_after_gaps(self) -> None:
+        """Re-read the agents of reported gaps, one refresh at a time.
+
+        Runs beside the dispatcher, so a refresh (a REST read per agent and
+        call) never stops events from flowing. Gaps reported while one runs
+        are merged into the next: their agents are re-read once more after it.
+        """
+        while True:
+            await self._gap_wakeup.wait()
+            self._gap_wakeup = anyio.Event()
+            users = sorted(self._gap_users)
+            self._gap_users.clear()
+            started = anyio.current_time()
+            await self.handlers.refresh(users)
+            elapsed = anyio.current_time() - started
+            emit(log, "daemon.refreshed", users=len(users), seconds=round(elapsed, 3))
 
     async def _reconcile_periodically(self) -> None:
         """Settle dials whose outcome is unknown (sent, then no answer), on a timer.
@@ -117,7 +205,7 @@ class Daemon:
         """
         needs_restart = [
             name
-            for name in ("platform", "store", "listener", "reconcile")
+            for name in ("platform", "store", "listener", "handling", "reconcile")
             if getattr(config, name) != getattr(self.config, name)
         ]
         before = self.listener.topics
@@ -147,13 +235,16 @@ class Daemon:
         return needs_restart
 
     async def _consume(self, item: Event | Gap) -> None:
+        """Dispatch one item from the listener: an event to its agent's worker, a gap to refresh."""
         if isinstance(item, Gap):
             self.gaps_handled += 1
-            users = sorted({uid for t in item.topics if (uid := topic_user_id(t)) is not None})
-            await self.handlers.refresh(users)
+            users = {uid for t in item.topics if (uid := topic_user_id(t)) is not None}
+            self._gap_users |= users
+            self._gap_wakeup.set()
+            emit(log, "daemon.gap", users=len(users), pending=len(self._gap_users))
         else:
             self.events_handled += 1
-            await self.handlers.handle(item)
+            await self._worker_for(topic_user_id(item.topic)).send(item)
 
 
 @asynccontextmanager

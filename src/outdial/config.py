@@ -30,6 +30,7 @@ __all__ = [
     "ConfigError",
     "DialSpec",
     "GuardsConfig",
+    "HandlingConfig",
     "ListenerConfig",
     "PlatformConfig",
     "ReconcileConfig",
@@ -135,6 +136,21 @@ class ListenerConfig(_Strict):
     queue_size: int = Field(default=10_000, ge=1)
 
 
+class HandlingConfig(_Strict):
+    """How events are handled concurrently (``[handling]``; a change needs a restart).
+
+    ``workers``: tasks that handle events, each agent's events always by the
+    same one, in order (so up to this many agents are served at once).
+    ``worker_queue_size``: events waiting per worker; when it is full the
+    listener's own bounded queue takes the backlog (and overflows as it says).
+    ``refresh_concurrency``: agents re-read over REST at once after a gap.
+    """
+
+    workers: int = Field(default=16, ge=1, le=1024)
+    worker_queue_size: int = Field(default=64, ge=1)
+    refresh_concurrency: int = Field(default=16, ge=1)
+
+
 class StoreConfig(_Strict):
     """Where outdial keeps contacts, dial claims and calls."""
 
@@ -230,6 +246,7 @@ class Config(_Strict):
 
     platform: PlatformConfig
     listener: ListenerConfig = Field(default_factory=ListenerConfig)
+    handling: HandlingConfig = Field(default_factory=HandlingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)

@@ -345,3 +345,52 @@ async def test_a_closed_store_refuses_work(store: Store) -> None:
     await store.aclose()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         await store.contacts()
+
+
+@pytest.mark.anyio
+async def test_dial_context_reads_what_the_dialer_checks_in_one_operation(store: Store) -> None:
+    empty = await store.dial_context("k1", AGENT)
+    assert (empty.claimed, empty.open_claims, empty.active_call) == (False, [], None)
+    await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    await store.claim_dial("k2", "r", "other", NOW, phone_number="+441212345602")
+    await store.upsert_call(
+        CallRecord("conv-1", AGENT, None, "+441212345603", "dialing", None, NOW)
+    )
+    context = await store.dial_context("k1", AGENT)
+    assert context.claimed
+    assert [c.key for c in context.open_claims] == ["k1"]
+    assert context.active_call is not None
+    assert context.active_call.conversation_id == "conv-1"
+    # Another key of the same agent: not claimed, but the agent is busy all the same.
+    other = await store.dial_context("k3", AGENT)
+    assert not other.claimed
+    assert [c.key for c in other.open_claims] == ["k1"]
+    assert other.open_claims == await store.open_claims(AGENT)
+    assert other.active_call == await store.active_call_for_user(AGENT)
+
+
+@pytest.mark.anyio
+async def test_record_placed_places_the_claim_and_tracks_its_call(store: Store) -> None:
+    await store.import_contacts(rows(1))
+    claim = await store.claim_dial("k1", "r", AGENT, NOW, contact="next")
+    assert claim is not None
+    assert claim.contact is not None
+    call = CallRecord(
+        "conv-1", AGENT, claim.contact.id, claim.contact.phone_number, "dialing", None, NOW
+    )
+    await store.record_placed("k1", call)
+    placed = await store.get_claim("k1")
+    assert placed is not None
+    assert (placed.state, placed.conversation_id) == ("placed", "conv-1")
+    assert await store.get_call("conv-1") == call
+    assert await store.open_claims(AGENT) == []
+
+
+@pytest.mark.anyio
+async def test_record_placed_without_a_claim_writes_nothing(store: Store) -> None:
+    call = CallRecord("conv-9", AGENT, None, "+441212345601", "dialing", None, NOW)
+    with pytest.raises(KeyError):
+        await store.record_placed("missing", call)
+    # One transaction: the call is not tracked either, and the store goes on.
+    assert await store.get_call("conv-9") is None
+    assert await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")

@@ -192,13 +192,16 @@ class Dialer:
 
     async def _dial_locked(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
         store = self.store
+        # One read for all three (they are only hints: the claim below is what
+        # decides, atomically). Still under the agent's lock, so no dial of
+        # this process for the agent can slip in between the read and the claim.
+        context = await store.dial_context(key, spec.user_id)
         # A duplicate trigger is reported as one, whatever the agent is doing now.
-        if await store.get_claim(key) is not None:
+        if context.claimed:
             return self._skipped(rule, key, "idempotency", "already_claimed")
-        open_claims = await store.open_claims(spec.user_id)
-        active = await store.active_call_for_user(spec.user_id)
+        active = context.active_call
         busy = [active.conversation_id] if active else []
-        busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in open_claims]
+        busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in context.open_claims]
         decision = guards.check_one_active_call(busy)
         if isinstance(decision, guards.Deny):
             return self._skipped(rule, key, decision.guard, decision.reason)
@@ -330,11 +333,10 @@ class Dialer:
         raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 
     async def _record_placed(self, claim: Claim, conversation_id: str, number: str) -> None:
-        # Claim first: a crash between the two writes leaves a placed claim
-        # without a tracked call (a stuck contact), never an open claim whose
-        # call is "someone else's" and so could be dialed again.
-        await self.store.mark_placed(claim.key, conversation_id)
-        await self.store.upsert_call(
+        # One transaction: a crash cannot leave a placed claim without its
+        # tracked call, nor a tracked call whose claim still looks open.
+        await self.store.record_placed(
+            claim.key,
             CallRecord(
                 conversation_id=conversation_id,
                 user_id=claim.user_id,
@@ -343,7 +345,7 @@ class Dialer:
                 state=CallState.DIALING.value,
                 outcome=None,
                 updated_at=self.clock.now(),
-            )
+            ),
         )
 
     async def _unknown(self, claim: Claim, error: str, level: int) -> DialResult:

@@ -9,13 +9,19 @@ settles dials whose answer never came (see :mod:`outdial.handlers.reconcile`).
 
 ``handle`` never raises for one bad event or one failing rule: it logs and goes
 on, because one malformed notification must not stop dialing for everyone.
+
+``handle`` may run for several agents at once (the daemon handles each agent's
+events in order, different agents' concurrently): the dialer's per-agent locks
+and the store's atomic claims keep one call per trigger, and a lock per call
+(striped) keeps two updates of one call from losing either.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -43,7 +49,16 @@ from outdial.handlers.templates import Template
 from outdial.platforms.base import Platform, PlatformError
 from outdial.store.base import CallRecord, Store
 
-__all__ = ["CALLS_TOPIC", "Handlers", "calls_topic", "dial_users", "rule_topics"]
+__all__ = [
+    "CALLS_TOPIC",
+    "Handlers",
+    "StepRunner",
+    "UserStep",
+    "calls_topic",
+    "dial_users",
+    "rule_topics",
+    "run_inline",
+]
 
 logger = logging.getLogger("outdial.handlers")
 
@@ -52,6 +67,20 @@ _CALLS_SUFFIX = ".conversations.calls"
 # Call events that arrive before the dial's response names the call: kept
 # (newest wins, oldest dropped past this many) and applied once it is named.
 _EARLY_EVENTS = 256
+# Locks guarding one call's read-modify-write, shared by hash: bounded memory,
+# and two calls rarely wait for each other.
+_CALL_LOCK_STRIPES = 64
+
+#: One agent's part of a refresh: re-read over REST and feed through ``handle``.
+UserStep = Callable[[], Awaitable[None]]
+#: Runs one agent's step (``None``: no agent) and returns once it has run,
+#: raising what it raised. See :attr:`Handlers.run_for_user`.
+StepRunner = Callable[[str | None, UserStep], Awaitable[None]]
+
+
+async def run_inline(user_id: str | None, step: UserStep) -> None:
+    """The default :data:`StepRunner`: run the step right here."""
+    await step()
 
 
 def calls_topic(user_id: str) -> str:
@@ -99,10 +128,17 @@ class Handlers:
         )
         #: False stops new dials (a draining shutdown) while calls are still tracked.
         self.dialing_enabled = True
-        # One call's events are read-modify-written in the store; this keeps two
+        # One call's events are read-modify-written in the store; these keep two
         # concurrent handle() calls from losing one of the updates.
-        self._calls_lock = anyio.Lock()
+        self._call_locks = tuple(anyio.Lock() for _ in range(_CALL_LOCK_STRIPES))
         self._early: OrderedDict[str, CallConversation] = OrderedDict()
+        #: How ``refresh`` runs each agent's step. Inline by default; the daemon
+        #: sets a runner that queues the step behind the agent's pending events
+        #: (so one agent's events, live or re-read, are handled in order).
+        self.run_for_user: StepRunner = run_inline
+
+    def _call_lock(self, conversation_id: str) -> anyio.Lock:
+        return self._call_locks[zlib.crc32(conversation_id.encode()) % _CALL_LOCK_STRIPES]
 
     async def start(self) -> None:
         """Prepare the store before the first event: load ``guards.do_not_call_file``.
@@ -217,19 +253,55 @@ class Handlers:
         Before both, dials whose outcome is unknown are reconciled: one that
         was placed after all is an active call to refresh, and an agent with
         an unresolved dial is not dialed again.
+
+        Each call and each agent is one step, run through :attr:`run_for_user`
+        for its agent, ``config.handling.refresh_concurrency`` at a time: the
+        REST reads overlap, and each agent's re-read state is handled in
+        order with its live events while other agents' events go on.
         """
         try:
             await self.reconcile_unknown()
         except Exception as exc:
             self._error("refresh.reconcile", None, exc)
-        for record in await self.store.active_calls():
-            await self._refresh_call(record.conversation_id, record.user_id)
-        for user_id in user_ids:
+        calls = [
+            (record.user_id, self._call_step(record.conversation_id, record.user_id))
+            for record in await self.store.active_calls()
+        ]
+        await self._run_steps(calls)
+        agents = [(user_id, self._agent_step(user_id)) for user_id in dict.fromkeys(user_ids)]
+        await self._run_steps(agents)
+
+    async def _run_steps(self, steps: list[tuple[str, UserStep]]) -> None:
+        """Run every step through ``run_for_user``, a bounded number at once."""
+        if not steps:
+            return
+        slots = anyio.Semaphore(self.config.handling.refresh_concurrency)
+
+        async def one(user_id: str, step: UserStep) -> None:
+            try:
+                await self.run_for_user(user_id, step)
+            finally:
+                slots.release()
+
+        async with anyio.create_task_group() as tg:
+            for user_id, step in steps:
+                # Taken before the task starts: at most that many tasks exist at once.
+                await slots.acquire()
+                tg.start_soon(one, user_id, step)
+
+    def _call_step(self, conversation_id: str, user_id: str) -> UserStep:
+        async def step() -> None:
+            await self._refresh_call(conversation_id, user_id)
+
+        return step
+
+    def _agent_step(self, user_id: str) -> UserStep:
+        async def step() -> None:
             try:
                 state = await self.platform.get_agent_state(user_id)
             except PlatformError as exc:
                 self._error("refresh.agent", None, exc, user=user_id)
-                continue
+                return
             if state.presence:
                 topic = f"v2.users.{user_id}.presence"
                 await self.handle(self._synthetic(topic, dict(state.presence)))
@@ -237,6 +309,8 @@ class Handlers:
                 topic = f"v2.users.{user_id}.routingStatus"
                 body = {"routingStatus": dict(state.routing_status)}
                 await self.handle(self._synthetic(topic, body))
+
+        return step
 
     async def _refresh_call(self, conversation_id: str, user_id: str) -> None:
         """Feed the platform's view of one tracked call through ``handle``."""
@@ -247,7 +321,7 @@ class Handlers:
             return
         if snapshot is None:
             update = CallUpdate(conversation_id, CallState.ENDED, False, "unknown")
-            async with self._calls_lock:
+            async with self._call_lock(conversation_id):
                 # Re-read under the lock: an event may have ended it meanwhile.
                 current = await self.store.get_call(conversation_id)
                 if current is not None:
@@ -274,7 +348,7 @@ class Handlers:
                 reason=f"{where}: {first['msg']}",
             )
             return
-        async with self._calls_lock:
+        async with self._call_lock(conversation.id):
             record = await self.store.get_call(conversation.id)
             if record is None:
                 # Not ours, or ours but the dial's response is not back yet.
@@ -288,9 +362,12 @@ class Handlers:
     async def _after_dial(self, result: DialResult) -> None:
         if result.status != "placed" or result.conversation_id is None:
             return
-        early = self._early.pop(result.conversation_id, None)
-        if early is not None:
-            async with self._calls_lock:
+        # Under the call's lock: a call event handled by another worker (the
+        # dial was for another agent than the event's) either finds the call
+        # recorded, or has left its event here before we look.
+        async with self._call_lock(result.conversation_id):
+            early = self._early.pop(result.conversation_id, None)
+            if early is not None:
                 record = await self.store.get_call(result.conversation_id)
                 if record is not None:
                     await self._apply(record, update_from_conversation(early))

@@ -25,6 +25,7 @@ __all__ = [
     "ContactRow",
     "ContactState",
     "ContactsSummary",
+    "DialContext",
     "Store",
     "StoreError",
     "UserCallSummary",
@@ -110,6 +111,20 @@ class CallRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DialContext:
+    """What the dialer reads before claiming a dial, read in one store operation.
+
+    ``claimed``: the key has a claim already (a duplicate trigger);
+    ``open_claims``: the agent's claims still ``claimed`` or ``unknown``, oldest
+    first; ``active_call``: the agent's call that has not ended, if any.
+    """
+
+    claimed: bool
+    open_claims: list[Claim]
+    active_call: CallRecord | None
+
+
+@dataclass(frozen=True, slots=True)
 class UserCallSummary:
     """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call.
 
@@ -183,6 +198,19 @@ class Store(Protocol):
 
     async def mark_placed(self, key: str, conversation_id: str) -> None:
         """The platform accepted the dial and named the call."""
+        ...
+
+    async def dial_context(self, key: str, user_id: str) -> DialContext:
+        """``get_claim(key) is not None``, ``open_claims(user_id)`` and
+        ``active_call_for_user(user_id)`` in one operation (one round trip)."""
+        ...
+
+    async def record_placed(self, key: str, call: CallRecord) -> None:
+        """``mark_placed(key, call.conversation_id)`` and ``upsert_call(call)``, atomically.
+
+        One transaction: the claim is never placed without its call tracked,
+        nor the call tracked while its claim still looks open.
+        """
         ...
 
     async def mark_failed(self, key: str, error: str) -> None:

@@ -38,6 +38,7 @@ from outdial.store.base import (
     ContactRow,
     ContactsSummary,
     ContactState,
+    DialContext,
     UserCallSummary,
 )
 
@@ -374,6 +375,24 @@ class SqlStore:
 
         return await self._run(run)
 
+    async def dial_context(self, key: str, user_id: str) -> DialContext:
+        """Is ``key`` claimed, the agent's open claims, its active call: one operation."""
+
+        def run(db: Database) -> DialContext:
+            claimed = db.execute("SELECT 1 AS claimed FROM dial_claims WHERE key = ?", (key,))
+            result = db.execute(
+                _CLAIM_SELECT + " WHERE k.state IN ('claimed', 'unknown') AND k.user_id = ?"
+                " ORDER BY k.created_at, k.key",
+                (user_id,),
+            )
+            return DialContext(
+                claimed=claimed.one() is not None,
+                open_claims=[_claim(db, row) for row in result.rows],
+                active_call=_active_call(db, user_id),
+            )
+
+        return await self._run(run)
+
     async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
         """``unknown`` with ``retries`` retries -> ``claimed`` with one more; True if it was."""
 
@@ -396,14 +415,17 @@ class SqlStore:
         now: datetime | None = None,
     ) -> None:
         def run(db: Database) -> None:
-            result = db.execute(
-                "UPDATE dial_claims SET state = ?,"
-                " conversation_id = COALESCE(?, conversation_id), error = ?,"
-                " updated_at = COALESCE(?, updated_at) WHERE key = ?",
-                (state, conversation_id, error, db.opt_ts(now), key),
-            )
-            if result.rowcount == 0:
-                raise KeyError(f"no dial claim {key!r}")
+            _set_claim(db, key, state, conversation_id, error, now)
+
+        await self._run(run)
+
+    async def record_placed(self, key: str, call: CallRecord) -> None:
+        """The claim is ``placed`` as ``call`` and the call is tracked: one transaction."""
+
+        def run(db: Database) -> None:
+            with db.transaction():
+                _set_claim(db, key, "placed", call.conversation_id, None)
+                _upsert_call(db, call)
 
         await self._run(run)
 
@@ -464,24 +486,7 @@ class SqlStore:
         """Insert or replace the call by conversation id."""
 
         def run(db: Database) -> None:
-            db.execute(
-                f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (conversation_id) DO UPDATE SET"
-                " user_id = excluded.user_id, contact_id = excluded.contact_id,"
-                " phone_number = excluded.phone_number, state = excluded.state,"
-                " outcome = excluded.outcome, updated_at = excluded.updated_at,"
-                " ended_at = excluded.ended_at",
-                (
-                    call.conversation_id,
-                    call.user_id,
-                    call.contact_id,
-                    call.phone_number,
-                    call.state,
-                    call.outcome,
-                    db.ts(call.updated_at),
-                    db.opt_ts(call.ended_at),
-                ),
-            )
+            _upsert_call(db, call)
 
         await self._run(run)
 
@@ -503,9 +508,11 @@ class SqlStore:
 
     async def active_call_for_user(self, user_id: str) -> CallRecord | None:
         """The agent's call not yet ended, if any."""
-        return await self._one_call(
-            " WHERE user_id = ? AND state <> 'ended' ORDER BY updated_at DESC LIMIT 1", user_id
-        )
+
+        def run(db: Database) -> CallRecord | None:
+            return _active_call(db, user_id)
+
+        return await self._run(run)
 
     async def _one_call(self, where: str, param: str) -> CallRecord | None:
         def run(db: Database) -> CallRecord | None:
@@ -607,3 +614,51 @@ def _take_next_contact(db: Database, key: str, user_id: str, at: Any) -> Contact
         (row["id"], row["phone_number"], key),
     )
     return _contact(db, {**row, "state": "dialing"})
+
+
+def _set_claim(
+    db: Database,
+    key: str,
+    state: ClaimState,
+    conversation_id: str | None,
+    error: str | None,
+    now: datetime | None = None,
+) -> None:
+    result = db.execute(
+        "UPDATE dial_claims SET state = ?,"
+        " conversation_id = COALESCE(?, conversation_id), error = ?,"
+        " updated_at = COALESCE(?, updated_at) WHERE key = ?",
+        (state, conversation_id, error, db.opt_ts(now), key),
+    )
+    if result.rowcount == 0:
+        raise KeyError(f"no dial claim {key!r}")
+
+
+def _upsert_call(db: Database, call: CallRecord) -> None:
+    db.execute(
+        f"INSERT INTO calls ({_CALL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (conversation_id) DO UPDATE SET"
+        " user_id = excluded.user_id, contact_id = excluded.contact_id,"
+        " phone_number = excluded.phone_number, state = excluded.state,"
+        " outcome = excluded.outcome, updated_at = excluded.updated_at,"
+        " ended_at = excluded.ended_at",
+        (
+            call.conversation_id,
+            call.user_id,
+            call.contact_id,
+            call.phone_number,
+            call.state,
+            call.outcome,
+            db.ts(call.updated_at),
+            db.opt_ts(call.ended_at),
+        ),
+    )
+
+
+def _active_call(db: Database, user_id: str) -> CallRecord | None:
+    row = db.execute(
+        f"SELECT {_CALL_COLUMNS} FROM calls"
+        " WHERE user_id = ? AND state <> 'ended' ORDER BY updated_at DESC LIMIT 1",
+        (user_id,),
+    ).one()
+    return _call(db, row) if row else None
