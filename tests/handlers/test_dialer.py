@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from handlers_fakes import (
@@ -19,7 +20,9 @@ from handlers_fakes import (
 from outdial.config import GuardsConfig
 from outdial.platforms.base import (
     AmbiguousOutcome,
+    DialRequest,
     FieldProblem,
+    PlacedCall,
     PlatformError,
     RetryableError,
 )
@@ -243,3 +246,62 @@ async def test_calls_per_second_waits_for_a_token() -> None:
     assert (await h.dial(presence())).status == "placed"
     assert (await h.dial(presence("agent-2"))).status == "placed"
     assert h.sleeps == [pytest.approx(1.0)]
+
+
+@pytest.mark.anyio
+async def test_a_dial_makes_one_store_operation_before_sending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = await make(None)
+    calls: list[str] = []
+    for name in ("dial_context", "claim_dial", "claim_for_dial", "get_claim", "is_do_not_call"):
+        method = getattr(h.store, name)
+
+        def counted(*args: object, _name: str = name, _m: Any = method, **kw: object) -> Any:
+            calls.append(_name)
+            return _m(*args, **kw)
+
+        monkeypatch.setattr(h.store, name, counted)
+    sent: list[list[str]] = []
+    place_call = h.platform.place_call
+
+    async def place(request: DialRequest) -> PlacedCall:
+        sent.append(list(calls))
+        return await place_call(request)
+
+    monkeypatch.setattr(h.platform, "place_call", place)
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    # Duplicate? busy? claim, and the number's do-not-call entry: one operation.
+    assert sent == [["claim_for_dial"]]
+
+
+@pytest.mark.anyio
+async def test_national_contact_number_is_checked_against_do_not_call_as_e164() -> None:
+    h = await make(None, contacts=0, guards=GuardsConfig(default_region="GB"))
+    await h.store.import_contacts(
+        [ContactRow(AGENT, "0121 234 5677"), ContactRow(AGENT, "0121 234 5678")]
+    )
+    await h.store.add_do_not_call(["+441212345677"])
+    result = await h.dial(presence())
+    assert (result.status, result.guard) == ("skipped", "do_not_call")
+    assert h.platform.requests == []
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert contact.state == "done"
+    placed = await h.dial(presence(stamp="t2"))
+    assert placed.status == "placed"
+    assert h.platform.requests[0].phone_number == "+441212345678"
+
+
+@pytest.mark.anyio
+async def test_invalid_event_number_for_a_busy_agent_is_reported_as_busy() -> None:
+    # The guards rank as before: duplicate, then busy, then the event's number.
+    h = await make(None)
+    assert (await h.dial(presence())).status == "placed"
+    event = call_event("old", "disconnected", address="12345", disconnectType="peer")
+    result = await h.dial(event)
+    assert (result.status, result.guard) == ("skipped", "one_active_call")
+    assert result.reason == "agent_busy with conv-1"
+    assert result.key is not None
+    assert await h.store.get_claim(result.key) is None

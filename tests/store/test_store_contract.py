@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from outdial.store import CallRecord, Claim, ContactRow, Store
+from outdial.store.base import DialClaim
 
 from .conftest import OpenReplica
 
@@ -394,3 +395,137 @@ async def test_record_placed_without_a_claim_writes_nothing(store: Store) -> Non
     # One transaction: the call is not tracked either, and the store goes on.
     assert await store.get_call("conv-9") is None
     assert await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+
+
+@pytest.mark.anyio
+async def test_claim_for_dial_claims_and_reads_the_do_not_call_list(store: Store) -> None:
+    await store.import_contacts(rows(2))
+    await store.add_do_not_call(["+493012345601"])
+    first = await store.claim_for_dial("k1", "r", AGENT, NOW, contact="next", request={"a": 1})
+    assert (first.refused, first.open_claims, first.active_call) == (None, [], None)
+    assert first.claim is not None
+    assert first.claim.contact is not None
+    assert first.claim.phone_number == "+493012345600"
+    assert not first.do_not_call
+    # Just what claim_dial would have claimed, as get_claim reads it back.
+    assert first.claim == await store.get_claim("k1")
+    assert first.claim.request == {"a": 1}
+    await store.mark_failed("k1", "denied")  # the agent is free again
+    second = await store.claim_for_dial("k2", "r", AGENT, NOW, contact="next")
+    assert second.claim is not None
+    assert second.claim.phone_number == "+493012345601"
+    assert second.do_not_call
+    await store.mark_failed("k2", "denied")
+    plain = await store.claim_for_dial("k3", "r", "other", NOW, phone_number="+493012345601")
+    assert plain.claim is not None
+    assert (plain.claim.phone_number, plain.claim.contact, plain.do_not_call) == (
+        "+493012345601",
+        None,
+        True,
+    )
+    with pytest.raises(ValueError, match="exactly one"):
+        await store.claim_for_dial("k4", "r", AGENT, NOW)
+
+
+@pytest.mark.anyio
+async def test_claim_for_dial_refuses_a_known_key_first(store: Store) -> None:
+    await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    await store.upsert_call(
+        CallRecord("conv-1", AGENT, None, "+441212345603", "dialing", None, NOW)
+    )
+    # A duplicate trigger is reported as one even though the agent is busy too.
+    again = await store.claim_for_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    assert (again.claim, again.refused, again.do_not_call) == (None, "claimed", False)
+    # Settled claims are still known keys.
+    await store.mark_failed("k1", "refused")
+    settled = await store.claim_for_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    assert settled.refused == "claimed"
+
+
+@pytest.mark.anyio
+async def test_claim_for_dial_refuses_a_busy_agent_and_says_why(store: Store) -> None:
+    await store.import_contacts(rows(3))
+    await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
+    await store.mark_unknown("k1", "timeout", NOW)
+    await store.claim_dial("k2", "r", "other", NOW, phone_number="+441212345602")
+    busy = await store.claim_for_dial("k3", "r", AGENT, NOW, contact="next")
+    assert (busy.claim, busy.refused, busy.active_call) == (None, "busy", None)
+    assert [(c.key, c.state) for c in busy.open_claims] == [("k1", "unknown")]
+    assert busy.open_claims == await store.open_claims(AGENT)
+    # Refused before claiming: no claim, and no contact taken.
+    assert await store.get_claim("k3") is None
+    assert [c.state for c in await store.contacts(AGENT)] == ["due"] * 3
+    # An active call alone keeps the agent busy as well.
+    await store.mark_failed("k1", "reconciled: not placed")
+    await store.upsert_call(
+        CallRecord("conv-1", AGENT, None, "+441212345603", "connected", None, NOW)
+    )
+    busy = await store.claim_for_dial("k3", "r", AGENT, NOW, phone_number="+441212345604")
+    assert (busy.claim, busy.refused, busy.open_claims) == (None, "busy", [])
+    assert busy.active_call == await store.active_call_for_user(AGENT)
+    # Once the call has ended the agent may be dialed again.
+    await store.upsert_call(
+        CallRecord("conv-1", AGENT, None, "+441212345603", "ended", "answered", NOW, NOW)
+    )
+    free = await store.claim_for_dial("k3", "r", AGENT, NOW, phone_number="+441212345604")
+    assert free.claim is not None
+    assert free.refused is None
+
+
+@pytest.mark.anyio
+async def test_claim_for_dial_without_a_due_contact_leaves_no_claim(store: Store) -> None:
+    none = await store.claim_for_dial("k1", "r", AGENT, NOW, contact="next")
+    assert (none.claim, none.refused) == (None, "no_contact")
+    assert await store.get_claim("k1") is None
+    assert await store.open_claims() == []
+    await store.import_contacts(rows(1))
+    got = await store.claim_for_dial("k1", "r", AGENT, NOW, contact="next")
+    assert got.claim is not None
+
+
+@pytest.mark.anyio
+async def test_replicas_claiming_for_dial_one_key_have_one_winner(
+    open_replica: OpenReplica,
+) -> None:
+    replicas = [await open_replica() for _ in range(4)]
+    await replicas[0].import_contacts(rows(4))
+
+    async def claim(s: Store, key: str, outcomes: list[DialClaim]) -> None:
+        outcomes.append(await s.claim_for_dial(key, "r", AGENT, NOW, contact="next"))
+
+    for round_ in range(4):
+        outcomes: list[DialClaim] = []
+        async with anyio.create_task_group() as tg:
+            for s in replicas:
+                tg.start_soon(claim, s, f"dup-{round_}", outcomes)
+        won = [o.claim for o in outcomes if o.claim is not None]
+        assert len(won) == 1, round_
+        # The others lost to the same key, or (once it was claimed) to a busy agent.
+        assert {o.refused for o in outcomes if o.claim is None} <= {"claimed", "busy"}
+        await replicas[0].mark_failed(f"dup-{round_}", "done")
+    states = [c.state for c in await replicas[1].contacts(AGENT)]
+    assert states == ["dialing"] * 4
+
+
+@pytest.mark.anyio
+async def test_replicas_claiming_for_dial_see_the_agent_busy(
+    open_replica: OpenReplica,
+) -> None:
+    # Different keys, one agent: the first claim makes the agent busy for the rest.
+    # (PostgreSQL reads "busy" under read committed, so two exactly simultaneous
+    # claims may both get through there, as with dial_context before; SQLite's
+    # write lock serializes them.)
+    one, two = await open_replica(), await open_replica()
+    await one.import_contacts(rows(5))
+    first = await one.claim_for_dial("k0", "r", AGENT, NOW, contact="next")
+    assert first.claim is not None
+    outcomes: list[DialClaim] = []
+
+    async def claim(s: Store, i: int) -> None:
+        outcomes.append(await s.claim_for_dial(f"k{i}", "r", AGENT, NOW, contact="next"))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(1, 7):
+            tg.start_soon(claim, one if i % 2 else two, i)
+    assert [o.refused for o in outcomes] == ["busy"] * 6
+    assert all([c.key for c in o.open_claims] == ["k0"] for o in outcomes)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -131,6 +131,13 @@ def idempotency_key(rule: str, event_identity: str, dial: RenderedDial) -> str:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+def _busy(active_call: CallRecord | None, open_claims: Sequence[Claim]) -> list[str]:
+    """What keeps an agent busy, as :func:`guards.check_one_active_call` names it."""
+    busy = [active_call.conversation_id] if active_call else []
+    busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in open_claims]
+    return busy
+
+
 class Dialer:
     """Turns a rule match into at most one outbound call."""
 
@@ -192,52 +199,73 @@ class Dialer:
 
     async def _dial_locked(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
         store = self.store
-        # One read for all three (they are only hints: the claim below is what
-        # decides, atomically). Still under the agent's lock, so no dial of
-        # this process for the agent can slip in between the read and the claim.
-        context = await store.dial_context(key, spec.user_id)
-        # A duplicate trigger is reported as one, whatever the agent is doing now.
-        if context.claimed:
-            return self._skipped(rule, key, "idempotency", "already_claimed")
-        active = context.active_call
-        busy = [active.conversation_id] if active else []
-        busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in context.open_claims]
-        decision = guards.check_one_active_call(busy)
-        if isinstance(decision, guards.Deny):
-            return self._skipped(rule, key, decision.guard, decision.reason)
-
         number: str | None = None
         if spec.phone_number is not None:
             # A number from the event is normalized before claiming, so the
             # claim records the number actually dialed.
             decision = guards.normalize_number(spec.phone_number, self.config.default_region)
             if isinstance(decision, guards.Deny):
-                return self._skipped(rule, key, decision.guard, decision.reason)
+                return await self._deny_unclaimed(rule, key, spec.user_id, decision)
             number = decision.value
 
-        now = self.clock.now()
-        claim = await store.claim_dial(
+        # One store operation, one transaction: a duplicate trigger is reported
+        # as one (whatever the agent is doing now), a busy agent is refused,
+        # else the dial is claimed, and the claimed number's do-not-call entry
+        # comes back with it. Under the agent's lock, so no dial of this
+        # process for the agent can slip in either.
+        outcome = await store.claim_for_dial(
             key,
             rule,
             spec.user_id,
-            now,
+            self.clock.now(),
             contact="next" if spec.contact == "next" else None,
             phone_number=number,
             request=request_fields(spec),
         )
+        claim = outcome.claim
         if claim is None:
-            if await store.get_claim(key) is not None:
-                return self._skipped(rule, key, "idempotency", "already_claimed")
-            return self._skipped(rule, key, "contacts", "no_due_contact")
+            if outcome.refused == "busy":
+                decision = guards.check_one_active_call(
+                    _busy(outcome.active_call, outcome.open_claims)
+                )
+                if isinstance(decision, guards.Deny):
+                    return self._skipped(rule, key, decision.guard, decision.reason)
+            if outcome.refused == "no_contact":
+                return self._skipped(rule, key, "contacts", "no_due_contact")
+            return self._skipped(rule, key, "idempotency", "already_claimed")
 
-        number, denied = await self._contact_guards(claim)
+        number, denied = await self._contact_guards(
+            claim, (claim.phone_number, outcome.do_not_call)
+        )
         if denied is not None:
             await self._deny_claimed(claim, denied)
             return self._skipped(rule, key, denied.guard, denied.reason)
         return await self._place(claim, request_for(claim, number))
 
-    async def _contact_guards(self, claim: Claim) -> tuple[str, guards.Deny | None]:
-        """Guards that need the claimed contact; returns the E.164 number to dial."""
+    async def _deny_unclaimed(
+        self, rule: str, key: str, user_id: str, denied: guards.Deny
+    ) -> DialResult:
+        """An event's number that cannot be dialed: skipped, reported as the guards rank it.
+
+        Rare, so it pays a read of its own: a duplicate trigger and a busy agent
+        are reported before the number, as when they are checked in the claim.
+        """
+        context = await self.store.dial_context(key, user_id)
+        if context.claimed:
+            return self._skipped(rule, key, "idempotency", "already_claimed")
+        decision = guards.check_one_active_call(_busy(context.active_call, context.open_claims))
+        if isinstance(decision, guards.Deny):
+            return self._skipped(rule, key, decision.guard, decision.reason)
+        return self._skipped(rule, key, denied.guard, denied.reason)
+
+    async def _contact_guards(
+        self, claim: Claim, listed: tuple[str | None, bool] | None = None
+    ) -> tuple[str, guards.Deny | None]:
+        """Guards that need the claimed contact; returns the E.164 number to dial.
+
+        ``listed`` is a number and whether it is on the do-not-call list, as
+        read with the claim; the list is read again for any other number.
+        """
         contact = claim.contact
         raw = claim.phone_number or ""
         decision: guards.Decision
@@ -250,12 +278,20 @@ class Dialer:
             if isinstance(decision, guards.Deny):
                 return raw, decision
             raw = decision.value or raw
-        return raw, await self._number_guards(raw, contact.timezone if contact else None)
+        known = listed[1] if listed is not None and listed[0] == raw else None
+        return raw, await self._number_guards(raw, contact.timezone if contact else None, known)
 
-    async def _number_guards(self, raw: str, timezone: str | None) -> guards.Deny | None:
-        """Do-not-call, calling window, then the calls-per-second budget."""
+    async def _number_guards(
+        self, raw: str, timezone: str | None, listed: bool | None = None
+    ) -> guards.Deny | None:
+        """Do-not-call, calling window, then the calls-per-second budget.
+
+        ``listed``: whether ``raw`` is on the do-not-call list, if already read.
+        """
         decision: guards.Decision
-        decision = guards.check_do_not_call(await self.store.is_do_not_call(raw))
+        if listed is None:
+            listed = await self.store.is_do_not_call(raw)
+        decision = guards.check_do_not_call(listed)
         if isinstance(decision, guards.Deny):
             return decision
         decision = guards.check_window(raw, self.clock.now(), self.config.calling_window, timezone)

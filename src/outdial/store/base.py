@@ -25,6 +25,7 @@ __all__ = [
     "ContactRow",
     "ContactState",
     "ContactsSummary",
+    "DialClaim",
     "DialContext",
     "Store",
     "StoreError",
@@ -125,6 +126,26 @@ class DialContext:
 
 
 @dataclass(frozen=True, slots=True)
+class DialClaim:
+    """What :meth:`Store.claim_for_dial` did, decided in one transaction.
+
+    Exactly one of ``claim`` and ``refused`` is set. ``refused`` says why
+    nothing was claimed: ``"claimed"``, the key has a claim already (a
+    duplicate trigger); ``"busy"``, the agent has an active call
+    (``active_call``) or open claims (``open_claims``, oldest first);
+    ``"no_contact"``, ``contact="next"`` found no contact due.
+    ``do_not_call`` tells whether the claim's number, exactly as claimed, is
+    on the do-not-call list (False when nothing was claimed).
+    """
+
+    claim: Claim | None
+    refused: Literal["claimed", "busy", "no_contact"] | None = None
+    open_claims: list[Claim] = field(default_factory=list)
+    active_call: CallRecord | None = None
+    do_not_call: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class UserCallSummary:
     """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call.
 
@@ -189,6 +210,28 @@ class Store(Protocol):
         the same transaction, so two claims never get the same contact (not
         even from two processes sharing the store). ``request`` (JSON-able)
         is kept with the claim for a reconciled retry.
+        """
+        ...
+
+    async def claim_for_dial(
+        self,
+        key: str,
+        rule: str,
+        user_id: str,
+        now: datetime,
+        *,
+        contact: Literal["next"] | None = None,
+        phone_number: str | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> DialClaim:
+        """What the dialer does before sending, in one operation and one transaction.
+
+        In order: refuse as ``"claimed"`` when ``key`` has a claim; refuse as
+        ``"busy"`` when the agent has a call that has not ended or a claim
+        still ``claimed`` or ``unknown``; then claim exactly as
+        :meth:`claim_dial` does (``"claimed"`` if another process claimed the
+        key meanwhile, ``"no_contact"`` when ``contact="next"`` finds none
+        due); and say whether the claimed number is on the do-not-call list.
         """
         ...
 

@@ -38,6 +38,7 @@ from outdial.store.base import (
     ContactRow,
     ContactsSummary,
     ContactState,
+    DialClaim,
     DialContext,
     UserCallSummary,
 )
@@ -324,31 +325,61 @@ class SqlStore:
         request_json = json.dumps(dict(request), sort_keys=True) if request else None
 
         def run(db: Database) -> Claim | None:
-            at = db.ts(now)
-            picked: Contact | None = None
             try:
                 with db.transaction():
-                    if not db.execute(
-                        "INSERT INTO dial_claims"
-                        " (key, rule, user_id, phone_number, state, created_at, request)"
-                        " VALUES (?, ?, ?, ?, 'claimed', ?, ?) ON CONFLICT (key) DO NOTHING",
-                        (key, rule, user_id, phone_number, at, request_json),
-                    ).rowcount:
-                        return None  # claimed before: a duplicate trigger
-                    if contact == "next":
-                        picked = _take_next_contact(db, key, user_id, at)
+                    # None: claimed before, a duplicate trigger.
+                    return _insert_claim(
+                        db, key, rule, user_id, now, contact, phone_number, request_json
+                    )
             except _NoContact:
                 return None  # rolled back: no contact, so no claim either
-            return Claim(
-                key=key,
-                rule=rule,
-                user_id=user_id,
-                contact=picked,
-                phone_number=picked.phone_number if picked else phone_number,
-                state="claimed",
-                created_at=db.decode_ts(at),
-                request=json.loads(request_json) if request_json else {},
-            )
+
+        return await self._run(run)
+
+    async def claim_for_dial(
+        self,
+        key: str,
+        rule: str,
+        user_id: str,
+        now: datetime,
+        *,
+        contact: Literal["next"] | None = None,
+        phone_number: str | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> DialClaim:
+        """Known key? agent busy? else :meth:`claim_dial`, plus its number's do-not-call entry.
+
+        One worker-thread hop and one transaction for everything the dialer
+        needs before it sends. The "busy" reads are taken inside the claim's
+        transaction (SQLite: under the file's write lock, so no other process
+        claims for the agent in between; PostgreSQL: read committed, as
+        strict as reading them just before). The claim itself is exactly
+        :meth:`claim_dial`'s, so what keeps it exact across processes is the
+        same: a key inserted elsewhere meanwhile still comes back
+        ``"claimed"``.
+        """
+        if (contact is None) == (phone_number is None):
+            raise ValueError('claim_for_dial needs exactly one of contact="next" or phone_number')
+        request_json = json.dumps(dict(request), sort_keys=True) if request else None
+
+        def run(db: Database) -> DialClaim:
+            try:
+                with db.transaction():
+                    if _is_claimed(db, key):
+                        return DialClaim(None, "claimed")
+                    open_claims = _open_claims_of(db, user_id)
+                    active = _active_call(db, user_id)
+                    if open_claims or active is not None:
+                        return DialClaim(None, "busy", open_claims, active)
+                    claim = _insert_claim(
+                        db, key, rule, user_id, now, contact, phone_number, request_json
+                    )
+                    if claim is None:  # inserted by another process since the check
+                        return DialClaim(None, "claimed")
+                    listed = _is_do_not_call(db, claim.phone_number or "")
+            except _NoContact:
+                return DialClaim(None, "no_contact")  # rolled back: no claim either
+            return DialClaim(claim, do_not_call=listed)
 
         return await self._run(run)
 
@@ -379,15 +410,9 @@ class SqlStore:
         """Is ``key`` claimed, the agent's open claims, its active call: one operation."""
 
         def run(db: Database) -> DialContext:
-            claimed = db.execute("SELECT 1 AS claimed FROM dial_claims WHERE key = ?", (key,))
-            result = db.execute(
-                _CLAIM_SELECT + " WHERE k.state IN ('claimed', 'unknown') AND k.user_id = ?"
-                " ORDER BY k.created_at, k.key",
-                (user_id,),
-            )
             return DialContext(
-                claimed=claimed.one() is not None,
-                open_claims=[_claim(db, row) for row in result.rows],
+                claimed=_is_claimed(db, key),
+                open_claims=_open_claims_of(db, user_id),
                 active_call=_active_call(db, user_id),
             )
 
@@ -579,10 +604,7 @@ class SqlStore:
         """True when the number is listed."""
 
         def run(db: Database) -> bool:
-            result = db.execute(
-                "SELECT 1 AS listed FROM do_not_call WHERE phone_number = ?", (number,)
-            )
-            return result.one() is not None
+            return _is_do_not_call(db, number)
 
         return await self._run(run)
 
@@ -592,6 +614,62 @@ class SqlStore:
             if not self._closed:
                 self._closed = True
                 await anyio.to_thread.run_sync(self._db.close)
+
+
+def _insert_claim(
+    db: Database,
+    key: str,
+    rule: str,
+    user_id: str,
+    now: datetime,
+    contact: Literal["next"] | None,
+    phone_number: str | None,
+    request_json: str | None,
+) -> Claim | None:
+    """Inside a transaction: claim ``key``; None if it is claimed already.
+
+    Raises :class:`_NoContact` (roll the transaction back) when
+    ``contact="next"`` finds no contact due.
+    """
+    at = db.ts(now)
+    if not db.execute(
+        "INSERT INTO dial_claims"
+        " (key, rule, user_id, phone_number, state, created_at, request)"
+        " VALUES (?, ?, ?, ?, 'claimed', ?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, rule, user_id, phone_number, at, request_json),
+    ).rowcount:
+        return None  # claimed before: a duplicate trigger
+    picked = _take_next_contact(db, key, user_id, at) if contact == "next" else None
+    return Claim(
+        key=key,
+        rule=rule,
+        user_id=user_id,
+        contact=picked,
+        phone_number=picked.phone_number if picked else phone_number,
+        state="claimed",
+        created_at=db.decode_ts(at),
+        request=json.loads(request_json) if request_json else {},
+    )
+
+
+def _is_claimed(db: Database, key: str) -> bool:
+    return (
+        db.execute("SELECT 1 AS claimed FROM dial_claims WHERE key = ?", (key,)).one() is not None
+    )
+
+
+def _open_claims_of(db: Database, user_id: str) -> list[Claim]:
+    result = db.execute(
+        _CLAIM_SELECT + " WHERE k.state IN ('claimed', 'unknown') AND k.user_id = ?"
+        " ORDER BY k.created_at, k.key",
+        (user_id,),
+    )
+    return [_claim(db, row) for row in result.rows]
+
+
+def _is_do_not_call(db: Database, number: str) -> bool:
+    result = db.execute("SELECT 1 AS listed FROM do_not_call WHERE phone_number = ?", (number,))
+    return result.one() is not None
 
 
 def _take_next_contact(db: Database, key: str, user_id: str, at: Any) -> Contact:
