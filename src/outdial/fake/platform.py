@@ -1216,13 +1216,7 @@ class FakePlatform:
     def _require_channel(self, channel_id: str) -> _Channel:
         channel = self._live_channel(channel_id)
         if channel is None:
-            raise ApiError(
-                404,
-                "not.found",
-                "Channel {channelId} not found",
-                {"channelId": channel_id},
-                [FieldDetail("channelId", "not.found")],
-            )
+            raise _not_found("Channel", "channelId", channel_id)
         return channel
 
     def _remove_channel(self, channel: _Channel, reason: str) -> None:
@@ -1238,13 +1232,7 @@ class FakePlatform:
     async def _h_create_call(self, request: Request, user_id: str) -> Response:
         agent = self._agents.get(user_id)
         if agent is None:
-            raise ApiError(
-                404,
-                "not.found",
-                "User {userId} not found",
-                {"userId": user_id},
-                [FieldDetail("userId", "not.found")],
-            )
+            raise _not_found("User", "userId", user_id)
         call, dial = validate_create_call(parse_json(request.body))
         if dial is None:
             raise ApiError(
@@ -1328,13 +1316,7 @@ class FakePlatform:
     async def _h_get_call(self, request: Request, conversation_id: str) -> Response:
         conversation = self._conversations.get(conversation_id)
         if conversation is None:
-            raise ApiError(
-                404,
-                "not.found",
-                "Conversation {conversationId} not found",
-                {"conversationId": conversation_id},
-                [FieldDetail("conversationId", "not.found")],
-            )
+            raise _not_found("Conversation", "conversationId", conversation_id)
         return Response.json(200, conversation.body)
 
     async def _h_analytics_query(self, request: Request) -> Response:
@@ -1368,13 +1350,7 @@ class FakePlatform:
     def _require_agent(self, user_id: str) -> _Agent:
         agent = self._agents.get(user_id)
         if agent is None:
-            raise ApiError(
-                404,
-                "not.found",
-                "User {userId} not found",
-                {"userId": user_id},
-                [FieldDetail("userId", "not.found")],
-            )
+            raise _not_found("User", "userId", user_id)
         return agent
 
     async def _set_agent(self, agent: _Agent, presence: str, routing: str) -> None:
@@ -1508,3 +1484,14 @@ def _url_host(host: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
+
+
+def _not_found(what: str, field: str, value: str) -> ApiError:
+    """The platform's 404 for an unknown ``what`` (Channel, User, ...), naming the field."""
+    return ApiError(
+        404,
+        "not.found",
+        f"{what} {{{field}}} not found",
+        {field: value},
+        [FieldDetail(field, "not.found")],
+    )
