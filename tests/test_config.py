@@ -33,9 +33,13 @@ def test_secrets_come_from_the_environment_and_never_print() -> None:
     assert config.platform.resolved_login_url == "https://login.mypurecloud.ie"
 
 
-def test_unset_variable_is_named_with_its_key() -> None:
-    problems = _problems(_data(), {"ID": "x"})
-    assert problems["platform.client_secret"] == "environment variable SECRET is not set"
+def test_unset_variable_is_named_with_its_key_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_data(), "outdial.toml", {})
+    assert caught.value.problems == [
+        ("platform.client_id", "environment variable ID is not set"),
+        ("platform.client_secret", "environment variable SECRET is not set"),
+    ]
 
 
 def test_api_and_login_url_override_the_region() -> None:

@@ -306,8 +306,12 @@ def parse_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
+        # A value left empty by an unset variable is already reported as that.
+        unset = {where for where, _ in problems}
         for error in exc.errors():
-            problems.append((_location(tuple(error["loc"])), error["msg"]))
+            where = _location(tuple(error["loc"]))
+            if where not in unset:
+                problems.append((where, error["msg"]))
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)
