@@ -318,7 +318,9 @@ class GenesysPlatform:
                 auth=(self._client_id, self._client_secret),
             )
         except httpx.TransportError as exc:
-            raise RetryableError(f"token request failed: {type(exc).__name__}: {exc}") from exc
+            raise RetryableError(
+                f"token request to {self._login_url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         if response.status_code != 200:
             error = error_from_response(response, what="token request")
             if response.status_code in (400, 401, 403):
