@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from handlers_fakes import (
@@ -76,6 +78,42 @@ async def test_answered_call_finishes_the_contact(caplog: pytest.LogCaptureFixtu
     [ended] = events_named(caplog, "call.ended")
     assert ended["outcome"] == "answered"
     assert await h.store.active_call_for_user(AGENT) is None
+
+
+@pytest.mark.anyio
+async def test_a_call_event_is_one_read_and_at_most_one_write() -> None:
+    h = await make()
+    await h.handle(presence())
+    used: list[str] = []
+    for name in (
+        "get_call",
+        "record_call_progress",
+        "upsert_call",
+        "get_contact",
+        "record_outcome",
+        "release_contact",
+    ):
+        method: Callable[..., Any] = getattr(h.store, name)
+
+        def counted(
+            *args: Any, _name: str = name, _m: Callable[..., Any] = method, **kw: Any
+        ) -> Any:
+            used.append(_name)
+            return _m(*args, **kw)
+
+        setattr(h.store, name, counted)
+    await h.handle(call_event("conv-1", "connected", connectedTime="t"))
+    assert used == ["get_call", "record_call_progress"]
+    used.clear()
+    await h.handle(call_event("conv-1", "connected", connectedTime="t"))
+    assert used == ["get_call"]  # no change: nothing written
+    used.clear()
+    await h.handle(call_event("conv-1", "disconnected", disconnectType="peer"))
+    # The call's end and its contact's outcome: one write.
+    assert used == ["get_call", "record_call_progress"]
+    contact = await h.store.get_contact(1)
+    assert contact is not None
+    assert (contact.state, contact.attempts, contact.last_outcome) == ("done", 1, "answered")
 
 
 @pytest.mark.anyio

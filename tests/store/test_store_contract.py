@@ -6,13 +6,14 @@ skipped when no server is reachable, see ``conftest.py``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
 
-from outdial.store import CallRecord, Claim, ContactRow, Store
-from outdial.store.base import DialClaim
+from outdial.store import CallRecord, Claim, Contact, ContactRow, Store
+from outdial.store.base import ContactOutcome, DialClaim
 
 from .conftest import OpenReplica
 
@@ -529,3 +530,127 @@ async def test_replicas_claiming_for_dial_see_the_agent_busy(
             tg.start_soon(claim, one if i % 2 else two, i)
     assert [o.refused for o in outcomes] == ["busy"] * 6
     assert all([c.key for c in o.open_claims] == ["k0"] for o in outcomes)
+
+
+async def _dialed_contact(store: Store) -> tuple[Contact, CallRecord]:
+    """A contact with one attempt (busy) behind it, claimed and dialed as ``conv-1``."""
+    await store.import_contacts(rows(1))
+    [first] = await store.contacts(AGENT)
+    await store.record_outcome(first.id, "busy", NOW - timedelta(hours=1), NOW)
+    claim = await store.claim_dial("k1", "r", AGENT, NOW, contact="next")
+    assert claim is not None
+    assert claim.contact is not None
+    call = CallRecord(
+        "conv-1", AGENT, claim.contact.id, claim.contact.phone_number, "dialing", None, NOW
+    )
+    await store.record_placed("k1", call)
+    return claim.contact, call
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_without_an_outcome_writes_only_the_call(
+    store: Store,
+) -> None:
+    contact, call = await _dialed_contact(store)
+    connected = replace(call, state="connected", updated_at=NOW + timedelta(seconds=5))
+    assert await store.record_call_progress(connected) is None
+    assert await store.get_call("conv-1") == connected
+    assert await store.get_contact(contact.id) == contact
+    # A new call is inserted the same way.
+    other = CallRecord("conv-2", "agent-2", None, "+441212345601", "dialing", None, NOW)
+    assert await store.record_call_progress(other) is None
+    assert await store.get_call("conv-2") == other
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_counts_the_attempt_with_the_call_end(store: Store) -> None:
+    contact, call = await _dialed_contact(store)
+    later = NOW + timedelta(minutes=1)
+    ended = replace(call, state="ended", outcome="no_answer", updated_at=later, ended_at=later)
+    seen: list[int] = []
+
+    def next_due(attempts: int) -> datetime | None:
+        seen.append(attempts)
+        return later + timedelta(hours=1)
+
+    written = await store.record_call_progress(
+        ended, contact_outcome=ContactOutcome("no_answer", counted=True, next_due=next_due)
+    )
+    assert seen == [2]  # the attempts as counted, this one included
+    assert await store.get_call("conv-1") == ended
+    stored = await store.get_contact(contact.id)
+    assert written == stored
+    assert stored is not None
+    assert (stored.state, stored.attempts, stored.last_outcome) == ("due", 2, "no_answer")
+    assert stored.next_due_at == later + timedelta(hours=1)
+    assert await store.active_calls() == []
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_without_a_due_time_closes_the_contact(store: Store) -> None:
+    contact, call = await _dialed_contact(store)
+    ended = replace(call, state="ended", outcome="answered", ended_at=NOW)
+    # No next_due at all, or one that says None: done either way.
+    written = await store.record_call_progress(
+        ended, contact_outcome=ContactOutcome("answered", counted=True)
+    )
+    assert written is not None
+    assert (written.state, written.attempts, written.last_outcome) == ("done", 2, "answered")
+    assert written.next_due_at is None
+    assert await store.get_contact(contact.id) == written
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_releases_an_uncounted_contact(store: Store) -> None:
+    contact, call = await _dialed_contact(store)
+    ended = replace(call, state="ended", outcome="agent_unavailable", ended_at=NOW)
+
+    def never(attempts: int) -> datetime | None:
+        raise AssertionError("an uncounted outcome needs no due time")
+
+    written = await store.record_call_progress(
+        ended, contact_outcome=ContactOutcome("agent_unavailable", counted=False, next_due=never)
+    )
+    stored = await store.get_contact(contact.id)
+    assert written == stored
+    assert stored is not None
+    # Back to due with its attempts, last outcome and due time as they were.
+    assert (stored.state, stored.attempts, stored.last_outcome) == ("due", 1, "busy")
+    assert stored.next_due_at == contact.next_due_at
+    assert await store.get_call("conv-1") == ended
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_without_the_contact_still_writes_the_call(
+    store: Store,
+) -> None:
+    outcome = ContactOutcome("busy", counted=True, next_due=lambda attempts: NOW)
+    missing = CallRecord("conv-1", AGENT, 999, "+441212345601", "ended", "busy", NOW, NOW)
+    assert await store.record_call_progress(missing, contact_outcome=outcome) is None
+    assert await store.get_call("conv-1") == missing
+    no_contact = CallRecord("conv-2", AGENT, None, "+441212345602", "ended", "busy", NOW, NOW)
+    assert await store.record_call_progress(no_contact, contact_outcome=outcome) is None
+    assert await store.get_call("conv-2") == no_contact
+
+
+@pytest.mark.anyio
+async def test_record_call_progress_is_one_transaction(store: Store) -> None:
+    contact, call = await _dialed_contact(store)
+    ended = replace(call, state="ended", outcome="busy", ended_at=NOW)
+
+    def broken(attempts: int) -> datetime | None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await store.record_call_progress(
+            ended, contact_outcome=ContactOutcome("busy", counted=True, next_due=broken)
+        )
+    # Rolled back whole: the call is not ended without its contact's outcome.
+    assert await store.get_call("conv-1") == call
+    assert await store.get_contact(contact.id) == contact
+    # And the store goes on.
+    written = await store.record_call_progress(
+        ended, contact_outcome=ContactOutcome("busy", counted=True, next_due=lambda n: NOW)
+    )
+    assert written is not None
+    assert written.attempts == 2

@@ -22,6 +22,7 @@ import logging
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import anyio
@@ -47,7 +48,7 @@ from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleIndex
 from outdial.handlers.templates import Template
 from outdial.platforms.base import Platform, PlatformError
-from outdial.store.base import CallRecord, Store
+from outdial.store.base import CallRecord, ContactOutcome, Store
 
 __all__ = [
     "CALLS_TOPIC",
@@ -378,13 +379,32 @@ class Handlers:
                 await self._refresh_call(record.conversation_id, record.user_id)
 
     async def _apply(self, record: CallRecord, update: CallUpdate) -> None:
-        """Advance one stored call; on its end, record the contact's outcome."""
+        """Advance one stored call; on its end, record the contact's outcome.
+
+        One store operation (one transaction) writes the call and, when it
+        ended, its contact's outcome (or release): the end of a call costs one
+        commit, and the two are never written apart.
+        """
         call = _to_call(record)
         new = advance(call, update)
         if new == call:
             return
         now = self.clock.now()
-        await self.store.upsert_call(
+        config = self.config.guards
+        contact_outcome: ContactOutcome | None = None
+        if new.ended and new.outcome is not None and new.contact_id is not None:
+            outcome = new.outcome.value
+            if outcome in guards.UNCOUNTED_OUTCOMES:
+                # Never reached the contact (agent unavailable): back to due with its
+                # attempts and its old due time, so it keeps its place in the list.
+                contact_outcome = ContactOutcome(outcome, counted=False)
+            else:
+
+                def next_due(attempts: int) -> datetime | None:
+                    return guards.next_due_at(outcome, attempts, now, config)
+
+                contact_outcome = ContactOutcome(outcome, counted=True, next_due=next_due)
+        contact = await self.store.record_call_progress(
             CallRecord(
                 conversation_id=new.conversation_id,
                 user_id=new.user_id,
@@ -394,7 +414,8 @@ class Handlers:
                 outcome=new.outcome.value if new.outcome else None,
                 updated_at=now,
                 ended_at=now if new.ended else None,
-            )
+            ),
+            contact_outcome=contact_outcome,
         )
         log.emit(
             logger,
@@ -406,21 +427,12 @@ class Handlers:
         )
         if not new.ended or new.outcome is None:
             return
-        next_due = None
         counted: bool | None = None
-        if new.contact_id is not None:
-            contact = await self.store.get_contact(new.contact_id)
-            if contact is not None:
-                outcome = new.outcome.value
-                counted = outcome not in guards.UNCOUNTED_OUTCOMES
-                attempts = contact.attempts + 1 if counted else contact.attempts
-                next_due = guards.next_due_at(outcome, attempts, now, self.config.guards)
-                if counted:
-                    await self.store.record_outcome(contact.id, outcome, now, next_due)
-                else:
-                    # Never reached the contact (agent unavailable): back to due with its
-                    # attempts and its old due time, so it keeps its place in the list.
-                    await self.store.release_contact(contact.id)
+        next_due_at = None
+        if contact is not None and contact_outcome is not None:
+            counted = contact_outcome.counted
+            # The contact's attempts as written (this one included when counted).
+            next_due_at = guards.next_due_at(contact_outcome.outcome, contact.attempts, now, config)
         log.emit(
             logger,
             "call.ended",
@@ -429,7 +441,7 @@ class Handlers:
             outcome=new.outcome.value,
             contact=new.contact_id,
             disconnect_type=update.disconnect_type,
-            next_due_at=next_due.isoformat() if next_due else None,
+            next_due_at=next_due_at.isoformat() if next_due_at else None,
             attempt_counted=counted,
         )
 

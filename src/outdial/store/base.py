@@ -12,7 +12,7 @@ values are those of :class:`outdial.handlers.calls.CallState` and ``Outcome``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -22,6 +22,7 @@ __all__ = [
     "Claim",
     "ClaimState",
     "Contact",
+    "ContactOutcome",
     "ContactRow",
     "ContactState",
     "ContactsSummary",
@@ -109,6 +110,27 @@ class CallRecord:
     outcome: str | None
     updated_at: datetime
     ended_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactOutcome:
+    """How an ended call settles its contact, for :meth:`Store.record_call_progress`.
+
+    ``counted``: one attempt is counted with ``outcome`` (as
+    :meth:`Store.record_outcome` does), and the contact is due again at
+    ``next_due(attempts)``, ``attempts`` including this one as read in the
+    write's own transaction, or ``done`` when that is None (or ``next_due``
+    is None). Not counted (the call never reached the contact: agent
+    unavailable): the contact goes back to ``due`` with its attempts and its
+    old due time (as :meth:`Store.release_contact` does without a time).
+
+    ``next_due`` runs inside the store's transaction (in a worker thread for
+    the SQL backends): it must be pure and quick.
+    """
+
+    outcome: str
+    counted: bool
+    next_due: Callable[[int], datetime | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +320,20 @@ class Store(Protocol):
 
     async def upsert_call(self, call: CallRecord) -> None:
         """Insert or replace a call by conversation id."""
+        ...
+
+    async def record_call_progress(
+        self, call: CallRecord, *, contact_outcome: ContactOutcome | None = None
+    ) -> Contact | None:
+        """``upsert_call(call)`` and, given ``contact_outcome``, settle the call's contact.
+
+        One operation and one transaction: an ended call is never stored
+        without its contact's outcome (or release), nor the other way round.
+        The contact is ``call.contact_id``; the outcome is recorded at
+        ``call.updated_at``. Returns the contact as written, or None when no
+        outcome was given, the call names no contact, or the contact does not
+        exist (the call is written all the same).
+        """
         ...
 
     async def get_call(self, conversation_id: str) -> CallRecord | None:

@@ -35,6 +35,7 @@ from outdial.store.base import (
     Claim,
     ClaimState,
     Contact,
+    ContactOutcome,
     ContactRow,
     ContactsSummary,
     ContactState,
@@ -515,6 +516,24 @@ class SqlStore:
 
         await self._run(run)
 
+    async def record_call_progress(
+        self, call: CallRecord, *, contact_outcome: ContactOutcome | None = None
+    ) -> Contact | None:
+        """Upsert ``call`` and settle its contact by ``contact_outcome``: one transaction.
+
+        One worker-thread hop and one commit for a call event, where the
+        call's end used to take an upsert, a read and a second write.
+        """
+
+        def run(db: Database) -> Contact | None:
+            with db.transaction():
+                _upsert_call(db, call)
+                if contact_outcome is None or call.contact_id is None:
+                    return None
+                return _settle_contact(db, call.contact_id, contact_outcome, call.updated_at)
+
+        return await self._run(run)
+
     async def get_call(self, conversation_id: str) -> CallRecord | None:
         """The call by conversation id."""
         return await self._one_call(" WHERE conversation_id = ?", conversation_id)
@@ -730,6 +749,37 @@ def _upsert_call(db: Database, call: CallRecord) -> None:
             db.ts(call.updated_at),
             db.opt_ts(call.ended_at),
         ),
+    )
+
+
+def _settle_contact(
+    db: Database, contact_id: int, outcome: ContactOutcome, now: datetime
+) -> Contact | None:
+    """Inside a transaction: count (or release) the contact's attempt; None if no contact."""
+    row = db.execute(f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,)).one()
+    if row is None:
+        return None
+    if not outcome.counted:
+        # Never reached the contact: back to due, keeping its attempts and due time.
+        db.execute("UPDATE contacts SET state = 'due' WHERE id = ?", (contact_id,))
+        return _contact(db, {**row, "state": "due"})
+    attempts = int(row["attempts"]) + 1
+    due = outcome.next_due(attempts) if outcome.next_due is not None else None
+    state = "done" if due is None else "due"
+    db.execute(
+        "UPDATE contacts SET attempts = attempts + 1, last_outcome = ?,"
+        " next_due_at = ?, state = ?, updated_at = ? WHERE id = ?",
+        (outcome.outcome, db.opt_ts(due), state, db.ts(now), contact_id),
+    )
+    return _contact(
+        db,
+        {
+            **row,
+            "attempts": attempts,
+            "last_outcome": outcome.outcome,
+            "next_due_at": db.opt_ts(due),
+            "state": state,
+        },
     )
 
 
