@@ -33,6 +33,7 @@ __all__ = [
     "HandlingConfig",
     "ListenerConfig",
     "PlatformConfig",
+    "ReadinessConfig",
     "ReconcileConfig",
     "Rule",
     "StoreConfig",
@@ -61,6 +62,11 @@ GENESYS_REGIONS = frozenset(
 
 #: Call outcomes after which a contact may be dialed again (answered ends it).
 RETRYABLE_OUTCOMES = frozenset({"busy", "no_answer", "failed"})
+
+#: Routing statuses as the platform names them (``v2.users.{id}.routingStatus``).
+ROUTING_STATUSES = frozenset(
+    {"OFF_QUEUE", "IDLE", "INTERACTING", "COMMUNICATING", "NOT_RESPONDING"}
+)
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -206,6 +212,29 @@ class ReconcileConfig(_Strict):
     stale_after: float = Field(default=600.0, gt=0)
 
 
+class ReadinessConfig(_Strict):
+    """When an agent can take the next personal call (``[readiness]``).
+
+    ``presences``: ``systemPresence`` names (compared case-insensitively) or
+    presence definition ids; ``routing_statuses``: routing statuses in which an
+    agent may be dialed; ``after_call``: seconds of rest after the agent's last
+    call (and its wrap-up) before the next dial.
+    """
+
+    presences: list[str] = Field(default_factory=lambda: ["Available"], min_length=1)
+    routing_statuses: list[str] = Field(default_factory=lambda: ["OFF_QUEUE", "IDLE"], min_length=1)
+    after_call: float = Field(default=5.0, ge=0)
+
+    @field_validator("routing_statuses")
+    @classmethod
+    def _known_statuses(cls, value: list[str]) -> list[str]:
+        unknown = sorted({v.upper() for v in value} - ROUTING_STATUSES)
+        if unknown:
+            known = ", ".join(sorted(ROUTING_STATUSES))
+            raise ValueError(f"unknown routing status(es) {', '.join(unknown)}; known: {known}")
+        return [v.upper() for v in value]
+
+
 class DialSpec(_Strict):
     """What to dial when a rule matches; string values are templates over the event."""
 
@@ -250,6 +279,7 @@ class Config(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
+    readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

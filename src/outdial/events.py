@@ -23,6 +23,7 @@ from pydantic_core import from_json
 __all__ = [
     "CallConversation",
     "CallParticipant",
+    "ConversationSummary",
     "Envelope",
     "Event",
     "Frame",
@@ -311,7 +312,25 @@ class CallParticipant(_Body):
     disconnect_type: str | None = Field(default=None, alias="disconnectType")
     connected_time: str | None = Field(default=None, alias="connectedTime")
     end_time: str | None = Field(default=None, alias="endTime")
+    direction: str | None = None
     user: dict[str, Any] | None = None
+    queue: dict[str, Any] | None = None
+    # Wrap-up (after-call work): a queue setting, so only calls placed from a queue have it.
+    wrapup_required: bool | None = Field(default=None, alias="wrapupRequired")
+    wrapup_prompt: str | None = Field(default=None, alias="wrapupPrompt")
+    wrapup_timeout_ms: int | None = Field(default=None, alias="wrapupTimeoutMs")
+    wrapup_skipped: bool | None = Field(default=None, alias="wrapupSkipped")
+    wrapup: dict[str, Any] | None = None
+    start_acw_time: str | None = Field(default=None, alias="startAcwTime")
+    end_acw_time: str | None = Field(default=None, alias="endAcwTime")
+    # Q.850 causes, where the topic carries them (``v2.users.{id}.conversations``).
+    disconnect_reasons: list[dict[str, Any]] | None = Field(default=None, alias="disconnectReasons")
+
+    @property
+    def user_id(self) -> str | None:
+        """The user on this leg (agent legs only)."""
+        uid = (self.user or {}).get("id")
+        return uid if isinstance(uid, str) else None
 
 
 class CallConversation(_Body):
@@ -326,6 +345,42 @@ class CallConversation(_Body):
             if participant.purpose in ("customer", "external"):
                 return participant
         return None
+
+
+class MediaCounts(_Body):
+    """How many conversations of one kind a user is on (``active``) or wrapping up (``acw``)."""
+
+    active: int = 0
+    acw: int = 0
+
+
+class MediaSummary(_Body):
+    """One medium's counts, split into ACD (``contactCenter``) and non-ACD (``enterprise``)."""
+
+    contact_center: MediaCounts = Field(default_factory=MediaCounts, alias="contactCenter")
+    enterprise: MediaCounts = Field(default_factory=MediaCounts)
+
+    @property
+    def active(self) -> int:
+        """Active conversations of this medium, ACD or not."""
+        return self.contact_center.active + self.enterprise.active
+
+    @property
+    def acw(self) -> int:
+        """Conversations of this medium in after-call work, ACD or not."""
+        return self.contact_center.acw + self.enterprise.acw
+
+
+class ConversationSummary(_Body):
+    """Body of ``v2.users.{id}.conversationsummary`` (and the ``conversationSummary`` expand).
+
+    Counts every conversation of the user, whoever placed it: inbound, manual,
+    another application's, outdial's own.
+    """
+
+    user_id: str | None = Field(default=None, alias="userId")
+    call: MediaSummary = Field(default_factory=MediaSummary)
+    callback: MediaSummary = Field(default_factory=MediaSummary)
 
 
 def body_as(model: type[_BodyT], body: Mapping[str, Any]) -> _BodyT:
