@@ -2,7 +2,9 @@
 
 Production code uses :class:`SystemClock`; tests use :class:`ManualClock` and move
 time forward by hand, so a 24-hour channel expiry or a daylight-saving change is
-tested in milliseconds without sleeping.
+tested in milliseconds without sleeping. A clock can also be slept on
+(:meth:`Clock.sleep_until`), so a shell that waits for a deadline waits on the
+injected clock: a test that advances a :class:`ManualClock` wakes it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+import anyio
+import anyio.lowlevel
 
 __all__ = ["Clock", "ManualClock", "SystemClock"]
 
@@ -25,6 +30,10 @@ class Clock(Protocol):
         """The current wall time, timezone-aware UTC (calling windows, records)."""
         ...
 
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once :meth:`monotonic` has reached ``deadline`` (at once if it has)."""
+        ...
+
 
 class SystemClock:
     """The real clocks of this machine."""
@@ -37,6 +46,10 @@ class SystemClock:
         """``datetime.now(UTC)``."""
         return datetime.now(UTC)
 
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep for real until ``deadline`` on ``time.monotonic()``."""
+        await anyio.sleep(max(0.0, deadline - time.monotonic()))
+
 
 class ManualClock:
     """A clock that moves only when told to; both readings advance together."""
@@ -46,6 +59,9 @@ class ManualClock:
         if self._wall.tzinfo is None:
             raise ValueError("ManualClock needs a timezone-aware start time")
         self._mono = monotonic
+        # Sleepers: (deadline, event). Events are made lazily inside sleep_until,
+        # since an anyio Event belongs to a running event loop.
+        self._sleepers: list[tuple[float, anyio.Event]] = []
 
     def monotonic(self) -> float:
         """The manual monotonic reading."""
@@ -61,6 +77,33 @@ class ManualClock:
             raise ValueError("time never moves backwards")
         self._mono += seconds
         self._wall += timedelta(seconds=seconds)
+        waking = [event for deadline, event in self._sleepers if deadline <= self._mono]
+        self._sleepers = [(d, e) for d, e in self._sleepers if d > self._mono]
+        for event in waking:
+            event.set()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Wait until :meth:`advance` has moved the monotonic reading to ``deadline``.
+
+        Yields to the event loop once even when the deadline has passed, as a
+        real sleep of zero would.
+        """
+        if deadline <= self._mono:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        entry = (deadline, event)
+        self._sleepers.append(entry)
+        try:
+            await event.wait()
+        finally:
+            if entry in self._sleepers:
+                self._sleepers.remove(entry)
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting in :meth:`sleep_until` (tests wait for their shell to)."""
+        return len(self._sleepers)
 
     def set_wall(self, when: datetime) -> None:
         """Jump the wall clock to ``when`` (monotonic advances by the same amount)."""
