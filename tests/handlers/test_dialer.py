@@ -190,11 +190,11 @@ async def test_do_not_call_denied_logged_and_contact_closed(
     await h.store.add_do_not_call(["+441212345601"])
     with caplog.at_level(logging.INFO, logger="outdial"):
         result = await h.dial(presence())
-    assert (result.status, result.guard) == ("skipped", "do_not_call")
+    assert (result.status, result.guard, result.reason) == ("skipped", "contacts", "no_due_contact")
     assert h.platform.requests == []
-    [skip] = [r for r in caplog.records if outdial_fields(r).get("event") == "dial.skipped"]
-    assert outdial_fields(skip)["rule"] == "next-contact"
-    assert outdial_fields(skip)["guard"] == "do_not_call"
+    [closed] = [r for r in caplog.records if outdial_fields(r).get("event") == "contact.closed"]
+    assert outdial_fields(closed)["rule"] == "next-contact"
+    assert outdial_fields(closed)["guard"] == "do_not_call"
     contact = await h.store.get_contact(1)
     assert contact is not None
     assert contact.state == "done"
@@ -202,16 +202,34 @@ async def test_do_not_call_denied_logged_and_contact_closed(
 
 
 @pytest.mark.anyio
-async def test_outside_window_releases_contact_until_it_opens() -> None:
+async def test_outside_window_keeps_contact_in_place_and_says_when_it_opens() -> None:
     h = await make(None, contacts=1)
     h.clock.set_wall(datetime(2026, 1, 5, 22, 0, tzinfo=UTC))  # 22:00 in London
     result = await h.dial(presence())
-    assert (result.status, result.guard) == ("skipped", "calling_window")
+    assert (result.status, result.guard) == ("skipped", "contacts")
+    assert "outside_calling_window" in (result.reason or "")
+    assert result.retry_at == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
     contact = await h.store.get_contact(1)
     assert contact is not None
-    assert contact.state == "due"
-    assert contact.next_due_at == datetime(2026, 1, 6, 8, 0, tzinfo=UTC)
+    # Untouched: still due since import, first in the list once the window opens.
+    assert (contact.state, contact.next_due_at, contact.attempts) == ("due", None, 0)
     assert h.platform.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_contact_outside_its_window_does_not_block_a_callable_one_behind_it() -> None:
+    h = await make(None, contacts=0)
+    # 07:50 in Los Angeles is 15:50 in Berlin.
+    h.clock.set_wall(datetime(2026, 1, 5, 15, 50, tzinfo=UTC))
+    await h.store.import_contacts(
+        [ContactRow(AGENT, "+12135550123"), ContactRow(AGENT, "+4930901820")]
+    )
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    assert [r.phone_number for r in h.platform.requests] == ["+4930901820"]
+    la, berlin = await h.store.contacts(AGENT)
+    assert (la.state, la.next_due_at) == ("due", None)
+    assert berlin.state == "dialing"
 
 
 @pytest.mark.anyio
@@ -219,6 +237,16 @@ async def test_no_due_contact_is_a_skip() -> None:
     h = await make(None, contacts=0)
     result = await h.dial(presence())
     assert (result.status, result.guard, result.reason) == ("skipped", "contacts", "no_due_contact")
+    assert result.retry_at is None
+
+
+@pytest.mark.anyio
+async def test_a_contact_due_later_says_when() -> None:
+    h = await make(None, contacts=1)
+    later = h.clock.now() + timedelta(minutes=10)
+    await h.store.release_contact(1, later)
+    result = await h.dial(presence())
+    assert (result.status, result.guard, result.retry_at) == ("skipped", "contacts", later)
 
 
 @pytest.mark.anyio
@@ -240,21 +268,36 @@ async def test_invalid_event_number_is_denied_before_claiming() -> None:
 
 
 @pytest.mark.anyio
-async def test_calls_per_second_waits_for_a_token() -> None:
+async def test_calls_per_second_defers_without_claiming_or_sleeping() -> None:
     h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
     await h.store.import_contacts([ContactRow("agent-2", LONDON)])
     assert (await h.dial(presence())).status == "placed"
-    assert (await h.dial(presence("agent-2"))).status == "placed"
-    assert h.sleeps == [pytest.approx(1.0)]
+    deferred = await h.dial(presence("agent-2"))
+    assert (deferred.status, deferred.guard) == ("skipped", "calls_per_second")
+    assert deferred.retry_at == h.clock.now() + timedelta(seconds=1.0)
+    assert h.sleeps == []
+    assert await h.store.get_claim(deferred.key or "") is None
+    # Offered again once the token is there, the same trigger is placed.
+    h.clock.advance(1.0)
+    again = await h.dial(presence("agent-2"))
+    assert (again.status, again.key) == ("placed", deferred.key)
 
 
 @pytest.mark.anyio
-async def test_a_dial_makes_one_store_operation_before_sending(
+async def test_a_dial_makes_two_store_operations_before_sending(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     h = await make(None)
     calls: list[str] = []
-    for name in ("dial_context", "claim_dial", "claim_for_dial", "get_claim", "is_do_not_call"):
+    names = (
+        "due_contacts",
+        "dial_context",
+        "claim_dial",
+        "claim_for_dial",
+        "get_claim",
+        "is_do_not_call",
+    )
+    for name in names:
         method = getattr(h.store, name)
 
         def counted(*args: object, _name: str = name, _m: Any = method, **kw: object) -> Any:
@@ -272,8 +315,9 @@ async def test_a_dial_makes_one_store_operation_before_sending(
     monkeypatch.setattr(h.platform, "place_call", place)
     result = await h.dial(presence())
     assert result.status == "placed"
-    # Duplicate? busy? claim, and the number's do-not-call entry: one operation.
-    assert sent == [["claim_for_dial"]]
+    # The list read (contacts in order with their do-not-call entries), then
+    # duplicate? busy? claim, and the number's do-not-call entry: one operation.
+    assert sent == [["due_contacts", "claim_for_dial"]]
 
 
 @pytest.mark.anyio

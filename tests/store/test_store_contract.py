@@ -654,3 +654,76 @@ async def test_record_call_progress_is_one_transaction(store: Store) -> None:
     )
     assert written is not None
     assert written.attempts == 2
+
+
+@pytest.mark.anyio
+async def test_due_contacts_in_list_order_with_do_not_call_and_the_next_due_time(
+    store: Store,
+) -> None:
+    await store.import_contacts(rows(4))
+    a, b, c, d = await store.contacts(AGENT)
+    later = NOW + timedelta(minutes=10)
+    await store.record_outcome(a.id, "busy", NOW, later)  # not due yet
+    await store.record_outcome(b.id, "busy", NOW, NOW - timedelta(hours=1))  # overdue retry
+    await store.close_contact(d.id, "done")
+    await store.add_do_not_call([c.phone_number])
+    due = await store.due_contacts(AGENT, NOW, 10)
+    # Never dialed first, then the overdue retry; done and not-yet-due ones are left out.
+    assert [x.id for x in due.contacts] == [c.id, b.id]
+    assert due.do_not_call == frozenset({c.phone_number})
+    assert due.next_due_at == later
+    assert not due.claimed
+    assert [x.id for x in (await store.due_contacts(AGENT, NOW, 1)).contacts] == [c.id]
+    assert (await store.due_contacts("nobody", NOW, 10)).contacts == []
+
+
+@pytest.mark.anyio
+async def test_due_contacts_says_when_the_key_is_claimed(store: Store) -> None:
+    await store.import_contacts(rows(1))
+    await store.claim_dial("k", "r", AGENT, NOW, contact="next")
+    due = await store.due_contacts(AGENT, NOW, 10, key="k")
+    assert (due.claimed, due.contacts) == (True, [])
+
+
+@pytest.mark.anyio
+async def test_claim_for_dial_takes_the_chosen_contact_only_while_due(store: Store) -> None:
+    await store.import_contacts(rows(2))
+    a, b = await store.contacts(AGENT)
+    got = await store.claim_for_dial("k1", "r", AGENT, NOW, contact=b.id)
+    assert got.claim is not None
+    assert got.claim.contact is not None
+    assert (got.claim.contact.id, got.claim.phone_number) == (b.id, b.phone_number)
+    await store.mark_placed("k1", "conv")
+    await store.upsert_call(
+        CallRecord("conv", AGENT, b.id, b.phone_number, "ended", "busy", NOW, NOW)
+    )
+    # Taken already (dialing): refused, and no claim is left behind.
+    again = await store.claim_for_dial("k2", "r", AGENT, NOW, contact=b.id)
+    assert (again.claim, again.refused) == (None, "no_contact")
+    assert await store.get_claim("k2") is None
+    # Another agent's contact is never taken by id.
+    other = await store.claim_for_dial("k3", "r", "other", NOW, contact=a.id)
+    assert other.refused == "no_contact"
+
+
+@pytest.mark.anyio
+async def test_contacts_generation_moves_on_with_every_import(store: Store) -> None:
+    first = await store.contacts_generation()
+    await store.import_contacts(rows(1))
+    second = await store.contacts_generation()
+    await store.import_contacts(rows(1))  # a re-import counts too: it may change a contact
+    assert first < second < await store.contacts_generation()
+    await store.import_contacts([])
+    assert await store.contacts_generation() == second + 1
+
+
+@pytest.mark.anyio
+async def test_last_ended_call_of_an_agent(store: Store) -> None:
+    assert await store.last_ended_call(AGENT) is None
+    for cid, ended in (("c1", NOW), ("c2", NOW + timedelta(minutes=1)), ("c3", None)):
+        state = "ended" if ended else "connected"
+        await store.upsert_call(CallRecord(cid, AGENT, None, "+1", state, None, NOW, ended))
+    last = await store.last_ended_call(AGENT)
+    assert last is not None
+    assert last.conversation_id == "c2"
+    assert await store.last_ended_call("other") is None

@@ -30,7 +30,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -42,6 +42,7 @@ from outdial.handlers import guards, reconcile
 from outdial.handlers.calls import CallState
 from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.rules import Match
+from outdial.handlers.selection import choose_contact
 from outdial.handlers.templates import RenderedDial, TemplateError
 from outdial.platforms.base import AmbiguousOutcome, DialRequest, Platform, PlatformError
 from outdial.store.base import CallRecord, Claim, Store
@@ -59,7 +60,9 @@ class DialResult:
 
     ``reconciled`` is True when the call was not named by the platform's
     answer but found afterwards among the agent's calls: its state may have
-    moved on already, so the caller should re-read it.
+    moved on already, so the caller should re-read it. ``retry_at`` is set on
+    a skip that time may lift (a rate limit, no contact callable yet): offer
+    the same trigger again then.
     """
 
     status: DialStatus
@@ -70,6 +73,7 @@ class DialResult:
     reason: str | None = None
     error: PlatformError | None = None
     reconciled: bool = False
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,7 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 10.0
     max_retry_after: float = 60.0  # a longer Retry-After gives up instead of stalling
+    max_rate_limited: float = 300.0  # seconds of 429s one dial waits out before failing
 
     def delay(self, retry: int, rng: random.Random, retry_after: float | None) -> float:
         """Seconds before retry number ``retry`` (0-based); the platform's Retry-After wins."""
@@ -151,8 +156,8 @@ class Dialer:
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
         sleep: Sleep = anyio.sleep,
-        max_rate_wait: float = 2.0,
         reconcile_policy: ReconcilePolicy | None = None,
+        contacts_scanned: int = 50,
     ) -> None:
         self.platform = platform
         self.store = store
@@ -162,7 +167,8 @@ class Dialer:
         self.reconcile_policy = reconcile_policy or ReconcilePolicy()
         self._rng = rng or random.Random()
         self._sleep = sleep
-        self._max_rate_wait = max_rate_wait
+        #: How many of an agent's due contacts one dial looks through for a callable one.
+        self.contacts_scanned = contacts_scanned
         self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
         # Bounded by the agents the rules name: one lock per agent ever dialed for.
         self._user_locks: dict[str, anyio.Lock] = {}
@@ -198,16 +204,89 @@ class Dialer:
             return await self._reconcile_locked(claim, allow_retry=allow_retry)
 
     async def _dial_locked(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
-        store = self.store
-        number: str | None = None
-        if spec.phone_number is not None:
-            # A number from the event is normalized before claiming, so the
-            # claim records the number actually dialed.
-            decision = guards.normalize_number(spec.phone_number, self.config.default_region)
-            if isinstance(decision, guards.Deny):
-                return await self._deny_unclaimed(rule, key, spec.user_id, decision)
-            number = decision.value
+        if spec.contact == "next":
+            return await self._dial_next_contact(rule, key, spec)
+        assert spec.phone_number is not None
+        # A number from the event is normalized before claiming, so the claim
+        # records the number actually dialed.
+        decision = guards.normalize_number(spec.phone_number, self.config.default_region)
+        if isinstance(decision, guards.Deny):
+            return await self._deny_unclaimed(rule, key, spec.user_id, decision)
+        number = decision.value
+        deferred = self._take_rate_token(rule, key)
+        if deferred is not None:
+            return deferred
+        return await self._claim_and_place(rule, key, spec, phone_number=number)
 
+    async def _dial_next_contact(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
+        """``contact = "next"``: the first of the agent's contacts callable now.
+
+        The agent's due contacts are read in list order and checked one by one
+        (:func:`~outdial.handlers.selection.choose_contact`): contacts that can
+        never be called are closed, contacts outside their calling window are
+        passed over untouched (they keep their place), and the first callable
+        one is claimed by id. When none is callable the result says when one
+        may be (``retry_at``), and nothing is claimed.
+        """
+        now = self.clock.now()
+        due = await self.store.due_contacts(spec.user_id, now, self.contacts_scanned, key=key)
+        if due.claimed:
+            return self._skipped(rule, key, "idempotency", "already_claimed")
+        choice = choose_contact(
+            due.contacts, due.do_not_call, now, self.config, next_due_at=due.next_due_at
+        )
+        for contact, denied in choice.closed:
+            await self.store.close_contact(contact.id, denied.reason.split(" ", 1)[0])
+            log.emit(
+                logger,
+                "contact.closed",
+                rule=rule,
+                user=spec.user_id,
+                contact=contact.id,
+                guard=denied.guard,
+                reason=denied.reason,
+            )
+        if choice.contact is None:
+            return self._skipped(
+                rule, key, "contacts", choice.reason, retry_at=choice.retry_at, user=spec.user_id
+            )
+        deferred = self._take_rate_token(rule, key, user=spec.user_id)
+        if deferred is not None:
+            return deferred
+        return await self._claim_and_place(rule, key, spec, contact=choice.contact.id)
+
+    def _take_rate_token(
+        self, rule: str, key: str, *, user: str | None = None
+    ) -> DialResult | None:
+        """Spend a ``calls_per_second`` token, or say when the next one comes (nothing claimed).
+
+        A rate-limited dial is deferred, never dropped: the caller offers it
+        again at ``retry_at``.
+        """
+        wait = self.bucket.try_acquire(self.clock.monotonic())
+        if wait <= 0:
+            return None
+        retry_at = self.clock.now() + timedelta(seconds=wait)
+        return self._skipped(
+            rule,
+            key,
+            "calls_per_second",
+            f"rate_limited, next token in {wait:.3f}s",
+            retry_at=retry_at,
+            user=user,
+            level=logging.DEBUG,
+        )
+
+    async def _claim_and_place(
+        self,
+        rule: str,
+        key: str,
+        spec: RenderedDial,
+        *,
+        contact: int | None = None,
+        phone_number: str | None = None,
+    ) -> DialResult:
+        store = self.store
         # One store operation, one transaction: a duplicate trigger is reported
         # as one (whatever the agent is doing now), a busy agent is refused,
         # else the dial is claimed, and the claimed number's do-not-call entry
@@ -218,8 +297,8 @@ class Dialer:
             rule,
             spec.user_id,
             self.clock.now(),
-            contact="next" if spec.contact == "next" else None,
-            phone_number=number,
+            contact=contact,
+            phone_number=phone_number,
             request=request_fields(spec),
         )
         claim = outcome.claim
@@ -231,7 +310,10 @@ class Dialer:
                 if isinstance(decision, guards.Deny):
                     return self._skipped(rule, key, decision.guard, decision.reason)
             if outcome.refused == "no_contact":
-                return self._skipped(rule, key, "contacts", "no_due_contact")
+                # Taken or changed since it was read (another replica): look again.
+                return self._skipped(
+                    rule, key, "contacts", "contact_taken", retry_at=self.clock.now()
+                )
             return self._skipped(rule, key, "idempotency", "already_claimed")
 
         number, denied = await self._contact_guards(
@@ -284,7 +366,7 @@ class Dialer:
     async def _number_guards(
         self, raw: str, timezone: str | None, listed: bool | None = None
     ) -> guards.Deny | None:
-        """Do-not-call, calling window, then the calls-per-second budget.
+        """Do-not-call, then the calling window (the rate token was taken before the claim).
 
         ``listed``: whether ``raw`` is on the do-not-call list, if already read.
         """
@@ -297,17 +379,7 @@ class Dialer:
         decision = guards.check_window(raw, self.clock.now(), self.config.calling_window, timezone)
         if isinstance(decision, guards.Deny):
             return decision
-        # Last, so a dial denied above spends no token; waits briefly for one
-        # rather than dropping the trigger.
-        waited = 0.0
-        while True:
-            wait = self.bucket.try_acquire(self.clock.monotonic())
-            if wait <= 0:
-                return None
-            if waited + wait > self._max_rate_wait:
-                return guards.Deny("calls_per_second", f"rate_limited after {waited:.2f}s")
-            await self._sleep(wait)
-            waited += wait
+        return None
 
     async def _deny_claimed(self, claim: Claim, denied: guards.Deny) -> None:
         """Record why a claimed dial placed nothing, and put its contact back in order."""
@@ -324,31 +396,51 @@ class Dialer:
             await self.store.release_contact(contact.id, denied.retry_at)
 
     async def _place(self, claim: Claim, request: DialRequest) -> DialResult:
+        """Send the claimed dial; retry what is safe to retry, under the one claim.
+
+        A 429 is the platform's "not now": it never placed the call, so it is
+        retried after its Retry-After without using up one of the attempts, for
+        up to ``retry.max_rate_limited`` seconds in all (a rate limit delays a
+        dial, it does not drop it). Other retryable errors get
+        ``retry.attempts`` requests in all.
+        """
         rule = claim.rule
         contact_id = claim.contact.id if claim.contact else None
         tries = max(1, self.retry.attempts)
-        for attempt in range(tries):
+        attempt = 0
+        sent = 0
+        limited_for = 0.0
+        while True:
+            sent += 1
             try:
                 placed = await self.platform.place_call(request)
             except PlatformError as exc:
                 if isinstance(exc, AmbiguousOutcome):
                     return await self._unknown(claim, str(exc), logging.WARNING)
-                if exc.retryable and attempt + 1 < tries:
+                rate_limited = exc.status == 429
+                if rate_limited and limited_for < self.retry.max_rate_limited:
                     delay = self.retry.delay(attempt, self._rng, exc.retry_after)
-                    if delay <= self.retry.max_retry_after:
-                        log.emit(
-                            logger,
-                            "dial.retry",
-                            rule=rule,
-                            user=request.user_id,
-                            key=claim.key,
-                            attempt=attempt + 1,
-                            delay=round(delay, 3),
-                            error=str(exc),
-                        )
-                        await self._sleep(delay)
-                        continue
-                return await self._failed(claim, str(exc), exc)
+                    delay = min(delay, self.retry.max_rate_limited - limited_for)
+                    limited_for += delay
+                elif exc.retryable and attempt + 1 < tries:
+                    delay = self.retry.delay(attempt, self._rng, exc.retry_after)
+                    attempt += 1
+                    if delay > self.retry.max_retry_after:
+                        return await self._failed(claim, str(exc), exc)
+                else:
+                    return await self._failed(claim, str(exc), exc)
+                log.emit(
+                    logger,
+                    "dial.retry",
+                    rule=rule,
+                    user=request.user_id,
+                    key=claim.key,
+                    attempt=sent,
+                    delay=round(delay, 3),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
+                continue
             except Exception as exc:
                 # Not a classified platform error (a bug or an unmapped network
                 # error): whether the request got out is unknown, so say so.
@@ -363,10 +455,9 @@ class Dialer:
                 contact=contact_id,
                 number=request.phone_number,
                 key=claim.key,
-                attempts=attempt + 1,
+                attempts=sent,
             )
             return DialResult("placed", rule, claim.key, conversation_id=placed.conversation_id)
-        raise AssertionError("unreachable: the loop returns")  # pragma: no cover
 
     async def _record_placed(self, claim: Claim, conversation_id: str, number: str) -> None:
         # One transaction: a crash cannot leave a placed claim without its
@@ -517,6 +608,26 @@ class Dialer:
         )
         return DialResult("failed", claim.rule, claim.key, reason=error, error=exc)
 
-    def _skipped(self, rule: str, key: str | None, guard: str, reason: str) -> DialResult:
-        log.emit(logger, "dial.skipped", rule=rule, guard=guard, reason=reason, key=key)
-        return DialResult("skipped", rule, key, guard=guard, reason=reason)
+    def _skipped(
+        self,
+        rule: str,
+        key: str | None,
+        guard: str,
+        reason: str,
+        *,
+        retry_at: datetime | None = None,
+        user: str | None = None,
+        level: int = logging.INFO,
+    ) -> DialResult:
+        log.emit(
+            logger,
+            "dial.skipped",
+            level,
+            rule=rule,
+            user=user,
+            guard=guard,
+            reason=reason,
+            key=key,
+            retry_at=retry_at.isoformat() if retry_at else None,
+        )
+        return DialResult("skipped", rule, key, guard=guard, reason=reason, retry_at=retry_at)

@@ -28,6 +28,7 @@ __all__ = [
     "ContactsSummary",
     "DialClaim",
     "DialContext",
+    "DueContacts",
     "Store",
     "StoreError",
     "UserCallSummary",
@@ -168,6 +169,22 @@ class DialClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class DueContacts:
+    """An agent's due contacts as :meth:`Store.due_contacts` reads them.
+
+    ``contacts``: due now, in list order; ``do_not_call``: which of their
+    numbers are listed; ``next_due_at``: when the agent's next contact that is
+    not due yet comes due (None: none waits); ``claimed``: the key asked about
+    has a claim already (a duplicate trigger: nothing else was read).
+    """
+
+    contacts: list[Contact]
+    do_not_call: frozenset[str] = frozenset()
+    next_due_at: datetime | None = None
+    claimed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class UserCallSummary:
     """Per agent: calls placed and how the ended ones ended; ``dial_errors`` never got a call.
 
@@ -213,6 +230,22 @@ class Store(Protocol):
         """One contact by id."""
         ...
 
+    async def due_contacts(
+        self, user_id: str, now: datetime, limit: int, *, key: str | None = None
+    ) -> DueContacts:
+        """The agent's contacts due at ``now`` in list order (at most ``limit``), which of
+        their numbers are on the do-not-call list, and the next due time after ``now``;
+        when ``key`` has a claim already, only that (``claimed``)."""
+        ...
+
+    async def contacts_generation(self) -> int:
+        """A counter that moves on whenever contacts are imported, by any process."""
+        ...
+
+    async def last_ended_call(self, user_id: str) -> CallRecord | None:
+        """The agent's call that ended last (by ``ended_at``), if any."""
+        ...
+
     async def claim_dial(
         self,
         key: str,
@@ -242,11 +275,14 @@ class Store(Protocol):
         user_id: str,
         now: datetime,
         *,
-        contact: Literal["next"] | None = None,
+        contact: Literal["next"] | int | None = None,
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
     ) -> DialClaim:
         """What the dialer does before sending, in one operation and one transaction.
+
+        ``contact`` is ``"next"`` (the agent's oldest due contact) or the id of
+        the contact the dialer chose (taken only while it is still due).
 
         In order: refuse as ``"claimed"`` when ``key`` has a claim; refuse as
         ``"busy"`` when the agent has a call that has not ended or a claim

@@ -41,6 +41,7 @@ from outdial.store.base import (
     ContactState,
     DialClaim,
     DialContext,
+    DueContacts,
     UserCallSummary,
 )
 
@@ -158,6 +159,10 @@ def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
 )""",
         "CREATE INDEX IF NOT EXISTS calls_active ON calls (user_id) WHERE state <> 'ended'",
         "CREATE TABLE IF NOT EXISTS do_not_call (phone_number TEXT PRIMARY KEY)",
+        # Counters other processes poll: "contacts" moves on every import, so a
+        # running daemon notices contacts imported by `outdial contacts import`.
+        f"CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value {bigint} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS calls_ended ON calls (user_id, ended_at)",
     ]
 
 
@@ -265,6 +270,7 @@ class SqlStore:
                         " timezone = excluded.timezone",
                         batch,
                     )
+                    _bump(db, "contacts")
             return len(batch)
 
         return await self._run(run)
@@ -292,6 +298,72 @@ class SqlStore:
                 f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE id = ?", (contact_id,)
             ).one()
             return _contact(db, row) if row else None
+
+        return await self._run(run)
+
+    async def due_contacts(
+        self, user_id: str, now: datetime, limit: int, *, key: str | None = None
+    ) -> DueContacts:
+        """The agent's due contacts in list order, their do-not-call entries, the next due time.
+
+        One read: contacts ``due`` at ``now`` (never dialed first, then by due
+        time, then by id), at most ``limit``; which of their numbers are on the
+        do-not-call list; the earliest ``next_due_at`` after ``now``; and
+        whether ``key`` is claimed already (then nothing else is read).
+        """
+
+        def run(db: Database) -> DueContacts:
+            if key is not None and _is_claimed(db, key):
+                return DueContacts([], claimed=True)
+            at = db.ts(now)
+            rows = db.execute(
+                f"SELECT {_CONTACT_COLUMNS} FROM contacts"
+                " WHERE user_id = ? AND state = 'due'"
+                " AND (next_due_at IS NULL OR next_due_at <= ?)"
+                " ORDER BY next_due_at IS NOT NULL, next_due_at, id LIMIT ?",
+                (user_id, at, limit),
+            ).rows
+            contacts = [_contact(db, row) for row in rows]
+            listed: set[str] = set()
+            numbers = sorted({c.phone_number for c in contacts})
+            if numbers:
+                marks = ", ".join("?" for _ in numbers)
+                listed = {
+                    row["phone_number"]
+                    for row in db.execute(
+                        f"SELECT phone_number FROM do_not_call WHERE phone_number IN ({marks})",
+                        numbers,
+                    ).rows
+                }
+            later = db.execute(
+                "SELECT MIN(next_due_at) AS due FROM contacts"
+                " WHERE user_id = ? AND state = 'due' AND next_due_at > ?",
+                (user_id, at),
+            ).one()
+            next_due = db.parse_ts(later["due"]) if later else None
+            return DueContacts(contacts, frozenset(listed), next_due)
+
+        return await self._run(run)
+
+    async def contacts_generation(self) -> int:
+        """A number that moves on whenever contacts are imported (by any process)."""
+
+        def run(db: Database) -> int:
+            row = db.execute("SELECT value FROM store_meta WHERE key = 'contacts'").one()
+            return int(row["value"]) if row else 0
+
+        return await self._run(run)
+
+    async def last_ended_call(self, user_id: str) -> CallRecord | None:
+        """The agent's call that ended last, if any."""
+
+        def run(db: Database) -> CallRecord | None:
+            row = db.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE user_id = ? AND ended_at IS NOT NULL"
+                " ORDER BY ended_at DESC, conversation_id DESC LIMIT 1",
+                (user_id,),
+            ).one()
+            return _call(db, row) if row else None
 
         return await self._run(run)
 
@@ -344,7 +416,7 @@ class SqlStore:
         user_id: str,
         now: datetime,
         *,
-        contact: Literal["next"] | None = None,
+        contact: Literal["next"] | int | None = None,
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
     ) -> DialClaim:
@@ -357,7 +429,8 @@ class SqlStore:
         strict as reading them just before). The claim itself is exactly
         :meth:`claim_dial`'s, so what keeps it exact across processes is the
         same: a key inserted elsewhere meanwhile still comes back
-        ``"claimed"``.
+        ``"claimed"``. ``contact`` may name one contact by id (the one the
+        dialer chose): it is taken only while still due, else ``"no_contact"``.
         """
         if (contact is None) == (phone_number is None):
             raise ValueError('claim_for_dial needs exactly one of contact="next" or phone_number')
@@ -641,7 +714,7 @@ def _insert_claim(
     rule: str,
     user_id: str,
     now: datetime,
-    contact: Literal["next"] | None,
+    contact: Literal["next"] | int | None,
     phone_number: str | None,
     request_json: str | None,
 ) -> Claim | None:
@@ -658,7 +731,7 @@ def _insert_claim(
         (key, rule, user_id, phone_number, at, request_json),
     ).rowcount:
         return None  # claimed before: a duplicate trigger
-    picked = _take_next_contact(db, key, user_id, at) if contact == "next" else None
+    picked = _take_next_contact(db, key, user_id, at, contact) if contact is not None else None
     return Claim(
         key=key,
         rule=rule,
@@ -668,6 +741,15 @@ def _insert_claim(
         state="claimed",
         created_at=db.decode_ts(at),
         request=json.loads(request_json) if request_json else {},
+    )
+
+
+def _bump(db: Database, counter: str) -> None:
+    """Inside a transaction: move a ``store_meta`` counter on by one."""
+    db.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?, 1)"
+        " ON CONFLICT (key) DO UPDATE SET value = store_meta.value + 1",
+        (counter,),
     )
 
 
@@ -691,16 +773,30 @@ def _is_do_not_call(db: Database, number: str) -> bool:
     return result.one() is not None
 
 
-def _take_next_contact(db: Database, key: str, user_id: str, at: Any) -> Contact:
-    """Inside claim ``key``'s transaction: move the agent's oldest due contact to ``dialing``."""
-    # NULL next_due_at (never dialed) sorts first: due since import.
-    row = db.execute(
-        f"SELECT {_CONTACT_COLUMNS} FROM contacts"
-        " WHERE user_id = ? AND state = 'due'"
-        " AND (next_due_at IS NULL OR next_due_at <= ?)"
-        " ORDER BY next_due_at IS NOT NULL, next_due_at, id LIMIT 1" + db.lock_next_contact,
-        (user_id, at),
-    ).one()
+def _take_next_contact(
+    db: Database, key: str, user_id: str, at: Any, which: Literal["next"] | int
+) -> Contact:
+    """Inside claim ``key``'s transaction: move a due contact of the agent to ``dialing``.
+
+    ``which`` is ``"next"`` (the oldest due contact) or a contact id (that
+    contact, if it is the agent's and still due).
+    """
+    if which == "next":
+        # NULL next_due_at (never dialed) sorts first: due since import.
+        row = db.execute(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts"
+            " WHERE user_id = ? AND state = 'due'"
+            " AND (next_due_at IS NULL OR next_due_at <= ?)"
+            " ORDER BY next_due_at IS NOT NULL, next_due_at, id LIMIT 1" + db.lock_next_contact,
+            (user_id, at),
+        ).one()
+    else:
+        row = db.execute(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts"
+            " WHERE id = ? AND user_id = ? AND state = 'due'"
+            " AND (next_due_at IS NULL OR next_due_at <= ?)" + db.lock_next_contact,
+            (which, user_id, at),
+        ).one()
     if row is None:
         raise _NoContact
     db.execute(
