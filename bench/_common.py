@@ -315,6 +315,9 @@ class StubPlatform:
         """Not used by these benchmarks."""
         return None
 
+    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
+        return [await self.get_agent_state(user_id) for user_id in user_ids]
+
     async def get_agent_state(self, user_id: str) -> AgentState:
         """Nothing known: a gap refresh re-reads nothing."""
         return AgentState(user_id, None, None)

@@ -326,9 +326,10 @@ async def _drive_daemon(
             TRIGGER.set(None)
         await handle(event)
 
-    async def watched_refresh(user_ids: Any) -> None:
-        await refresh(user_ids)
+    async def watched_refresh(user_ids: Any) -> set[str]:
+        unread = await refresh(user_ids)
         refreshed.set()
+        return unread
 
     # Instance attributes shadow the methods the daemon calls: nothing else changes.
     setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010

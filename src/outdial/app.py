@@ -52,6 +52,8 @@ log = logging.getLogger("outdial.app")
 
 #: How long a shutdown may take before we stop waiting for sockets to close politely.
 SHUTDOWN_GRACE = 5.0
+#: Seconds between looks at the store for newly imported contacts.
+CONTACTS_POLL = 0.5
 
 
 @dataclass(slots=True)
@@ -128,6 +130,8 @@ class Daemon:
                 tg.start_soon(self.listener.run)
                 tg.start_soon(self._reconcile_periodically)
                 tg.start_soon(self._refresh_after_gaps)
+                tg.start_soon(self.handlers.pacer.run, self._run_for_user, self.handlers.pace)
+                tg.start_soon(self._watch_contacts)
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
@@ -175,9 +179,39 @@ class Daemon:
             users = sorted(self._gap_users)
             self._gap_users.clear()
             started = anyio.current_time()
-            await self.handlers.refresh(users)
+            unread = await self.handlers.refresh(users)
             elapsed = anyio.current_time() - started
-            emit(log, "daemon.refreshed", users=len(users), seconds=round(elapsed, 3))
+            emit(
+                log,
+                "daemon.refreshed",
+                users=len(users),
+                unread=len(unread) or None,
+                seconds=round(elapsed, 3),
+            )
+            if unread:
+                # Never dropped: read again after a pause (the platform was failing).
+                self._gap_users |= unread
+                await anyio.sleep(self.config.listener.backoff_base)
+                self._gap_wakeup.set()
+
+    async def _watch_contacts(self) -> None:
+        """Notice contacts imported while running (``outdial contacts import``, any process).
+
+        The store keeps a counter that every import moves on; a cheap read of
+        it, twice a second, wakes the agents that were ready with nothing to
+        call.
+        """
+        generation = await self.handlers.store.contacts_generation()
+        while True:
+            await anyio.sleep(CONTACTS_POLL)
+            try:
+                current = await self.handlers.store.contacts_generation()
+            except Exception as exc:  # the store's own trouble shows elsewhere too
+                emit(log, "daemon.contacts_poll_failed", logging.WARNING, error=repr(exc))
+                continue
+            if current != generation:
+                generation = current
+                await self.handlers.contacts_changed()
 
     async def _reconcile_periodically(self) -> None:
         """Settle dials whose outcome is unknown (sent, then no answer), on a timer.

@@ -106,14 +106,50 @@ class Event:
 
     @property
     def identity(self) -> str:
-        """Digest of topic and canonical body (computed once, on first use)."""
+        """Digest of topic and canonical body (computed once, on first use).
+
+        For the agent topics that are also re-read over REST, whose REST bodies
+        carry more fields than the events (a UserPresence has ``id``, ``name``,
+        ``selfUri``...), the identity covers only the facts both share, so a
+        re-read of the same state is the same trigger as the live event.
+        """
         if self._identity is None:
-            canonical = json.dumps(self.body, sort_keys=True, separators=(",", ":"))
+            canonical = json.dumps(
+                _identity_facts(self.topic, self.body), sort_keys=True, separators=(",", ":")
+            )
             digest = hashlib.blake2b(
                 f"{self.topic}\n{canonical}".encode(), digest_size=16
             ).hexdigest()
             self._identity = digest
         return self._identity
+
+
+def _identity_facts(topic: str, body: Mapping[str, Any]) -> Any:
+    """What identifies one state of an agent topic, live or re-read; else the whole body."""
+    if topic.endswith(".presence"):
+        definition = body.get("presenceDefinition")
+        if isinstance(definition, Mapping):
+            presence = definition.get("systemPresence")
+            return {
+                "presence": presence.lower() if isinstance(presence, str) else definition.get("id"),
+                "modifiedDate": body.get("modifiedDate"),
+            }
+    elif topic.endswith(".routingStatus"):
+        status = body.get("routingStatus")
+        if isinstance(status, Mapping):
+            return {"status": status.get("status"), "startTime": status.get("startTime")}
+    elif topic.endswith(".conversations.calls"):
+        participants = body.get("participants")
+        if isinstance(participants, list):
+            legs = sorted(
+                (
+                    [str(p.get(k)) for k in ("id", "purpose", "state", "disconnectType")]
+                    for p in participants
+                    if isinstance(p, Mapping)
+                ),
+            )
+            return {"id": body.get("id"), "legs": legs}
+    return body
 
 
 Frame = Heartbeat | Pong | SocketClosing | Event

@@ -100,6 +100,9 @@ class FakePlatform:
         body = self.calls.get(conversation_id)
         return CallSnapshot(conversation_id, body) if body is not None else None
 
+    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
+        return [await self.get_agent_state(user_id) for user_id in user_ids]
+
     async def get_agent_state(self, user_id: str) -> AgentState:
         return self.agents.get(user_id, AgentState(user_id, None, None))
 

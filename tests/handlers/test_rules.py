@@ -109,7 +109,7 @@ def test_same_element_through_a_list() -> None:
     assert m.render_dial().phone_number == "tel:+441212345601"
 
 
-def test_fixture_call_sequence_matches_only_the_peer_disconnect() -> None:
+def test_fixture_call_sequence_matches_only_the_customer_hang_up() -> None:
     events = fixture_events("call-answered-sequence.json")
     user = events[0].topic.split(".")[2]
     index = RuleIndex.compile(
@@ -118,7 +118,11 @@ def test_fixture_call_sequence_matches_only_the_peer_disconnect() -> None:
                 "callback",
                 "v2.users.{userId}.conversations.calls",
                 users=[user],
-                when={"participants.purpose": "customer", "participants.disconnectType": "peer"},
+                # The customer hung up: the customer leg's own end (``endpoint``).
+                when={
+                    "participants.purpose": "customer",
+                    "participants.disconnectType": "endpoint",
+                },
                 dial=DialSpec(user="{userId}", phone_number="{participants.address}"),
             )
         ]

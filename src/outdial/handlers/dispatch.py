@@ -22,7 +22,7 @@ import logging
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -31,8 +31,16 @@ from pydantic import ValidationError
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import Config
-from outdial.events import CallConversation, Event, body_as
-from outdial.handlers import guards
+from outdial.events import (
+    CallConversation,
+    ConversationSummary,
+    Event,
+    Presence,
+    RoutingStatus,
+    body_as,
+    topic_user_id,
+)
+from outdial.handlers import guards, readiness
 from outdial.handlers.calls import (
     Call,
     CallState,
@@ -43,11 +51,20 @@ from outdial.handlers.calls import (
 )
 from outdial.handlers.dialer import Dialer, DialResult
 from outdial.handlers.donotcall import load_do_not_call_file
+from outdial.handlers.pacer import (
+    READY_TOPIC,
+    Offer,
+    Pacer,
+    is_derived,
+    ready_topic,
+    ready_topic_user,
+)
+from outdial.handlers.readiness import CallLeg, ReadinessPolicy
 from outdial.handlers.reconcile import ReconcilePolicy, needs_reconciling
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleIndex
 from outdial.handlers.templates import Template
-from outdial.platforms.base import Platform, PlatformError
+from outdial.platforms.base import AgentState, Platform, PlatformError
 from outdial.store.base import CallRecord, ContactOutcome, Store
 
 __all__ = [
@@ -57,6 +74,8 @@ __all__ = [
     "UserStep",
     "calls_topic",
     "dial_users",
+    "readiness_topics",
+    "ready_users",
     "rule_topics",
     "run_inline",
 ]
@@ -71,6 +90,16 @@ _EARLY_EVENTS = 256
 # Locks guarding one call's read-modify-write, shared by hash: bounded memory,
 # and two calls rarely wait for each other.
 _CALL_LOCK_STRIPES = 64
+#: The channel id of events re-read over REST (not received live).
+_REFRESH = "refresh"
+#: Dials of one readiness epoch that may settle without a call (refused by the
+#: platform, denied after claiming) before the agent waits for a new epoch.
+MAX_FAILED_PER_EPOCH = 3
+#: A busy agent (per the store) is looked at again after this long at the latest,
+#: in case what keeps it busy settles without an event.
+_BUSY_RECHECK = 15.0
+#: The platform topics readiness needs, per agent.
+_READINESS_SUFFIXES = (".presence", ".routingStatus", ".conversationsummary", _CALLS_SUFFIX)
 
 #: One agent's part of a refresh: re-read over REST and feed through ``handle``.
 UserStep = Callable[[], Awaitable[None]]
@@ -129,6 +158,12 @@ class Handlers:
         )
         #: False stops new dials (a draining shutdown) while calls are still tracked.
         self.dialing_enabled = True
+        self.readiness = ReadinessPolicy.from_config(config.readiness)
+        #: Readiness facts, offers and wake-ups of the agents ready rules name.
+        self.pacer = Pacer(clock, ready_users(self.rules, self.registry))
+        # Live events seen per topic: a re-read that began before one of them is
+        # older than what it said, and must not overwrite it.
+        self._live_seen: dict[str, int] = {}
         # One call's events are read-modify-written in the store; these keep two
         # concurrent handle() calls from losing one of the updates.
         self._call_locks = tuple(anyio.Lock() for _ in range(_CALL_LOCK_STRIPES))
@@ -171,6 +206,11 @@ class Handlers:
             # Read before changing anything: a bad file refuses the whole reload.
             numbers = await load_do_not_call_file(path, config.guards.default_region)
         self.config, self.rules = config, rules
+        self.readiness = ReadinessPolicy.from_config(config.readiness)
+        self.pacer.track(ready_users(rules, self.registry))
+        # Rules, guards or readiness may have changed: every tracked agent is looked at again.
+        for user in self.pacer.tracked:
+            self.pacer.wake_at(user, self.clock.now())
         if guards_changed:
             self.dialer.config = config.guards
             self.dialer.bucket = guards.TokenBucket(
@@ -205,24 +245,56 @@ class Handlers:
                 continue
             if result.status != "unknown":
                 settled += 1
+            self._dial_settled(claim.user_id, claim.key, result)
             await self._after_dial(result)
         return settled
+
+    def _dial_settled(self, user_id: str, key: str, result: DialResult) -> None:
+        """A reconciled dial: the agent's open dial is the call now, or gone; look again."""
+        if not self.pacer.is_tracked(user_id) or result.status == "unknown":
+            return
+        facts = self.pacer.update(user_id, lambda f: readiness.with_dial_closed(f, key))
+        if result.status == "placed" and result.conversation_id:
+            cid = result.conversation_id
+            self.pacer.update(user_id, lambda f: readiness.with_dial_open(f, cid))
+        elif result.status == "failed":
+            offer = self.pacer.offers.get(user_id)
+            if offer is not None and offer.consumed:
+                self.pacer.set_offer(user_id, offer, consumed=False, attempt=offer.attempt + 1)
+        del facts
+        self.pacer.wake_at(user_id, self.clock.now())
 
     def dial_users(self) -> set[str]:
         """Agents the rules may dial for (whose calls must be tracked)."""
         return dial_users(self.rules)
 
     def topics(self) -> set[str]:
-        """Every topic to subscribe: the rules', the custom handlers', and call tracking."""
-        return rule_topics(self.rules) | self.registry.topics()
+        """Every platform topic to subscribe: the rules', the custom handlers', call tracking,
+        and what readiness needs for the agents ready rules name (derived topics are
+        outdial's own and never subscribed)."""
+        topics = rule_topics(self.rules) | self.registry.topics()
+        topics |= readiness_topics(self.pacer.tracked)
+        return {t for t in topics if not is_derived(t)}
 
     async def handle(self, event: Event) -> None:
-        """Track calls, dial for every matching rule, run custom handlers; never raises."""
+        """Track calls and readiness, dial for every matching rule, run custom handlers,
+        then look at the agent's readiness; never raises."""
+        await self._handle(event, pace=True)
+
+    async def _handle(self, event: Event, *, pace: bool) -> None:
+        if event.channel_id != _REFRESH:
+            self._live_seen[event.topic] = self._live_seen.get(event.topic, 0) + 1
+        user = topic_user_id(event.topic)
+        tracked = self.pacer.is_tracked(user)
         if event.topic.startswith("v2.users.") and event.topic.endswith(_CALLS_SUFFIX):
             try:
-                await self._track_call(event)
+                conversation = await self._track_call(event)
+                if tracked and conversation is not None and user is not None:
+                    self._observe_call(user, conversation)
             except Exception as exc:
                 self._error("call.track", event, exc)
+        elif tracked and user is not None:
+            self._observe(user, event)
         try:
             matches = self.rules.match(event)
             custom = self.registry.match(event)
@@ -241,8 +313,172 @@ class Handlers:
                 await handler(event, match)
             except Exception as exc:
                 self._error(f"handler {match.name}", event, exc)
+        if tracked and pace and user is not None:
+            await self.pace(user)
 
-    async def refresh(self, user_ids: Iterable[str]) -> None:
+    # -- readiness -------------------------------------------------------------
+
+    def _observe(self, user_id: str, event: Event) -> None:
+        """Feed a presence, routing status or conversation summary event into the facts."""
+        topic = event.topic
+        try:
+            if topic.endswith(".presence"):
+                presence = body_as(Presence, event.body)
+                self.pacer.update(user_id, lambda f: readiness.with_presence(f, presence))
+            elif topic.endswith(".routingStatus"):
+                status = body_as(RoutingStatus, event.body).routing_status.status
+                self.pacer.update(user_id, lambda f: readiness.with_routing_status(f, status))
+            elif topic.endswith(".conversationsummary"):
+                summary = body_as(ConversationSummary, event.body)
+                self.pacer.update(user_id, lambda f: readiness.with_summary(f, summary))
+        except ValidationError as exc:
+            self._malformed(topic, exc)
+
+    def _observe_call(self, user_id: str, conversation: CallConversation) -> None:
+        leg = readiness.call_leg_from(conversation, user_id, self.clock.now())
+        if leg is not None:
+            self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
+
+    async def _seed(self, user_id: str) -> None:
+        """Before an agent's first look: its last ended call from the store.
+
+        The epoch names the agent's last call; a restarted daemon (or another
+        replica) reads it here, so it computes the epoch the running one did.
+        """
+        self.pacer.seeded(user_id)
+        record = await self.store.last_ended_call(user_id)
+        if record is not None and record.ended_at is not None:
+            leg = CallLeg(record.conversation_id, ended=True, done_at=record.ended_at)
+            self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
+
+    async def pace(self, user_id: str) -> None:
+        """Look at one tracked agent: when ready, offer the readiness to the rules.
+
+        Level-triggered: called after every input that may change the
+        answer, and again by the pacer's timers when time alone may. The
+        offer of an epoch is made until a dial is placed (or open) for it;
+        a skip that time lifts schedules the next look, one that only new
+        contacts lift waits for the next import. Never raises.
+        """
+        if not self.pacer.is_tracked(user_id):
+            return
+        try:
+            if self.pacer.needs_seed(user_id):
+                await self._seed(user_id)
+            for _ in range(MAX_FAILED_PER_EPOCH + 1):
+                if not await self._offer(user_id):
+                    return
+        except Exception as exc:
+            self._error("readiness", None, exc, user=user_id)
+
+    async def _offer(self, user_id: str) -> bool:
+        """One look; True when it should look again at once (a dial settled without a call)."""
+        facts = self.pacer.facts[user_id]
+        verdict = readiness.assess(facts, self.readiness, self.clock.now())
+        previous = self.pacer.verdicts.get(user_id)
+        self.pacer.verdicts[user_id] = verdict
+        if previous is None or previous.ready != verdict.ready or previous.epoch != verdict.epoch:
+            log.emit(
+                logger,
+                "agent.ready" if verdict.ready else "agent.not_ready",
+                user=user_id,
+                reason=verdict.reason,
+                epoch=verdict.epoch,
+            )
+        if not verdict.ready or verdict.epoch is None:
+            if verdict.recheck_at is not None:
+                self.pacer.wake_at(user_id, verdict.recheck_at)
+            return False
+        offer = self.pacer.offer_for(user_id, verdict.epoch)
+        if offer.consumed or not self.dialing_enabled:
+            return False
+        if offer.attempt > MAX_FAILED_PER_EPOCH:
+            return False
+        event = self._ready_event(user_id, facts, verdict, offer.attempt)
+        if not offer.published:
+            offer = self.pacer.set_offer(user_id, offer, published=True)
+            for handler, match in self.registry.match(event):
+                try:
+                    await handler(event, match)
+                except Exception as exc:
+                    self._error(f"handler {match.name}", event, exc)
+        matches = self.rules.match(event)
+        if not matches:
+            self.pacer.set_offer(user_id, offer, consumed=True)
+            return False
+        again = False
+        for match in matches:
+            try:
+                result = await self.dialer.dial(match)
+            except Exception as exc:
+                self._error(f"rule {match.name}", event, exc)
+                continue
+            offer, retry = await self._took(user_id, offer, result)
+            again = again or retry
+            await self._after_dial(result)
+        return again
+
+    async def _took(self, user_id: str, offer: Offer, result: DialResult) -> tuple[Offer, bool]:
+        """What one dial's result means for the agent's offer; True: look again now."""
+        pacer = self.pacer
+        if result.status in ("placed", "unknown"):
+            ref = result.conversation_id or result.key or ""
+            pacer.update(user_id, lambda f: readiness.with_dial_open(f, ref))
+            return pacer.set_offer(user_id, offer, consumed=True), False
+        if result.status == "failed":
+            return pacer.set_offer(user_id, offer, attempt=offer.attempt + 1), True
+        if result.guard == "idempotency":
+            claim = await self.store.get_claim(result.key or "")
+            if claim is not None and claim.state == "failed":
+                # This attempt's dial settled without a call (maybe in another replica).
+                return pacer.set_offer(user_id, offer, attempt=offer.attempt + 1), True
+            # Placed or in flight elsewhere: that dial is this readiness's.
+            return pacer.set_offer(user_id, offer, consumed=True), False
+        if result.retry_at is not None:
+            pacer.wake_at(user_id, result.retry_at)
+        if result.guard == "contacts":
+            pacer.wait_for_contacts(user_id)
+        elif result.guard == "one_active_call":
+            pacer.wake_at(user_id, self.clock.now() + timedelta(seconds=_BUSY_RECHECK))
+        elif result.guard not in ("calls_per_second", "contacts"):
+            # A skip that neither time nor contacts lift (a template error, ...).
+            return pacer.set_offer(user_id, offer, consumed=True), False
+        return offer, False
+
+    def _ready_event(
+        self, user_id: str, facts: readiness.AgentFacts, verdict: readiness.Readiness, attempt: int
+    ) -> Event:
+        """The derived ``outdial.users.{id}.ready`` event of one readiness epoch.
+
+        Its identity (the base of the dial's idempotency key) is the epoch and
+        the attempt, never the body: the same readiness seen live or re-read,
+        here or in another replica, is one trigger.
+        """
+        topic = ready_topic(user_id)
+        body = {
+            "userId": user_id,
+            "presence": facts.presence,
+            "routingStatus": facts.routing_status,
+            "since": verdict.since.isoformat() if verdict.since else None,
+            "epoch": verdict.epoch,
+        }
+        identity = f"ready:{user_id}:{verdict.epoch}:{attempt}"
+        return Event(
+            topic=topic,
+            body=body,
+            channel_id="readiness",
+            received_at=self.clock.monotonic(),
+            _identity=identity,
+        )
+
+    async def contacts_changed(self) -> None:
+        """Contacts were imported: agents that waited for one are looked at again."""
+        for user in self.pacer.waiting():
+            self.pacer.wake_at(user, self.clock.now())
+
+    # -- gaps ----------------------------------------------------------------
+
+    async def refresh(self, user_ids: Iterable[str]) -> set[str]:
         """Re-read what a gap in the events may have hidden, and feed it through ``handle``.
 
         Calls first: a call that ended during the gap must be ended before a
@@ -258,19 +494,43 @@ class Handlers:
         Each call and each agent is one step, run through :attr:`run_for_user`
         for its agent, ``config.handling.refresh_concurrency`` at a time: the
         REST reads overlap, and each agent's re-read state is handled in
-        order with its live events while other agents' events go on.
+        order with its live events while other agents' events go on. Agent
+        states are read in bulk (as few requests as the platform allows).
+        Readiness is looked at once per agent, after all of its state is in.
+
+        Returns the agents whose state could not be read (the caller re-reads
+        them later: no agent is dropped from a refresh).
         """
         try:
             await self.reconcile_unknown()
         except Exception as exc:
             self._error("refresh.reconcile", None, exc)
+        users = list(dict.fromkeys(user_ids))
+        reread = set(users)
+        active = await self.store.active_calls()
         calls = [
             (record.user_id, self._call_step(record.conversation_id, record.user_id))
-            for record in await self.store.active_calls()
+            for record in active
         ]
         await self._run_steps(calls)
-        agents = [(user_id, self._agent_step(user_id)) for user_id in dict.fromkeys(user_ids)]
-        await self._run_steps(agents)
+        # Agents whose calls were re-read but whose state is not: look at them now.
+        for record in active:
+            if record.user_id not in reread and self.pacer.is_tracked(record.user_id):
+                self.pacer.wake_at(record.user_id, self.clock.now())
+        if not users:
+            return set()
+        seen_before = dict(self._live_seen)
+        try:
+            states = await self.platform.get_agent_states(users)
+        except PlatformError as exc:
+            self._error("refresh.agents", None, exc, users=len(users))
+            return set(users)
+        still_active = {record.conversation_id for record in active}
+        steps = [
+            (state.user_id, self._agent_step(state, still_active, seen_before)) for state in states
+        ]
+        await self._run_steps(steps)
+        return set(users) - {state.user_id for state in states}
 
     async def _run_steps(self, steps: list[tuple[str, UserStep]]) -> None:
         """Run every step through ``run_for_user``, a bounded number at once."""
@@ -296,20 +556,50 @@ class Handlers:
 
         return step
 
-    def _agent_step(self, user_id: str) -> UserStep:
+    def _agent_step(
+        self, state: AgentState, tracked_calls: set[str], seen_before: Mapping[str, int]
+    ) -> UserStep:
+        """One agent's re-read state, applied in the agent's turn.
+
+        The read was made before the step runs (in bulk, for many agents): a
+        part of it whose topic had a live event since the read began is
+        older than that event and is left out.
+        """
+        user_id = state.user_id
+
+        def fresh(topic: str) -> bool:
+            return self._live_seen.get(topic, 0) == seen_before.get(topic, 0)
+
         async def step() -> None:
-            try:
-                state = await self.platform.get_agent_state(user_id)
-            except PlatformError as exc:
-                self._error("refresh.agent", None, exc, user=user_id)
+            if not state.known:
+                log.emit(
+                    logger,
+                    "agent.unknown",
+                    logging.WARNING,
+                    user=user_id,
+                    reason="the platform does not know this user id; check the rules' users",
+                )
                 return
-            if state.presence:
-                topic = f"v2.users.{user_id}.presence"
-                await self.handle(self._synthetic(topic, dict(state.presence)))
-            if state.routing_status:
-                topic = f"v2.users.{user_id}.routingStatus"
-                body = {"routingStatus": dict(state.routing_status)}
-                await self.handle(self._synthetic(topic, body))
+            topic = f"v2.users.{user_id}.presence"
+            if state.presence and fresh(topic):
+                await self._handle(self._synthetic(topic, dict(state.presence)), pace=False)
+            topic = f"v2.users.{user_id}.routingStatus"
+            if state.routing_status and fresh(topic):
+                body = {"id": user_id, "routingStatus": dict(state.routing_status)}
+                await self._handle(self._synthetic(topic, body), pace=False)
+            if not self.pacer.is_tracked(user_id):
+                return
+            topic = f"v2.users.{user_id}.conversationsummary"
+            if state.conversation_summary is not None and fresh(topic):
+                self._observe(user_id, self._synthetic(topic, dict(state.conversation_summary)))
+                facts = self.pacer.facts[user_id]
+                if facts.active_calls == 0 and facts.acw_calls == 0:
+                    # Nothing going on: calls still listed ended unseen during the gap.
+                    now = self.clock.now()
+                    self.pacer.update(
+                        user_id, lambda f: readiness.with_calls_settled(f, now, tracked_calls)
+                    )
+            await self.pace(user_id)
 
         return step
 
@@ -327,28 +617,25 @@ class Handlers:
                 current = await self.store.get_call(conversation_id)
                 if current is not None:
                     await self._apply(current, update)
+            if self.pacer.is_tracked(user_id):
+                leg = CallLeg(conversation_id, ended=True, done_at=self.clock.now())
+                self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
             return
-        await self.handle(self._synthetic(calls_topic(user_id), dict(snapshot.body)))
+        # Not paced here: the agent's own re-read (or the caller) looks at readiness.
+        await self._handle(self._synthetic(calls_topic(user_id), dict(snapshot.body)), pace=False)
 
     def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
         return Event(
-            topic=topic, body=body, channel_id="refresh", received_at=self.clock.monotonic()
+            topic=topic, body=body, channel_id=_REFRESH, received_at=self.clock.monotonic()
         )
 
-    async def _track_call(self, event: Event) -> None:
+    async def _track_call(self, event: Event) -> CallConversation | None:
+        """Advance the stored call an event is about; returns the parsed body (None: malformed)."""
         try:
             conversation = body_as(CallConversation, event.body)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            log.emit(
-                logger,
-                "call.malformed",
-                logging.WARNING,
-                topic=event.topic,
-                reason=f"{where}: {first['msg']}",
-            )
-            return
+            self._malformed(event.topic, exc, what="call.malformed")
+            return None
         async with self._call_lock(conversation.id):
             record = await self.store.get_call(conversation.id)
             if record is None:
@@ -357,8 +644,14 @@ class Handlers:
                 self._early.move_to_end(conversation.id)
                 while len(self._early) > _EARLY_EVENTS:
                     self._early.popitem(last=False)
-                return
+                return conversation
             await self._apply(record, update_from_conversation(conversation))
+        return conversation
+
+    def _malformed(self, topic: str, exc: ValidationError, what: str = "event.malformed") -> None:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        log.emit(logger, what, logging.WARNING, topic=topic, reason=f"{where}: {first['msg']}")
 
     async def _after_dial(self, result: DialResult) -> None:
         if result.status != "placed" or result.conversation_id is None:
@@ -488,3 +781,23 @@ def dial_users(rules: RuleIndex) -> set[str]:
 def rule_topics(rules: RuleIndex) -> set[str]:
     """What the rules need subscribed: their own topics and each dialed agent's calls."""
     return rules.topics() | {calls_topic(user) for user in dial_users(rules)}
+
+
+def ready_users(rules: RuleIndex, registry: HandlerRegistry | None = None) -> set[str]:
+    """Agents whose readiness outdial follows: those that rules (or custom handlers) on
+    ``outdial.users.{userId}.ready`` name."""
+    users: set[str] = set()
+    for rule in rules.rules:
+        if rule.topic == READY_TOPIC:
+            users.update(rule.users)
+        elif (user := ready_topic_user(rule.topic)) is not None:
+            users.add(user)
+    for topic in registry.topics() if registry is not None else ():
+        if (user := ready_topic_user(topic)) is not None:
+            users.add(user)
+    return users
+
+
+def readiness_topics(users: Iterable[str]) -> set[str]:
+    """The platform topics readiness reads, for each of ``users``."""
+    return {f"v2.users.{user}{suffix}" for user in users for suffix in _READINESS_SUFFIXES}

@@ -164,11 +164,18 @@ class OutboundCall:
 
 @dataclass(frozen=True, slots=True)
 class AgentState:
-    """An agent's presence and routing status read over REST, to refill a gap."""
+    """An agent's presence, routing status and conversation summary read over REST.
+
+    Bodies are in their event shapes (``routing_status`` as ``{"status",
+    "startTime"}``); None where the platform gave nothing. ``known`` is False
+    when the platform does not know the user id at all.
+    """
 
     user_id: str
     presence: Mapping[str, Any] | None
     routing_status: Mapping[str, Any] | None
+    conversation_summary: Mapping[str, Any] | None = None
+    known: bool = True
 
 
 class Platform(Protocol):
@@ -208,6 +215,10 @@ class Platform(Protocol):
 
     async def get_agent_state(self, user_id: str) -> AgentState:
         """The agent's presence and routing status, to re-read after a gap."""
+        ...
+
+    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
+        """Every agent's state, in as few requests as the platform allows, none dropped."""
         ...
 
     async def find_outbound_calls(

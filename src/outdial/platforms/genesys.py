@@ -508,6 +508,10 @@ class GenesysPlatform:
         )
         return AgentState(user_id=user_id, presence=presence, routing_status=routing)
 
+    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
+        """Each agent's state, one agent at a time."""
+        return [await self.get_agent_state(user_id) for user_id in user_ids]
+
     async def find_outbound_calls(
         self, user_id: str, since: datetime, until: datetime
     ) -> list[OutboundCall]:
