@@ -348,6 +348,7 @@ class CallParticipant(_Body):
     disconnect_type: str | None = Field(default=None, alias="disconnectType")
     connected_time: str | None = Field(default=None, alias="connectedTime")
     end_time: str | None = Field(default=None, alias="endTime")
+    start_time: str | None = Field(default=None, alias="startTime")
     direction: str | None = None
     user: dict[str, Any] | None = None
     queue: dict[str, Any] | None = None

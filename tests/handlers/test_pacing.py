@@ -15,14 +15,14 @@ from typing import Any
 
 import anyio
 import pytest
-from handlers_fakes import AGENT, FakePlatform, clock, config
+from handlers_fakes import AGENT, FakePlatform, Lost, clock, config
 
 from outdial.clock import ManualClock
 from outdial.config import DialSpec, GuardsConfig, Rule
 from outdial.events import Event
 from outdial.handlers.dispatch import Handlers
 from outdial.handlers.pacer import READY_TOPIC
-from outdial.platforms.base import AgentState, PlatformError
+from outdial.platforms.base import AgentState, AmbiguousOutcome, PlatformError
 from outdial.store import ContactRow, SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -113,7 +113,7 @@ async def pacing(
     *rules: Rule,
     contacts: Sequence[ContactRow] | None = None,
     guards: GuardsConfig | None = None,
-    script: Sequence[Exception] = (),
+    script: Sequence[Exception | Lost] = (),
 ) -> AsyncIterator[Pacing]:
     store = SqliteStore(":memory:")
     manual = clock()
@@ -351,3 +351,40 @@ async def test_a_custom_handler_on_the_ready_topic_hears_each_readiness_once() -
         assert body["epoch"]
     finally:
         await store.aclose()
+
+
+async def test_an_unknown_dial_is_found_on_the_agents_own_call_events_first() -> None:
+    lost = Lost(AmbiguousOutcome("place call: sent, but no answer"))
+    async with pacing(script=[lost]) as p:
+        p.platform.unlisted.add("conv-1")  # the platform's call history lags behind
+        await p.idle_agent()
+        [claim] = await p.store.open_claims(AGENT)
+        assert claim.state == "unknown"
+        lookups = len(p.platform.lookups)
+        # The call shows up on the agent's topic, as calls placed for the agent do.
+        started = p.clock.now().isoformat()
+        event = Event(
+            topic=f"v2.users.{AGENT}.conversations.calls",
+            body={
+                "id": "conv-1",
+                "participants": [
+                    {"id": "a", "purpose": "agent", "state": "connected", "user": {"id": AGENT}},
+                    {
+                        "id": "c",
+                        "purpose": "customer",
+                        "address": f"tel:{LONDON[0]}",
+                        "state": "dialing",
+                        "direction": "outbound",
+                        "startTime": started,
+                    },
+                ],
+            },
+        )
+        await p.send(event)
+        assert await p.handlers.reconcile_unknown() == 1
+        # Found without asking the history again, and never sent twice.
+        assert len(p.platform.lookups) == lookups
+        placed = await p.store.get_claim(claim.key)
+        assert placed is not None
+        assert (placed.state, placed.conversation_id) == ("placed", "conv-1")
+        assert len(p.platform.requests) == 1

@@ -40,11 +40,17 @@ from outdial.clock import Clock
 from outdial.config import GuardsConfig
 from outdial.handlers import guards, reconcile
 from outdial.handlers.calls import CallState
-from outdial.handlers.reconcile import ReconcilePolicy
+from outdial.handlers.reconcile import Found, ReconcilePolicy
 from outdial.handlers.rules import Match
 from outdial.handlers.selection import choose_contact
 from outdial.handlers.templates import RenderedDial, TemplateError
-from outdial.platforms.base import AmbiguousOutcome, DialRequest, Platform, PlatformError
+from outdial.platforms.base import (
+    AmbiguousOutcome,
+    DialRequest,
+    OutboundCall,
+    Platform,
+    PlatformError,
+)
 from outdial.store.base import CallRecord, Claim, Store
 
 __all__ = ["DialResult", "Dialer", "RetryPolicy", "idempotency_key"]
@@ -158,6 +164,7 @@ class Dialer:
         sleep: Sleep = anyio.sleep,
         reconcile_policy: ReconcilePolicy | None = None,
         contacts_scanned: int = 50,
+        recent_calls: Callable[[str], Sequence[OutboundCall]] | None = None,
     ) -> None:
         self.platform = platform
         self.store = store
@@ -169,6 +176,9 @@ class Dialer:
         self._sleep = sleep
         #: How many of an agent's due contacts one dial looks through for a callable one.
         self.contacts_scanned = contacts_scanned
+        #: The agent's calls already seen on its events (not tracked yet): an unknown
+        #: dial is looked for there first, before the platform's call history.
+        self.recent_calls = recent_calls
         self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
         # Bounded by the agents the rules name: one lock per agent ever dialed for.
         self._user_locks: dict[str, anyio.Lock] = {}
@@ -511,6 +521,16 @@ class Dialer:
             await self.store.mark_unknown(claim.key, error, since)
             claim = replace(claim, state="unknown", error=error, updated_at=since)
         number = self._claim_number(claim)
+        seen = list(self.recent_calls(claim.user_id)) if self.recent_calls else []
+        if seen:
+            known = {
+                c.conversation_id for c in seen if await self.store.get_call(c.conversation_id)
+            }
+            local = reconcile.decide(
+                claim, number, seen, known, now, policy, self.config.default_region
+            )
+            if isinstance(local, reconcile.Found):
+                return await self._found(claim, local, number, source="events")
         start, end = reconcile.search_window(claim, now, policy)
         try:
             calls = await self.platform.find_outbound_calls(claim.user_id, start, end)
@@ -534,23 +554,7 @@ class Dialer:
         )
         fields: dict[str, Any] = {"rule": claim.rule, "user": claim.user_id, "key": claim.key}
         if isinstance(decision, reconcile.Found):
-            await self._record_placed(claim, decision.conversation_id, number)
-            log.emit(
-                logger,
-                "dial.placed",
-                **fields,
-                conversation=decision.conversation_id,
-                contact=claim.contact.id if claim.contact else None,
-                number=number,
-                reconciled=True,
-            )
-            return DialResult(
-                "placed",
-                claim.rule,
-                claim.key,
-                conversation_id=decision.conversation_id,
-                reconciled=True,
-            )
+            return await self._found(claim, decision, number, source="history")
         if isinstance(decision, reconcile.Wait):
             log.emit(logger, "dial.unresolved", **fields, until=decision.until.isoformat())
             reason = f"no call found yet; conclusive after {decision.until.isoformat()}"
@@ -560,6 +564,27 @@ class Dialer:
         if not allow_retry:
             return DialResult("unknown", claim.rule, claim.key, reason="not placed; dialing off")
         return await self._resend(claim, now)
+
+    async def _found(
+        self, claim: Claim, found: Found, number: str, *, source: str
+    ) -> DialResult:
+        """The unknown dial's call was found (on the agent's events, or in the history)."""
+        await self._record_placed(claim, found.conversation_id, number)
+        log.emit(
+            logger,
+            "dial.placed",
+            rule=claim.rule,
+            user=claim.user_id,
+            key=claim.key,
+            conversation=found.conversation_id,
+            contact=claim.contact.id if claim.contact else None,
+            number=number,
+            reconciled=True,
+            found_in=source,
+        )
+        return DialResult(
+            "placed", claim.rule, claim.key, conversation_id=found.conversation_id, reconciled=True
+        )
 
     async def _resend(self, claim: Claim, now: datetime) -> DialResult:
         """Send an unknown dial again: the platform has no call for it."""

@@ -22,6 +22,7 @@ import logging
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,7 +65,7 @@ from outdial.handlers.reconcile import ReconcilePolicy, needs_reconciling
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleIndex
 from outdial.handlers.templates import Template
-from outdial.platforms.base import AgentState, Platform, PlatformError
+from outdial.platforms.base import AgentState, OutboundCall, Platform, PlatformError
 from outdial.store.base import CallRecord, ContactOutcome, Store
 
 __all__ = [
@@ -118,6 +119,16 @@ def calls_topic(user_id: str) -> str:
     return CALLS_TOPIC.replace("{userId}", user_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _EarlyCall:
+    """A call event for a conversation not tracked (yet): not ours, or ours before the
+    dial's answer named it."""
+
+    user_id: str | None
+    conversation: CallConversation
+    seen_at: datetime
+
+
 def _to_call(record: CallRecord) -> Call:
     return Call(
         conversation_id=record.conversation_id,
@@ -156,6 +167,8 @@ class Handlers:
             clock,
             reconcile_policy=reconcile_policy or policy_from_config(config),
         )
+        if self.dialer.recent_calls is None:
+            self.dialer.recent_calls = self.recent_calls
         #: False stops new dials (a draining shutdown) while calls are still tracked.
         self.dialing_enabled = True
         self.readiness = ReadinessPolicy.from_config(config.readiness)
@@ -167,11 +180,29 @@ class Handlers:
         # One call's events are read-modify-written in the store; these keep two
         # concurrent handle() calls from losing one of the updates.
         self._call_locks = tuple(anyio.Lock() for _ in range(_CALL_LOCK_STRIPES))
-        self._early: OrderedDict[str, CallConversation] = OrderedDict()
+        # Each with the agent whose topic carried it and when it was seen.
+        self._early: OrderedDict[str, _EarlyCall] = OrderedDict()
         #: How ``refresh`` runs each agent's step. Inline by default; the daemon
         #: sets a runner that queues the step behind the agent's pending events
         #: (so one agent's events, live or re-read, are handled in order).
         self.run_for_user: StepRunner = run_inline
+
+    def recent_calls(self, user_id: str) -> list[OutboundCall]:
+        """The agent's outbound calls seen on its events but not tracked (yet): where an
+        unknown dial is looked for first, before asking the platform's call history."""
+        calls: list[OutboundCall] = []
+        for early in self._early.values():
+            conversation = early.conversation
+            if early.user_id != user_id or conversation.customer() is None:
+                continue
+            customer = conversation.customer()
+            assert customer is not None
+            direction = customer.direction or "outbound"
+            if direction.lower() != "outbound" or not customer.address:
+                continue
+            started = readiness.parse_time(customer.start_time) or early.seen_at
+            calls.append(OutboundCall(conversation.id, started, customer.address))
+        return calls
 
     def _call_lock(self, conversation_id: str) -> anyio.Lock:
         return self._call_locks[zlib.crc32(conversation_id.encode()) % _CALL_LOCK_STRIPES]
@@ -640,7 +671,9 @@ class Handlers:
             record = await self.store.get_call(conversation.id)
             if record is None:
                 # Not ours, or ours but the dial's response is not back yet.
-                self._early[conversation.id] = conversation
+                self._early[conversation.id] = _EarlyCall(
+                    topic_user_id(event.topic), conversation, self.clock.now()
+                )
                 self._early.move_to_end(conversation.id)
                 while len(self._early) > _EARLY_EVENTS:
                     self._early.popitem(last=False)
@@ -664,7 +697,7 @@ class Handlers:
             if early is not None:
                 record = await self.store.get_call(result.conversation_id)
                 if record is not None:
-                    await self._apply(record, update_from_conversation(early))
+                    await self._apply(record, update_from_conversation(early.conversation))
         if result.reconciled:
             # Found afterwards: the call may have moved on (or ended) unseen.
             record = await self.store.get_call(result.conversation_id)
