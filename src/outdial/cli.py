@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +255,15 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_summary(rows: Sequence[Any]) -> str:
-    """The per-agent call table shown by ``outdial calls`` and at the end of the demo."""
+def format_summary(rows: Sequence[Any], names: Mapping[str, str] | None = None) -> str:
+    """The per-agent call table shown by ``outdial calls`` and at the end of the demo.
+
+    ``names`` shows agents under other names than their user ids (the demo's
+    ``agent-1``... as in its event lines); rows are in the order of ``names``.
+    """
+    if names:
+        order = {user: i for i, user in enumerate(names)}
+        rows = sorted(rows, key=lambda r: (order.get(r.user_id, len(order)), r.user_id))
     head = (
         "agent",
         "placed",
@@ -280,7 +287,7 @@ def format_summary(rows: Sequence[Any]) -> str:
             row.active,
         ]
         totals = [t + v for t, v in zip(totals, values, strict=True)]
-        lines.append((row.user_id, *map(str, values)))
+        lines.append(((names or {}).get(row.user_id, row.user_id), *map(str, values)))
     lines.append(("total", *map(str, totals)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []

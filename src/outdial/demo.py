@@ -143,7 +143,7 @@ async def run_demo(config_text: str, source: str, duration: float, seed: int) ->
                 contacts = await store.contacts_summary()
     root.removeHandler(printer)
     print()
-    print(format_summary(summary))
+    print(format_summary(summary, printer.names))
     print(
         f"\ncontacts: {contacts.done} done, {contacts.due} still due, {contacts.dialing} in a call"
     )

@@ -565,9 +565,7 @@ class Dialer:
             return DialResult("unknown", claim.rule, claim.key, reason="not placed; dialing off")
         return await self._resend(claim, now)
 
-    async def _found(
-        self, claim: Claim, found: Found, number: str, *, source: str
-    ) -> DialResult:
+    async def _found(self, claim: Claim, found: Found, number: str, *, source: str) -> DialResult:
         """The unknown dial's call was found (on the agent's events, or in the history)."""
         await self._record_placed(claim, found.conversation_id, number)
         log.emit(
