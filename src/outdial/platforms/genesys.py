@@ -5,13 +5,21 @@ one ``httpx.AsyncClient``. Every answer that is not a success becomes a
 :class:`~outdial.platforms.base.PlatformError` carrying the platform's own fields
 (``code``, ``message``, ``details`` with the field names, ``contextId``) and the
 ``ININ-Correlation-Id`` header, classified as retryable or not.
+
+Every REST request (channels, subscriptions, dials, reads, analytics; not the
+OAuth token request, which the platform does not count against the token)
+first takes a slot from one :class:`~outdial.platforms.ratelimit.RequestBudget`,
+and every answer's ``inin-ratelimit-*`` headers and a 429's ``Retry-After`` are
+fed back into it, so the daemon stays inside the token's allowance as a whole.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import anyio
@@ -35,6 +43,7 @@ from outdial.platforms.base import (
     RetryableError,
     SubscriptionResult,
 )
+from outdial.platforms.ratelimit import DEFAULT_LIMIT, DEFAULT_PER, RateBudget, RequestBudget, Sleep
 
 __all__ = [
     "AnalyticsConversation",
@@ -227,7 +236,61 @@ def _float_header(response: httpx.Response, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        number = float(value)
+    except ValueError:
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
+
+
+#: How long a 429 that names no wait at all holds every request back.
+DEFAULT_RATE_LIMITED_WAIT = 1.0
+
+
+def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """The wait an answer asks for, in seconds, or None when it names none.
+
+    ``Retry-After`` is delta-seconds or an HTTP date (RFC 9110); a date is
+    measured from the answer's own ``Date`` header when it has one (the
+    platform's clock against itself), else from ``now``. A 429 without
+    ``Retry-After`` falls back to ``inin-ratelimit-reset``, the seconds until
+    the platform's window starts over.
+    """
+    value = (response.headers.get("Retry-After") or "").strip()
+    if value:
+        seconds = _float_header(response, "Retry-After")
+        if seconds is not None:
+            return seconds
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            base = _response_date(response) or now or datetime.now(UTC)
+            return max(0.0, (when - base).total_seconds())
+    if response.status_code == 429:
+        return _float_header(response, "inin-ratelimit-reset")
+    return None
+
+
+def _response_date(response: httpx.Response) -> datetime | None:
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
     except ValueError:
         return None
 
@@ -256,7 +319,7 @@ def error_from_response(response: httpx.Response, *, what: str) -> PlatformError
         "details": details,
         "context_id": body.get("contextId"),
         "correlation_id": response.headers.get("ININ-Correlation-Id"),
-        "retry_after": _float_header(response, "Retry-After"),
+        "retry_after": retry_after_seconds(response),
         "body": body,
     }
     message = str(
@@ -293,12 +356,21 @@ class GenesysPlatform:
         timeout: float = 10.0,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        requests_per_minute: int = DEFAULT_LIMIT,
+        budget: RequestBudget | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
+        """``requests_per_minute`` sizes the token's REST budget (unless a shared
+        ``budget`` is given); ``sleep`` is what waiting calls (injected in tests)."""
         self._api_url = api_url.rstrip("/")
         self._login_url = login_url.rstrip("/")
         self._client_id = client_id
         self._client_secret = client_secret
         self._clock = clock or SystemClock()
+        self._sleep: Sleep = sleep or anyio.sleep
+        self.budget = budget or RequestBudget(
+            RateBudget(requests_per_minute, DEFAULT_PER), self._clock, self._sleep
+        )
         self._http = httpx.AsyncClient(
             timeout=timeout,
             transport=transport,
@@ -355,10 +427,14 @@ class GenesysPlatform:
         json: Any = None,
         ambiguous_after_send: bool = False,
     ) -> httpx.Response:
-        """Send one authenticated request; refresh the token once on a 401."""
+        """Send one authenticated request; refresh the token once on a 401.
+
+        Each send (the one after a refresh too) waits for the REST budget first.
+        """
         stale_token: str | None = None
         for _ in range(2):
             token = await self._valid_token(force=stale_token is not None)
+            await self.budget.acquire()
             try:
                 response = await self._http.request(
                     method,
@@ -376,11 +452,35 @@ class GenesysPlatform:
                         "the outcome must be reconciled before any retry"
                     ) from exc
                 raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            self._account(response)
             if response.status_code == 401 and stale_token is None:
                 stale_token = token
                 continue
             return response
         return response
+
+    def _account(self, response: httpx.Response) -> None:
+        """Tell the budget what the answer says about the token's allowance."""
+        count = _int_header(response, "inin-ratelimit-count")
+        allowed = _int_header(response, "inin-ratelimit-allowed")
+        reset = _float_header(response, "inin-ratelimit-reset")
+        if count is not None and allowed is not None and reset is not None:
+            self.budget.observe(count=count, allowed=allowed, reset=reset)
+        if response.status_code == 429:
+            wait = retry_after_seconds(response, self._clock.now())
+            self.budget.retry_after(DEFAULT_RATE_LIMITED_WAIT if wait is None else wait)
+
+    def _error(self, response: httpx.Response, what: str) -> PlatformError:
+        """:func:`error_from_response`, with a 429's ``retry_after`` made dependable.
+
+        It says when the budget lets the next request through (the platform's
+        Retry-After, its reset, or our own window, whichever is last), so a
+        caller that waits that long and retries is not held back again.
+        """
+        error = error_from_response(response, what=what)
+        if response.status_code == 429:
+            error.retry_after = max(error.retry_after or 0.0, self.budget.wait())
+        return error
 
     # -- channels ----------------------------------------------------------
 
@@ -390,7 +490,7 @@ class GenesysPlatform:
             "POST", "/api/v2/notifications/channels", what="create channel"
         )
         if response.status_code not in (200, 201):
-            raise error_from_response(response, what="create channel")
+            raise self._error(response, "create channel")
         body = response.json()
         return ChannelInfo(
             id=str(body["id"]),
@@ -406,7 +506,7 @@ class GenesysPlatform:
         if response.status_code == 404:
             return False
         if response.status_code >= 400:
-            raise error_from_response(response, what="check channel")
+            raise self._error(response, "check channel")
         return True
 
     async def get_subscriptions(self, channel_id: str) -> list[str]:
@@ -450,12 +550,11 @@ class GenesysPlatform:
             for e in response.json().get("entities", [])
         ]
 
-    @staticmethod
-    def _raise_for_channel(response: httpx.Response, channel_id: str, what: str) -> None:
+    def _raise_for_channel(self, response: httpx.Response, channel_id: str, what: str) -> None:
         if response.status_code == 404:
             raise ChannelGone(f"{what}: channel {channel_id} no longer exists", status=404)
         if response.status_code >= 400:
-            raise error_from_response(response, what=what)
+            raise self._error(response, what)
 
     # -- calls and agents ----------------------------------------------------
 
@@ -474,7 +573,7 @@ class GenesysPlatform:
         )
         if response.status_code == 504:
             # A gateway timeout: the platform behind it may still have placed the call.
-            error = error_from_response(response, what="place call")
+            error = self._error(response, "place call")
             raise AmbiguousOutcome(
                 f"place call: {error.message}; the outcome must be reconciled before any retry",
                 status=error.status,
@@ -484,7 +583,7 @@ class GenesysPlatform:
                 body=error.body,
             )
         if response.status_code not in (200, 201, 202):
-            raise error_from_response(response, what="place call")
+            raise self._error(response, "place call")
         return PlacedCall(conversation_id=str(response.json()["id"]))
 
     async def get_call(self, conversation_id: str) -> CallSnapshot | None:
@@ -495,7 +594,7 @@ class GenesysPlatform:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            raise error_from_response(response, what="read call")
+            raise self._error(response, "read call")
         return CallSnapshot(conversation_id=conversation_id, body=response.json())
 
     async def get_agent_state(self, user_id: str) -> AgentState:
@@ -525,7 +624,7 @@ class GenesysPlatform:
                 json=analytics_query(user_id, since, until, page),
             )
             if response.status_code != 200:
-                raise error_from_response(response, what="find calls")
+                raise self._error(response, "find calls")
             try:
                 answer = AnalyticsQueryResponse.model_validate(response.json())
             except (ValueError, ValidationError) as exc:
@@ -549,7 +648,7 @@ class GenesysPlatform:
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            raise error_from_response(response, what=what)
+            raise self._error(response, what)
         body = response.json()
         return body if isinstance(body, dict) else None
 
