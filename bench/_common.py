@@ -319,6 +319,12 @@ class StubPlatform:
         """Nothing known: a gap refresh re-reads nothing."""
         return AgentState(user_id, None, None)
 
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        """Nothing known, for each of them."""
+        return [AgentState(u, None, None) for u in dict.fromkeys(user_ids)]
+
     async def aclose(self) -> None:
         """Nothing to close."""
 

@@ -103,6 +103,11 @@ class FakePlatform:
     async def get_agent_state(self, user_id: str) -> AgentState:
         return self.agents.get(user_id, AgentState(user_id, None, None))
 
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        return [await self.get_agent_state(u) for u in dict.fromkeys(user_ids)]
+
     async def create_channel(self) -> ChannelInfo:
         return ChannelInfo("ch", "wss://x", None)
 

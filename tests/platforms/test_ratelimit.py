@@ -139,11 +139,14 @@ def test_never_more_than_limit_in_any_window(
     limit: int, per: float, margin: float, plan: list[tuple[float, object]]
 ) -> None:
     """Whatever the platform says, no ``per``-second interval holds more than ``limit`` grants,
-    no grant falls inside a Retry-After, nor inside a used-up platform window."""
+    no grant falls inside a Retry-After, nor inside a used-up platform window (until a later
+    reading of the platform's count says its window started over)."""
     budget = RateBudget(limit, per, margin=margin)
     now = 0.0
     grants: list[float] = []
-    blocked: list[tuple[float, float]] = []
+    # (first grant index it applies to, last index or None for all, time it lasts until)
+    blocked: list[tuple[int, int | None, float]] = []
+    exhausted: int | None = None  # index into blocked of the first used-up reading
     seen_headers = False
     for dt, op in plan:
         now += dt
@@ -152,18 +155,23 @@ def test_never_more_than_limit_in_any_window(
                 grants.append(now)
         elif isinstance(op, RetryAfter):
             budget.retry_after(now, op.seconds)
-            blocked.append((now, now + op.seconds))
+            blocked.append((len(grants), None, now + op.seconds))
         elif isinstance(op, Headers):
+            if exhausted is not None:
+                start, _, end = blocked[exhausted]
+                blocked[exhausted] = (start, len(grants), end)
+                exhausted = None
             budget.observe(now, count=op.count, allowed=op.allowed, reset=op.reset)
             # A late answer from an earlier window may be discarded; the first reading
             # (nothing earlier to compare it with) must be honoured.
             if op.count >= op.allowed and not seen_headers:
-                blocked.append((now, now + op.reset))
+                exhausted = len(blocked)
+                blocked.append((len(grants), None, now + op.reset))
             seen_headers = True
     for first, last in zip(grants, grants[limit:], strict=False):
         assert last - first >= per - 1e-6
-    for start, end in blocked:
-        assert not [g for g in grants if start <= g < end - 1e-6]
+    for start, stop, end in blocked:
+        assert not [g for g in grants[start:stop] if g < end - 1e-6]
 
 
 @given(

@@ -164,11 +164,21 @@ class OutboundCall:
 
 @dataclass(frozen=True, slots=True)
 class AgentState:
-    """An agent's presence and routing status read over REST, to refill a gap."""
+    """An agent's state read over REST, to refill a gap.
+
+    ``presence`` is the platform's UserPresence body (it has more fields than
+    the presence event body); ``routing_status`` is in the event's shape,
+    ``{"status", "startTime"}``; ``conversation_summary`` is the body of the
+    conversation summary (as its event carries it). Each is None when the
+    platform had nothing to say about it. ``known`` is False when the platform
+    does not know the user id at all (then every part is None).
+    """
 
     user_id: str
     presence: Mapping[str, Any] | None
     routing_status: Mapping[str, Any] | None
+    conversation_summary: Mapping[str, Any] | None = None
+    known: bool = True
 
 
 class Platform(Protocol):
@@ -208,6 +218,17 @@ class Platform(Protocol):
 
     async def get_agent_state(self, user_id: str) -> AgentState:
         """The agent's presence and routing status, to re-read after a gap."""
+        ...
+
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        """Every agent's state, one per distinct id in ``user_ids``, in their order.
+
+        No agent is dropped: an agent the platform does not know comes back with
+        ``known=False``; retryable failures are retried until ``give_up_after`` seconds
+        have passed, then raised (a :class:`RetryableError`), as is any other error.
+        """
         ...
 
     async def find_outbound_calls(
