@@ -302,7 +302,11 @@ class StubPlatform:
         return [SubscriptionResult(t, True) for t in topics]
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
         """No calls are ever placed here."""
         return []

@@ -58,6 +58,7 @@ class FakePlatform:
         self.unlisted: set[str] = set()
         self.find_script: list[Exception] = []
         self.lookups: list[tuple[str, datetime, datetime]] = []
+        self.lookup_numbers: list[str | None] = []
         self.calls: dict[str, Mapping[str, Any]] = {}
         self.agents: dict[str, AgentState] = {}
 
@@ -78,9 +79,15 @@ class FakePlatform:
         return PlacedCall(cid)
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
+        # Not narrowed by number: the platform need not, and the dialer must check it.
         self.lookups.append((user_id, since, until))
+        self.lookup_numbers.append(phone_number)
         if self.find_script:
             raise self.find_script.pop(0)
         return [

@@ -232,14 +232,20 @@ class Platform(Protocol):
         ...
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
         """The agent's outbound calls that started in ``[since, until)``, oldest first.
 
         Reconciles a dial whose answer never came: found, the call exists and
         must not be placed again. Ended calls are listed too. The platform's
         history may lag a few seconds behind, so "not listed" only means "not
-        placed" once the caller has waited long enough.
+        placed" once the caller has waited long enough. With ``phone_number``
+        (E.164) the platform may be asked for calls to that number only; calls
+        to other numbers may still be listed, so the caller checks the number.
         """
         ...
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -58,6 +59,7 @@ __all__ = [
     "RestUserListing",
     "agent_parts",
     "analytics_query",
+    "dialed_number_forms",
     "error_from_response",
     "outbound_call_from",
     "retry_after_seconds",
@@ -291,6 +293,8 @@ _M = TypeVar("_M", bound=BaseModel)
 ANALYTICS_PAGE_SIZE = 100
 #: Pages read at most per query: an agent places far fewer calls in a reconcile window.
 ANALYTICS_MAX_PAGES = 10
+# Only a number in this form narrows a query by ``dnis``: anything else could miss the call.
+_E164 = re.compile(r"(tel:)?\+[1-9][0-9]{6,14}")
 
 
 def _iso_utc(when: datetime) -> str:
@@ -299,24 +303,48 @@ def _iso_utc(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def analytics_query(user_id: str, since: datetime, until: datetime, page: int) -> dict[str, Any]:
-    """The detail query body for one agent's conversations that started in ``[since, until)``."""
+def _dimension(name: str, value: str) -> dict[str, Any]:
+    return {"type": "dimension", "dimension": name, "operator": "matches", "value": value}
+
+
+def dialed_number_forms(phone_number: str) -> list[str]:
+    """How the platform may record a dialed E.164 number as ``dnis``: ``tel:+44...`` first,
+    the bare ``+44...`` too (an ``or``: a form missed here would read as "never placed")."""
+    bare = phone_number.removeprefix("tel:")
+    return [f"tel:{bare}", bare]
+
+
+def analytics_query(
+    user_id: str,
+    since: datetime,
+    until: datetime,
+    page: int,
+    phone_number: str | None = None,
+) -> dict[str, Any]:
+    """The detail query body for one agent's outbound voice calls that started in
+    ``[since, until)``, newest first; to ``phone_number`` only, when given (E.164).
+
+    Each segment filter must hold for some segment of a conversation: the
+    agent's (``userId``), an outbound voice one, and one that dialed the number.
+    They are separate filters because the agent's own session need not carry
+    the dialed number (:func:`outbound_call_from` reads it where it is).
+    """
+    filters: list[dict[str, Any]] = [
+        {"type": "and", "predicates": [_dimension("userId", user_id)]},
+        {
+            "type": "and",
+            "predicates": [_dimension("mediaType", "voice"), _dimension("direction", "outbound")],
+        },
+    ]
+    if phone_number:
+        forms = dialed_number_forms(phone_number)
+        filters.append({"type": "or", "predicates": [_dimension("dnis", f) for f in forms]})
     return {
         "interval": f"{_iso_utc(since)}/{_iso_utc(until)}",
-        "order": "asc",
-        "segmentFilters": [
-            {
-                "type": "and",
-                "predicates": [
-                    {
-                        "type": "dimension",
-                        "dimension": "userId",
-                        "operator": "matches",
-                        "value": user_id,
-                    }
-                ],
-            }
-        ],
+        # Newest first: the call being reconciled is a recent one.
+        "order": "desc",
+        "orderBy": "conversationStart",
+        "segmentFilters": filters,
         "paging": {"pageSize": ANALYTICS_PAGE_SIZE, "pageNumber": page},
     }
 
@@ -906,12 +934,20 @@ class GenesysPlatform:
                 await self._sleep(delay)
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
         """``POST /api/v2/analytics/conversations/details/query`` for the agent, paged.
 
-        A query is a read: a dropped connection is retryable, never ambiguous.
+        Asks for outbound voice calls only, and only those to ``phone_number``
+        when it is an E.164 number (the claim's); the answer comes newest first
+        and is returned oldest first. A query is a read: a dropped connection
+        is retryable, never ambiguous.
         """
+        narrow = phone_number if phone_number and _E164.fullmatch(phone_number) else None
         calls: dict[str, OutboundCall] = {}
         seen = 0
         for page in range(1, ANALYTICS_MAX_PAGES + 1):
@@ -919,7 +955,7 @@ class GenesysPlatform:
                 "POST",
                 "/api/v2/analytics/conversations/details/query",
                 what="find calls",
-                json=analytics_query(user_id, since, until, page),
+                json=analytics_query(user_id, since, until, page, narrow),
             )
             if response.status_code != 200:
                 raise self._error(response, "find calls")
