@@ -302,7 +302,11 @@ class StubPlatform:
         return [SubscriptionResult(t, True) for t in topics]
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
         """No calls are ever placed here."""
         return []
@@ -315,12 +319,15 @@ class StubPlatform:
         """Not used by these benchmarks."""
         return None
 
-    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
-        return [await self.get_agent_state(user_id) for user_id in user_ids]
-
     async def get_agent_state(self, user_id: str) -> AgentState:
         """Nothing known: a gap refresh re-reads nothing."""
         return AgentState(user_id, None, None)
+
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        """Nothing known, for each of them."""
+        return [AgentState(u, None, None) for u in dict.fromkeys(user_ids)]
 
     async def aclose(self) -> None:
         """Nothing to close."""

@@ -78,6 +78,7 @@ def platform_from_config(config: Config, clock: Clock | None = None) -> Platform
         client_secret=settings.client_secret.get_secret_value(),
         timeout=settings.request_timeout,
         clock=clock,
+        requests_per_minute=settings.requests_per_minute,
     )
 
 

@@ -96,6 +96,8 @@ class PlatformConfig(_Strict):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     request_timeout: float = Field(default=10.0, gt=0)
+    #: REST requests a minute for the whole daemon (the token's allowance; Genesys: 300).
+    requests_per_minute: int = Field(default=300, gt=0)
 
     @field_validator("region")
     @classmethod

@@ -11,6 +11,13 @@ from fake_helpers import FAST, api, customer
 
 from outdial.clock import ManualClock
 from outdial.fake import CallTiming, FakePlatform, Outcome
+from outdial.fake.analytics import (
+    DetailsQuery,
+    Predicate,
+    SegmentFilter,
+    details_response,
+    facts_from_body,
+)
 from outdial.fake.script import iso_ms
 
 pytestmark = pytest.mark.anyio
@@ -169,3 +176,80 @@ async def test_query_needs_a_token() -> None:
     async with FakePlatform(seed=0) as platform, httpx.AsyncClient() as client:
         response = await client.post(f"{platform.api_url}{QUERY}", json={})
         assert response.status_code == 401
+
+
+def dim(name: str, value: str) -> dict[str, str]:
+    return {"type": "dimension", "dimension": name, "operator": "matches", "value": value}
+
+
+async def test_media_direction_and_dialed_number_narrow_the_answer() -> None:
+    clock = ManualClock(T0)
+    fake = FakePlatform([A], seed=0, timing=FAST, clock=clock)
+    async with fake as platform, api(platform) as client:
+        first = await place(client, A, "+441212345601")
+        clock.advance(60)
+        second = await place(client, A, "+441212345602")
+        clock.advance(60)
+        third = await place(client, A, "+441212345601")
+        whole = by_user(A, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+
+        async def ids(*filters: dict[str, Any], **extra: Any) -> list[str]:
+            body = {**whole, **extra}
+            body["segmentFilters"] = [*whole["segmentFilters"], *filters]
+            answer = (await client.post(QUERY, json=body)).json()
+            return [c["conversationId"] for c in answer["conversations"]]
+
+        voice_out = {
+            "type": "and",
+            "predicates": [dim("mediaType", "voice"), dim("direction", "outbound")],
+        }
+        assert await ids(voice_out) == [first, second, third]
+        to_601 = {"type": "or", "predicates": [dim("dnis", "tel:+441212345601")]}
+        assert await ids(voice_out, to_601) == [first, third]
+        # Newest first, page by page, as the daemon asks.
+        assert await ids(voice_out, to_601, order="desc") == [third, first]
+        paged = {"order": "desc", "paging": {"pageSize": 1, "pageNumber": 2}}
+        assert await ids(voice_out, to_601, **paged) == [first]
+        # The bare +E164 form is not how the platform records it; "or" lets a client
+        # ask for both.
+        bare = {"type": "or", "predicates": [dim("dnis", "+441212345602")]}
+        assert await ids(bare) == []
+        both = {
+            "type": "or",
+            "predicates": [dim("dnis", "tel:+441212345602"), dim("dnis", "+441212345602")],
+        }
+        assert await ids(both) == [second]
+        chat = {"type": "and", "predicates": [dim("mediaType", "chat")]}
+        assert await ids(chat) == []
+        inbound = {"type": "and", "predicates": [dim("direction", "inbound")]}
+        assert await ids(inbound) == []
+
+
+def test_facts_of_a_non_acd_call_keep_its_purposes() -> None:
+    body = {
+        "id": "conv",
+        "participants": [
+            {"id": "a", "purpose": "user", "state": "disconnected", "user": {"id": A}},
+            {
+                "id": "c",
+                "purpose": "external",
+                "address": "tel:+441212345601",
+                "state": "terminated",
+                "connectedTime": "2026-01-05T12:00:05.000Z",
+                "endTime": "2026-01-05T12:01:00.000Z",
+                "disconnectType": "peer",
+            },
+        ],
+    }
+    facts = facts_from_body(body, T0, "+4930123456")
+    assert (facts.user_id, facts.phone_number) == (A, "+441212345601")
+    assert facts.end is not None
+    assert facts.disconnect_type == "peer"
+    query = DetailsQuery(
+        T0 - timedelta(hours=1),
+        T0 + timedelta(hours=1),
+        filters=(SegmentFilter("and", (Predicate("purpose", "external"),)),),
+    )
+    [listed] = details_response([facts], query)["conversations"]
+    assert [p["purpose"] for p in listed["participants"]] == ["user", "external"]
+    assert listed["participants"][0]["userId"] == A

@@ -58,6 +58,7 @@ class FakePlatform:
         self.unlisted: set[str] = set()
         self.find_script: list[Exception] = []
         self.lookups: list[tuple[str, datetime, datetime]] = []
+        self.lookup_numbers: list[str | None] = []
         self.calls: dict[str, Mapping[str, Any]] = {}
         self.agents: dict[str, AgentState] = {}
 
@@ -78,9 +79,15 @@ class FakePlatform:
         return PlacedCall(cid)
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
+        # Not narrowed by number: the platform need not, and the dialer must check it.
         self.lookups.append((user_id, since, until))
+        self.lookup_numbers.append(phone_number)
         if self.find_script:
             raise self.find_script.pop(0)
         return [
@@ -100,11 +107,13 @@ class FakePlatform:
         body = self.calls.get(conversation_id)
         return CallSnapshot(conversation_id, body) if body is not None else None
 
-    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
-        return [await self.get_agent_state(user_id) for user_id in user_ids]
-
     async def get_agent_state(self, user_id: str) -> AgentState:
         return self.agents.get(user_id, AgentState(user_id, None, None))
+
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        return [await self.get_agent_state(u) for u in dict.fromkeys(user_ids)]
 
     async def create_channel(self) -> ChannelInfo:
         return ChannelInfo("ch", "wss://x", None)

@@ -106,7 +106,9 @@ async def test_a_gaps_bulk_read_holds_up_no_one_and_never_overrides_a_newer_live
     reading = anyio.Event()
     answer = anyio.Event()
 
-    async def slow_states(user_ids: Sequence[str]) -> list[AgentState]:
+    async def slow_states(
+        user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
         reading.set()
         await answer.wait()
         body = {"presenceDefinition": {"systemPresence": "Away"}, "modifiedDate": "rest"}

@@ -371,7 +371,7 @@ async def test_reconcile_unknown_finds_the_call_and_tracks_it_to_its_end() -> No
     platform.unlisted.clear()
     # Meanwhile the call ended busy, and its events were missed.
     platform.calls["conv-1"] = dict(
-        call_event("conv-1", "disconnected", disconnectType="peer").body
+        call_event("conv-1", "disconnected", disconnectType="endpoint").body
     )
     assert await h.reconcile_unknown() == 1
     assert await h.reconcile_unknown() == 0

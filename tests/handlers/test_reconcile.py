@@ -174,10 +174,12 @@ async def test_answer_lost_but_call_listed_is_placed_not_resent(
     record = await h.store.get_call("conv-1")
     assert record is not None
     assert (record.state, record.contact_id, record.phone_number) == ("dialing", 1, NUMBER)
-    # The lookup asked about this agent, from before the claim to after now.
+    # The lookup asked about this agent's calls to the claim's number, from before the
+    # claim to after now.
     [(user, since, until)] = h.platform.lookups
     assert user == AGENT
     assert since < c.created_at <= h.clock.now() < until
+    assert h.platform.lookup_numbers == [NUMBER]
     names = [outdial_fields(r).get("event") for r in caplog.records]
     assert names.index("dial.unknown") < names.index("dial.placed")
 

@@ -72,26 +72,38 @@ def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> GenesysPlatfor
     )
 
 
+def dimension(name: str, value: str) -> dict[str, Any]:
+    return {"type": "dimension", "dimension": name, "operator": "matches", "value": value}
+
+
 def test_query_body() -> None:
     body = analytics_query(AGENT, T0, T0 + timedelta(minutes=5), 2)
     assert body == {
         "interval": "2026-01-05T12:00:00.000Z/2026-01-05T12:05:00.000Z",
-        "order": "asc",
+        "order": "desc",
+        "orderBy": "conversationStart",
         "segmentFilters": [
+            {"type": "and", "predicates": [dimension("userId", AGENT)]},
             {
                 "type": "and",
-                "predicates": [
-                    {
-                        "type": "dimension",
-                        "dimension": "userId",
-                        "operator": "matches",
-                        "value": AGENT,
-                    }
-                ],
-            }
+                "predicates": [dimension("mediaType", "voice"), dimension("direction", "outbound")],
+            },
         ],
         "paging": {"pageSize": 100, "pageNumber": 2},
     }
+
+
+def test_query_body_narrowed_to_the_dialed_number() -> None:
+    body = analytics_query(AGENT, T0, T0 + timedelta(minutes=5), 1, "+441212345601")
+    assert body["segmentFilters"][-1] == {
+        "type": "or",
+        "predicates": [
+            dimension("dnis", "tel:+441212345601"),
+            dimension("dnis", "+441212345601"),
+        ],
+    }
+    same = analytics_query(AGENT, T0, T0 + timedelta(minutes=5), 1, "tel:+441212345601")
+    assert same == body
 
 
 def test_outbound_call_from_a_detail_record() -> None:
@@ -198,4 +210,58 @@ async def test_a_timeout_after_the_call_was_accepted_is_ambiguous_and_findable()
             c.conversation_id for c in fake.recorded.accepted_calls
         ]
         fake.release_stalls()
+        await genesys.aclose()
+
+
+@pytest.mark.anyio
+async def test_narrowed_by_number_only_for_an_e164_one_and_returned_oldest_first() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        # The platform answers newest first, as asked.
+        newest_first = [
+            conversation("c2", "2026-01-05T12:02:00Z"),
+            conversation("c1", "2026-01-05T12:01:00Z"),
+        ]
+        return httpx.Response(200, json={"conversations": newest_first, "totalHits": 2})
+
+    platform = mocked(handler)
+    calls = await platform.find_outbound_calls(
+        AGENT, T0, T0 + timedelta(hours=1), phone_number="+441212345601"
+    )
+    assert [c.conversation_id for c in calls] == ["c1", "c2"]
+    assert bodies[0]["order"] == "desc"
+    assert [f["predicates"][0]["dimension"] for f in bodies[0]["segmentFilters"]] == [
+        "userId",
+        "mediaType",
+        "dnis",
+    ]
+    # A number that is not E.164 could miss the call: no dnis predicate then.
+    await platform.find_outbound_calls(AGENT, T0, T0 + timedelta(hours=1), phone_number="0121")
+    assert len(bodies[1]["segmentFilters"]) == 2
+    await platform.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_fake_lists_only_calls_to_the_number_asked_about() -> None:
+    async with FakePlatform(agents=[AGENT], seed=1, timing=SLOW) as fake:
+        genesys = client(fake)
+        before = datetime.now(UTC) - timedelta(seconds=5)
+        first = await genesys.place_call(DialRequest(AGENT, "+441212345601"))
+        second = await genesys.place_call(DialRequest(AGENT, "+441212345602"))
+        after = datetime.now(UTC) + timedelta(seconds=5)
+        everything = await genesys.find_outbound_calls(AGENT, before, after)
+        assert [c.conversation_id for c in everything] == [
+            first.conversation_id,
+            second.conversation_id,
+        ]
+        to_second = await genesys.find_outbound_calls(
+            AGENT, before, after, phone_number="+441212345602"
+        )
+        assert [c.conversation_id for c in to_second] == [second.conversation_id]
+        nobody = await genesys.find_outbound_calls(
+            AGENT, before, after, phone_number="+441212345699"
+        )
+        assert nobody == []
         await genesys.aclose()

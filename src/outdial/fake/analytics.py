@@ -15,19 +15,26 @@ Supported request (everything else is refused with a 400 naming the key)::
                                          "operator": "matches", "value": "<uid>"}]}],
      "paging": {"pageSize": 1..100, "pageNumber": 1..}}
 
+Dimensions (:data:`DIMENSIONS`): ``userId`` and ``purpose`` of a participant;
+``mediaType`` (``voice``), ``direction`` (``outbound``), ``dnis`` (the dialed
+number as the platform records it, ``tel:+44...``) and ``ani`` of its
+sessions; ``conversationId``. Any other dimension is refused with a 400
+naming the predicate, as the platform refuses a dimension it does not know.
+
 A conversation is listed when it started inside the interval (start
 inclusive, end exclusive) and every segment filter holds; a filter holds when
 one participant's session satisfies all (``and``) or any (``or``) of its
-predicates. Answer::
+predicates. ``order`` sorts by ``conversationStart`` before paging, so
+``desc`` pages run newest first. Answer::
 
     {"totalHits": N, "conversations": [
         {"conversationId", "conversationStart", "conversationEnd" (once ended),
          "originatingDirection": "outbound",
          "participants": [
-            {"participantId", "purpose": "agent", "userId",
+            {"participantId", "purpose": "agent" (or "user"), "userId",
              "sessions": [{"sessionId", "mediaType": "voice", "direction": "outbound",
                            "dnis": "tel:+44...", "ani": "tel:<callerId>", "segments": [...]}]},
-            {"participantId", "purpose": "customer", "sessions": [...]}]}]}
+            {"participantId", "purpose": "customer" (or "external"), "sessions": [...]}]}]}
 
 ``conversations`` is always present here (the real API leaves it out when
 nothing matched; a client should accept both). As in the real answer
@@ -119,6 +126,9 @@ class ConversationFacts:
     connected: datetime | None = None
     end: datetime | None = None
     disconnect_type: str | None = None
+    #: The legs' purposes as the conversation has them (non-ACD calls: user/external).
+    agent_purpose: str = "agent"
+    customer_purpose: str = "customer"
 
 
 def _bad(field_name: str, reason: str, code: str = "invalid.value") -> ApiError:
@@ -252,10 +262,11 @@ def facts_from_body(
 ) -> ConversationFacts:
     """The facts of a call from its current conversation body (as ``GET .../calls/{id}``)."""
     participants = body["participants"]
-    agent = next(p for p in participants if p.get("purpose") == "agent")
-    customer = next(p for p in participants if p.get("purpose") == "customer")
+    # ACD calls have agent/customer legs, non-ACD ones user/external: either pair.
+    agent = next(p for p in participants if p.get("purpose") in ("agent", "user"))
+    customer = next(p for p in participants if p.get("purpose") in ("customer", "external"))
     address = str(customer.get("address", ""))
-    ended = customer.get("state") == "disconnected"
+    ended = customer.get("state") in ("disconnected", "terminated")
     return ConversationFacts(
         conversation_id=str(body["id"]),
         user_id=str(agent["user"]["id"]),
@@ -267,6 +278,8 @@ def facts_from_body(
         connected=_parse_wire_time(customer.get("connectedTime")),
         end=_parse_wire_time(customer.get("endTime")) if ended else None,
         disconnect_type=customer.get("disconnectType") if ended else None,
+        agent_purpose=str(agent.get("purpose")),
+        customer_purpose=str(customer.get("purpose")),
     )
 
 
@@ -305,13 +318,13 @@ def conversation_json(facts: ConversationFacts) -> dict[str, Any]:
     """One ``conversations[]`` entry of the answer."""
     agent: dict[str, Any] = {
         "participantId": facts.agent_participant_id,
-        "purpose": "agent",
+        "purpose": facts.agent_purpose,
         "userId": facts.user_id,
         "sessions": [_session(facts, facts.agent_participant_id, agent=True)],
     }
     customer: dict[str, Any] = {
         "participantId": facts.customer_participant_id,
-        "purpose": "customer",
+        "purpose": facts.customer_purpose,
         "sessions": [_session(facts, facts.customer_participant_id, agent=False)],
     }
     out: dict[str, Any] = {

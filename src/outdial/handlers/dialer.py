@@ -533,7 +533,9 @@ class Dialer:
                 return await self._found(claim, local, number, source="events")
         start, end = reconcile.search_window(claim, now, policy)
         try:
-            calls = await self.platform.find_outbound_calls(claim.user_id, start, end)
+            calls = await self.platform.find_outbound_calls(
+                claim.user_id, start, end, phone_number=number
+            )
             known = {
                 c.conversation_id for c in calls if await self.store.get_call(c.conversation_id)
             }

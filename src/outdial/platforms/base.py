@@ -164,11 +164,14 @@ class OutboundCall:
 
 @dataclass(frozen=True, slots=True)
 class AgentState:
-    """An agent's presence, routing status and conversation summary read over REST.
+    """An agent's state read over REST, to refill a gap.
 
-    Bodies are in their event shapes (``routing_status`` as ``{"status",
-    "startTime"}``); None where the platform gave nothing. ``known`` is False
-    when the platform does not know the user id at all.
+    ``presence`` is the platform's UserPresence body (it has more fields than
+    the presence event body); ``routing_status`` is in the event's shape,
+    ``{"status", "startTime"}``; ``conversation_summary`` is the body of the
+    conversation summary (as its event carries it). Each is None when the
+    platform had nothing to say about it. ``known`` is False when the platform
+    does not know the user id at all (then every part is None).
     """
 
     user_id: str
@@ -217,19 +220,32 @@ class Platform(Protocol):
         """The agent's presence and routing status, to re-read after a gap."""
         ...
 
-    async def get_agent_states(self, user_ids: Sequence[str]) -> list[AgentState]:
-        """Every agent's state, in as few requests as the platform allows, none dropped."""
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> list[AgentState]:
+        """Every agent's state, one per distinct id in ``user_ids``, in their order.
+
+        No agent is dropped: an agent the platform does not know comes back with
+        ``known=False``; retryable failures are retried until ``give_up_after`` seconds
+        have passed, then raised (a :class:`RetryableError`), as is any other error.
+        """
         ...
 
     async def find_outbound_calls(
-        self, user_id: str, since: datetime, until: datetime
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
     ) -> list[OutboundCall]:
         """The agent's outbound calls that started in ``[since, until)``, oldest first.
 
         Reconciles a dial whose answer never came: found, the call exists and
         must not be placed again. Ended calls are listed too. The platform's
         history may lag a few seconds behind, so "not listed" only means "not
-        placed" once the caller has waited long enough.
+        placed" once the caller has waited long enough. With ``phone_number``
+        (E.164) the platform may be asked for calls to that number only; calls
+        to other numbers may still be listed, so the caller checks the number.
         """
         ...
 
