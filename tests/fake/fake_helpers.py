@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -14,6 +15,14 @@ from websockets.asyncio.client import ClientConnection
 from outdial.fake import CallTiming, FakePlatform
 
 FAST = CallTiming(ring=(0.02, 0.05), talk=(0.02, 0.05), wrapup=0.02, dial=0.01)
+
+FIXTURES = Path("/work/shared/fixtures/genesys")
+"""The shared wire fixtures: the reference for every shape the fake answers."""
+
+
+def fixture(name: str) -> Any:
+    """One fixture file, decoded."""
+    return json.loads((FIXTURES / name).read_text())
 
 
 @asynccontextmanager
@@ -65,12 +74,18 @@ async def next_event(ws: ClientConnection, prefix: str = "v2.") -> dict[str, Any
 
 
 def customer(body: dict[str, Any]) -> dict[str, Any]:
-    """The customer participant of a conversation body."""
-    found: dict[str, Any] = next(p for p in body["participants"] if p["purpose"] == "customer")
+    """The far end of a conversation body (purpose ``customer``, or ``external`` on a call
+    without a queue)."""
+    found: dict[str, Any] = next(
+        p for p in body["participants"] if p["purpose"] in ("customer", "external")
+    )
     return found
 
 
 def agent(body: dict[str, Any]) -> dict[str, Any]:
-    """The agent participant of a conversation body."""
-    found: dict[str, Any] = next(p for p in body["participants"] if p["purpose"] == "agent")
+    """The agent's own leg of a conversation body (purpose ``agent``, or ``user`` on a call
+    without a queue)."""
+    found: dict[str, Any] = next(
+        p for p in body["participants"] if p["purpose"] in ("agent", "user")
+    )
     return found

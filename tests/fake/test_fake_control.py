@@ -51,7 +51,7 @@ async def test_state_shows_agents_channels_and_proxies() -> None:
             await platform.wait_for(lambda: bool(platform.connected_channels))
             state = (await control.get("/state")).json()
         assert state["agents"] == [
-            {"userId": USER, "presence": "Available", "routingStatus": "IDLE"}
+            {"userId": USER, "presence": "Available", "routingStatus": "OFF_QUEUE"}
         ]
         assert state["channels"] == [{"id": created["id"], "connected": True, "topics": [PRESENCE]}]
         assert state["proxies"]["ws"]["connectionsAccepted"] == 1

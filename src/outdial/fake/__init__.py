@@ -35,7 +35,16 @@ from outdial.fake.proxy import FaultProxy
 from outdial.fake.runner import FaultRun
 from outdial.fake.scenario import Scenario, ScenarioError, load_scenario, platform_from_scenario
 from outdial.fake.schedule import FAULT_KINDS, Fault, random_schedule
-from outdial.fake.script import CallPlan, CallStep, CallTiming, Outcome, call_script, plan_call
+from outdial.fake.script import (
+    CallPlan,
+    CallStep,
+    CallStyle,
+    CallTiming,
+    Outcome,
+    WrapupCode,
+    call_script,
+    plan_call,
+)
 from outdial.fake.server import banner, print_banner, serve
 
 __all__ = [
@@ -44,6 +53,7 @@ __all__ = [
     "ApiError",
     "CallPlan",
     "CallStep",
+    "CallStyle",
     "CallTiming",
     "FakePlatform",
     "Fault",
@@ -57,6 +67,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SubscriptionChange",
+    "WrapupCode",
     "banner",
     "call_script",
     "load_scenario",
