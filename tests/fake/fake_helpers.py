@@ -89,3 +89,40 @@ def agent(body: dict[str, Any]) -> dict[str, Any]:
         p for p in body["participants"] if p["purpose"] in ("agent", "user")
     )
     return found
+
+
+def agent_topics(user: str) -> list[str]:
+    """The topics that say what an agent is doing: presence, routing status, summary, calls."""
+    prefix = f"v2.users.{user}"
+    return [f"{prefix}.{t}" for t in ("presence", "routingStatus", "conversationsummary")] + [
+        f"{prefix}.conversations.calls"
+    ]
+
+
+Seen = tuple[str, Any]
+"""An agent event in short: ``("presence", "Available")``, ``("routing", "IDLE")``,
+``("summary", (ccActive, ccAcw, entActive, entAcw))``, ``("calls", agent leg state)``."""
+
+IDLE: Seen = ("summary", (0, 0, 0, 0))
+"""The summary of an agent with no call and no wrap-up."""
+
+
+def describe(event: dict[str, Any]) -> Seen:
+    """An agent event in short: what a user watching the agent would notice."""
+    topic, body = event["topicName"], event["eventBody"]
+    if topic.endswith(".presence"):
+        return "presence", body["presenceDefinition"]["systemPresence"]
+    if topic.endswith(".routingStatus"):
+        return "routing", body["routingStatus"]["status"]
+    if topic.endswith(".conversationsummary"):
+        cc, ent = body["call"]["contactCenter"], body["call"]["enterprise"]
+        return "summary", (cc["active"], cc["acw"], ent["active"], ent["acw"])
+    return "calls", agent(body)["state"]
+
+
+async def seen_until(ws: ClientConnection, last: Seen) -> list[Seen]:
+    """Agent events, described, up to and including ``last``."""
+    seen: list[Seen] = []
+    while not seen or seen[-1] != last:
+        seen.append(describe(await next_event(ws)))
+    return seen

@@ -7,7 +7,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fake_helpers import FAST, agent, api, channel, customer, next_event
+from fake_helpers import (
+    FAST,
+    IDLE,
+    Seen,
+    agent,
+    agent_topics,
+    api,
+    channel,
+    customer,
+    next_event,
+    seen_until,
+)
 from websockets.asyncio.client import ClientConnection, connect
 
 from outdial.fake import CallTiming, FakePlatform, Outcome, WrapupCode
@@ -16,43 +27,16 @@ pytestmark = pytest.mark.anyio
 
 USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
 PRESENCE = f"v2.users.{USER}.presence"
-ROUTING = f"v2.users.{USER}.routingStatus"
-SUMMARY = f"v2.users.{USER}.conversationsummary"
-CALLS = f"v2.users.{USER}.conversations.calls"
-TOPICS = [PRESENCE, ROUTING, SUMMARY, CALLS]
+TOPICS = agent_topics(USER)
 CALL_URL = f"/api/v2/conversations/calls/user/{USER}"
 NUMBER = "+441212345601"
 QUEUE = "5e2c7a90-1111-4000-8000-000000000001"
-IDLE = ("summary", (0, 0, 0, 0))
-
-Seen = tuple[str, Any]
-
-
-def describe(event: dict[str, Any]) -> Seen:
-    """An agent event in short: what a user watching the agent would notice."""
-    topic, body = event["topicName"], event["eventBody"]
-    if topic == PRESENCE:
-        return "presence", body["presenceDefinition"]["systemPresence"]
-    if topic == ROUTING:
-        return "routing", body["routingStatus"]["status"]
-    if topic == SUMMARY:
-        call = body["call"]
-        cc, ent = call["contactCenter"], call["enterprise"]
-        return "summary", (cc["active"], cc["acw"], ent["active"], ent["acw"])
-    return "calls", agent(body)["state"]
-
-
-async def seen_until(ws: ClientConnection, last: Seen) -> list[Seen]:
-    """Agent events, described, up to and including ``last``."""
-    seen: list[Seen] = []
-    while not seen or seen[-1] != last:
-        seen.append(describe(await next_event(ws)))
-    return seen
 
 
 async def watching(
     platform: FakePlatform, client: Any, body: Callable[[ClientConnection], Any]
 ) -> Any:
+    """Run ``body`` with a socket that sees every event about the agent."""
     created = await channel(client, TOPICS)
     async with connect(created["connectUri"]) as ws:
         await platform.wait_for(lambda: bool(platform.connected_channels))

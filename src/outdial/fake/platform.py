@@ -80,12 +80,15 @@ from outdial.fake.script import (
     WrapupCode,
     call_script,
     conversation_body,
+    foreign_call_script,
+    hang_up,
     iso_ms,
     plan_call,
     purposes_for,
     wrapup_done,
 )
 from outdial.fake.validation import (
+    check_phone_number,
     check_topic,
     check_topic_count,
     parse_json,
@@ -292,7 +295,8 @@ class FakePlatform:
     ``Available`` and ``OFF_QUEUE``; presence changes only through
     :meth:`set_presence`, :meth:`publish_presence` or the control endpoint, never
     because of a call; routing status and ``v2.users.{id}.conversationsummary``
-    follow the agent's calls, with an event only on a change. A call placed with
+    follow the agent's calls (placed through the API or started with
+    :meth:`start_foreign_call`), with an event only on a change. A call placed with
     ``callFromQueueId`` is an ACD call: after its agent leg ends the agent is in
     after-call work for ``timing.wrapup`` seconds (or until :meth:`end_acw` while
     :meth:`hold_acw` holds it). Switches for what no public source settles:
@@ -774,6 +778,83 @@ class FakePlatform:
         await self._until(lambda: conversation.phase == _DONE)
         return conversation.body
 
+    async def start_foreign_call(
+        self,
+        user_id: str,
+        *,
+        phone_number: str,
+        direction: str = "inbound",
+        queue_id: str | None = None,
+    ) -> str:
+        """Put an agent on a call outdial did not place; return its conversation id.
+
+        ``direction`` ``"inbound"`` (the customer called in; the agent's station
+        alerts, then the agent answers) or ``"outbound"`` (the agent dialed by hand;
+        the customer answers). With ``queue_id`` it is an ACD call. Its events
+        (``conversations.calls``, the summary, routing status changes), the REST
+        reads and analytics all show it as any other call. It lasts until
+        :meth:`end_foreign_call`.
+        """
+        agent = self._agent(user_id)
+        if direction not in ("inbound", "outbound"):
+            raise ValueError(f"direction must be 'inbound' or 'outbound', not {direction!r}")
+        try:
+            check_phone_number(phone_number, "phoneNumber")
+        except ApiError as error:
+            raise ValueError(error.message) from None
+        parties = _new_parties(user_id, phone_number)
+        now = self._clock.now()
+        style = self._call_style(queue_id, direction)
+        bodies = foreign_call_script(parties, style, now)
+        conversation = _Conversation(parties, style, bodies[0], now)
+        self._conversations[parties.conversation_id] = conversation
+        load = CallLoad(style.acd, CallPhase.ACTIVE)
+        await self._apply(change_call(agent, parties.conversation_id, load, now))
+        for body in bodies:
+            conversation.body = body
+            self._notify()
+            await self.publish(f"v2.users.{user_id}.conversations.calls", body)
+        emit(
+            _log,
+            "fake.call.foreign",
+            user_id=user_id,
+            conversation_id=parties.conversation_id,
+            direction=direction,
+        )
+        return parties.conversation_id
+
+    async def end_foreign_call(
+        self, conversation_id: str, *, by: str = "customer"
+    ) -> dict[str, Any]:
+        """Hang up a call started with :meth:`start_foreign_call`; return its ended body.
+
+        ``by`` ``"customer"`` (customer leg ``endpoint``, agent leg ``peer``) or
+        ``"agent"`` (agent leg ``client``, customer leg ``peer``). An ACD call's
+        after-call work follows as for any other. Raises :class:`KeyError` for a
+        conversation that is not a foreign call and :class:`ValueError` for one
+        that has already ended.
+        """
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None or not conversation.foreign:
+            raise KeyError(f"{conversation_id!r} is not a foreign call of the fake")
+        if by not in ("customer", "agent"):
+            raise ValueError(f"by must be 'customer' or 'agent', not {by!r}")
+        if conversation.phase != _LIVE:
+            raise ValueError(f"foreign call {conversation_id} has already ended")
+        conversation.phase = _ENDING
+        parties = conversation.parties
+        conversation.body = hang_up(
+            conversation.body,
+            parties,
+            conversation.style,
+            self._clock.now(),
+            "customer" if by == "customer" else "agent",
+        )
+        self._notify()
+        await self.publish(f"v2.users.{parties.user_id}.conversations.calls", conversation.body)
+        await self._after_call(conversation)
+        return conversation.body
+
     async def publish_call_event(
         self,
         user_id: str,
@@ -793,7 +874,7 @@ class FakePlatform:
         the customer did) and, when ``answered``, a ``connectedTime``; the agent leg
         then ends with the disconnect type that goes with it. The call is not
         placed: nothing is recorded and no agent state changes (for a call that
-        does count, place it through the API).
+        does count, see :meth:`start_foreign_call`).
         """
         now = self._clock.now()
         parties = _new_parties(user_id, phone_number, conversation_id)
