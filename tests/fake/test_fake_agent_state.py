@@ -189,6 +189,10 @@ async def test_upper_case_presence_switch() -> None:
         assert event["eventBody"]["presenceDefinition"]["systemPresence"] == "ON_QUEUE"
         rest = (await client.get(f"/api/v2/users/{USER}/presences/purecloud")).json()
         assert rest["presenceDefinition"]["systemPresence"] == "ON_QUEUE"
+        bulk = (await client.get("/api/v2/users", params={"id": USER, "expand": "presence"})).json()
+        assert bulk["entities"][0]["presence"]["presenceDefinition"]["systemPresence"] == (
+            "ON_QUEUE"
+        )
         assert platform.agent_presence(USER) == "On Queue"
 
 

@@ -32,6 +32,9 @@ field). :attr:`FakePlatform.control_url
 ``POST /fake/calls/{conversationId}/wrapup``    end a call's after-call work now; body
                                                 ``{"code"?, "name"?}``; answer
                                                 ``{"conversation"}``
+``PUT  /fake/expands/{expand}``                 leave ``presence``, ``routingStatus`` or
+                                                ``conversationSummary`` out of users reads; body
+                                                ``{"rate"?: 0..1, "single"?: bool, "userId"?}``
 ``PUT  /fake/outcomes/{phoneNumber}``           body ``{"outcome": "busy"|...|null}``
 ``PUT  /fake/hangups/{phoneNumber}``            who ends answered calls to the number: body
                                                 ``{"by": "customer"|"agent"|null}``
@@ -76,6 +79,7 @@ def _router() -> Router:
     router.add("POST", "/fake/calls/{conversation_id}/end", "end_call")
     router.add("PUT", "/fake/agents/{user_id}/acw", "hold_acw")
     router.add("POST", "/fake/calls/{conversation_id}/wrapup", "wrapup")
+    router.add("PUT", "/fake/expands/{expand}", "expand")
     router.add("PUT", "/fake/outcomes/{number}", "outcome")
     router.add("PUT", "/fake/hangups/{number}", "hangup")
     return router
@@ -338,6 +342,23 @@ async def _wrapup(platform: FakePlatform, request: Request, conversation_id: str
     return {"conversation": await platform.end_acw(conversation_id, chosen)}
 
 
+async def _expand(platform: FakePlatform, request: Request, expand: str) -> dict[str, Any]:
+    body = _object(request, required=False)
+    rate = body.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} must be a number from 0 to 1",
+            {"field": "rate"},
+            [FieldDetail("rate", "invalid.value")],
+        )
+    single = bool(_optional(body, "single", bool, "true or false"))
+    user_id = _optional(body, "userId", str, "a user id (a string)")
+    platform.drop_expand(user_id, expand, float(rate), single=single)
+    return {"expand": expand, "userId": user_id, "rate": rate, "single": single}
+
+
 async def _hangup(platform: FakePlatform, request: Request, number: str) -> dict[str, Any]:
     body = _object(request)
     by = body.get("by")
@@ -384,4 +405,5 @@ _HANDLERS: dict[str, Any] = {
     "wrapup": _wrapup,
     "outcome": _outcome,
     "hangup": _hangup,
+    "expand": _expand,
 }

@@ -50,14 +50,19 @@ from outdial.fake.agents import (
     CallLoad,
     CallPhase,
     Change,
+    ExpandDrops,
     change_call,
     change_presence,
     new_agent,
+    parse_expand,
+    parse_users_query,
     presence_event_body,
     presence_rest_body,
     routing_event_body,
     routing_rest_body,
     summary_body,
+    user_entity,
+    users_page,
 )
 from outdial.fake.analytics import ConversationFacts, details_response, validate_details_query
 from outdial.fake.control import CONTROL_PREFIX, handle_control
@@ -403,6 +408,7 @@ class FakePlatform:
         self._forced: dict[str, Outcome] = {}
         self._hangups: dict[str, str] = {}
         self._acw_held: set[str] = set()
+        self._expand_drops = ExpandDrops()
         self._tokens: dict[str, _Token] = {}
         self._rate: dict[str, tuple[float, int]] = {}
         self._channels: dict[str, _Channel] = {}
@@ -410,6 +416,7 @@ class FakePlatform:
         # Separate streams of randomness, so injecting faults never shifts call outcomes.
         self._rest_faults = RestFaults(random.Random(_sub_seed(seed, "rest")))
         self._hangup_rng = random.Random(_sub_seed(seed, "hangups"))
+        self._expand_rng = random.Random(_sub_seed(seed, "expands"))
         self._shaper = EventShaper(random.Random(_sub_seed(seed, "events")))
         self._shaper_wake: anyio.Event | None = None
         self._stall_release: anyio.Event | None = None
@@ -655,10 +662,12 @@ class FakePlatform:
         """Back to a healthy platform: no REST, protocol or TCP faults in force.
 
         Heartbeats and pongs resume, events are no longer duplicated, reordered
-        or delayed (held ones still go out), stalls are released and the
-        proxies (if any) forward transparently again.
+        or delayed (held ones still go out), stalls are released, every expand
+        is answered again (:meth:`drop_expand`) and the proxies (if any) forward
+        transparently again.
         """
         self.clear_rest_faults()
+        self._expand_drops.rules.clear()
         self.heartbeats_enabled = True
         self.answer_pings = True
         self.duplicate_events = 1
@@ -777,6 +786,22 @@ class FakePlatform:
         self._notify()
         await self._until(lambda: conversation.phase == _DONE)
         return conversation.body
+
+    def drop_expand(
+        self, user_id: str | None, expand: str, rate: float = 1.0, *, single: bool = False
+    ) -> None:
+        """Leave ``expand`` (``presence``, ``routingStatus`` or ``conversationSummary``) out
+        of ``GET /api/v2/users`` answers for ``user_id`` (None: every agent), as the
+        platform may (expands are best effort).
+
+        ``rate`` below 1 leaves it out of a seeded share of the reads; 0 removes the
+        rule. With ``single`` the single-user read ``GET /api/v2/users/{id}`` drops it
+        too; the dedicated reads (``presences/purecloud``, ``routingstatus``) never do.
+        :meth:`clear_faults` removes every rule.
+        """
+        if user_id is not None:
+            self._agent(user_id)
+        self._expand_drops.set(user_id, expand, rate, single)
 
     async def start_foreign_call(
         self,
@@ -1598,6 +1623,32 @@ class FakePlatform:
     async def _h_get_routing_status(self, request: Request, user_id: str) -> Response:
         return Response.json(200, routing_rest_body(self._require_agent(user_id)))
 
+    async def _h_get_users(self, request: Request) -> Response:
+        query = parse_users_query(request.query_pairs)
+        page = users_page(
+            list(self._agents.values()),
+            query,
+            upper=self._upper,
+            keep=lambda user_id, expand: not self._expand_dropped(user_id, expand, single=False),
+        )
+        return Response.json(200, page)
+
+    async def _h_get_user(self, request: Request, user_id: str) -> Response:
+        agent = self._require_agent(user_id)
+        entity = user_entity(
+            agent,
+            parse_expand(request.query_pairs),
+            upper=self._upper,
+            keep=lambda expand: not self._expand_dropped(user_id, expand, single=True),
+        )
+        return Response.json(200, entity)
+
+    def _expand_dropped(self, user_id: str, expand: str, *, single: bool) -> bool:
+        rate = self._expand_drops.rate(user_id, expand, single=single)
+        if rate <= 0:
+            return False
+        return rate >= 1 or self._expand_rng.random() < rate
+
     def _agent(self, user_id: str) -> AgentState:
         try:
             return self._agents[user_id]
@@ -1705,6 +1756,8 @@ def _routes() -> Router:
     router.add("POST", "/api/v2/conversations/calls/user/{user_id}", _CALL_ROUTE)
     router.add("GET", "/api/v2/conversations/calls/{conversation_id}", "get_call")
     router.add("POST", "/api/v2/analytics/conversations/details/query", "analytics_query")
+    router.add("GET", "/api/v2/users", "get_users")
+    router.add("GET", "/api/v2/users/{user_id}", "get_user")
     router.add("GET", "/api/v2/users/{user_id}/presences/purecloud", "get_presence")
     router.add("GET", "/api/v2/users/{user_id}/routingstatus", "get_routing_status")
     return router
