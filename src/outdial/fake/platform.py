@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import random
 import re
 import secrets
@@ -292,9 +293,12 @@ class FakePlatform:
     durations. ``clock`` (monotonic for token and channel expiry, wall for
     timestamps) defaults to the system clock; pass a
     :class:`~outdial.clock.ManualClock` to expire tokens and channels without
-    waiting. ``rate_limit`` enforces that many requests per token per minute
-    (429 with ``Retry-After``); by default requests are counted in the
-    ``inin-ratelimit-*`` headers but never refused.
+    waiting. ``rate_limit`` is how many API requests one token may make per
+    minute (default 300, as the platform); beyond it a 429 with ``Retry-After``.
+    Every API answer carries the ``inin-ratelimit-*`` headers; ``None`` or 0 stops
+    refusing (the headers stay). Not counted: the login host (``POST
+    /oauth/token``, which has no token yet and answers without those headers),
+    requests refused 401, and the control endpoints (``/fake/...``).
 
     Agents behave as on the platform (see :mod:`outdial.fake.agents`): they start
     ``Available`` and ``OFF_QUEUE``; presence changes only through
@@ -359,7 +363,7 @@ class FakePlatform:
         channel_lifetime: float = 86400.0,
         timing: CallTiming | None = None,
         outcome_weights: Mapping[Outcome, float] | None = None,
-        rate_limit: int | None = None,
+        rate_limit: int | None = DEFAULT_RATE_LIMIT,
         clock: Clock | None = None,
         ws_proxy: bool = False,
         rest_proxy: bool = False,
@@ -1241,7 +1245,10 @@ class FakePlatform:
                 response = await self._token(request)
             else:
                 token = self._authenticate(request)
-                headers.extend(self._rate_headers(token))
+                counted, retry_after = self._rate_count(token)
+                headers.extend(counted)
+                if retry_after is not None:
+                    raise status_error(429, retry_after=retry_after)
                 handler = getattr(self, f"_h_{name}")
                 response = await handler(request, **match.params)
         except ApiError as error:
@@ -1301,7 +1308,9 @@ class FakePlatform:
             raise status_error(401)
         return value.strip()
 
-    def _rate_headers(self, token: str) -> list[tuple[str, str]]:
+    def _rate_count(self, token: str) -> tuple[list[tuple[str, str]], float | None]:
+        """Count one request against ``token``'s window: the ``inin-ratelimit-*`` headers,
+        and the ``Retry-After`` seconds when it is over the limit (None when it may go)."""
         now = self._clock.monotonic()
         start, count = self._rate.get(token, (now, 0))
         if now - start >= RATE_LIMIT_WINDOW:
@@ -1316,8 +1325,8 @@ class FakePlatform:
             ("inin-ratelimit-reset", str(int(reset))),
         ]
         if self.rate_limit is not None and count > self.rate_limit:
-            raise status_error(429, retry_after=float(max(1, int(reset))))
-        return headers
+            return headers, float(max(1, math.ceil(reset)))
+        return headers, None
 
     def _record_call(self, user_id: str, request: Request, response: Response) -> None:
         try:
