@@ -13,7 +13,7 @@ import pytest
 from outdial.events import CallConversation, body_as
 from outdial.fake import CallTiming, Outcome, call_script, load_scenario, plan_call
 from outdial.fake.errors import ApiError, status_error
-from outdial.fake.scenario import ScenarioError
+from outdial.fake.scenario import Scenario, ScenarioError, platform_from_scenario
 from outdial.fake.script import (
     DEFAULT_OUTCOME_WEIGHTS,
     CallParties,
@@ -427,4 +427,23 @@ def test_scenario_file(tmp_path: Path) -> None:
         load_scenario(path)
     path.write_text("[timing]\nring = [2.0, 1.0]\n")
     with pytest.raises(ScenarioError, match="ring"):
+        load_scenario(path)
+
+
+def test_scenario_platform_switches(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(
+        'rate_limit = 0\npurposes = "agent-customer"\npresence_case = "upper"\n'
+        "disconnect_reasons = true\nagent_hangup_rate = 0.25\n"
+        '[hangups]\n"+441212345601" = "agent"\n'
+    )
+    platform = platform_from_scenario(load_scenario(path))
+    assert platform.rate_limit is None  # 0: never refuse
+    assert (platform.purposes, platform.presence_case) == ("agent-customer", "upper")
+    assert platform.disconnect_reasons is True
+    assert platform.agent_hangup_rate == 0.25
+    defaults = platform_from_scenario(Scenario())
+    assert defaults.rate_limit == 300
+    path.write_text('[hangups]\n"+441212345601" = "dog"\n')
+    with pytest.raises(ScenarioError, match=r"hangups\.\+441212345601"):
         load_scenario(path)

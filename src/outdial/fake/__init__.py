@@ -5,13 +5,17 @@
 
 :class:`FakePlatform` speaks the platform contract of ``DESIGN.md`` closely
 enough that the official ``PureCloudPlatformClientV2`` SDK works against it
-(auth, channels, subscriptions, calls, presence and routing status, and the
-conversation details query of :mod:`outdial.fake.analytics`); :func:`serve`
-runs it standalone for ``outdial fake-server``.
+(auth, channels, subscriptions, calls, presence, routing status, the users
+reads with expands, and the conversation details query of
+:mod:`outdial.fake.analytics`); :func:`serve` runs it standalone for ``outdial
+fake-server``.
 
 Where to look:
 
 * :mod:`outdial.fake.platform`: the platform, its recordings and every fault control.
+* :mod:`outdial.fake.agents`: agents' presence, routing status and conversation summary
+  as the platform keeps them (pure), and the users reads built from them.
+* :mod:`outdial.fake.script`: how one call plays out (pure): outcomes, legs, wrap-up.
 * :mod:`outdial.fake.proxy`: :class:`FaultProxy`, TCP faults (half-open, RST, latency,
   bandwidth, slicing, refusal); ``FakePlatform(ws_proxy=True)`` puts one in front of
   the WebSocket (``platform.ws_proxy``), ``rest_proxy=True`` in front of the REST API.
