@@ -323,6 +323,11 @@ class FakePlatform:
     * ``wrapup_prompt``, ``wrapup_timeout_ms``, ``wrapup_code``: the queue's
       wrap-up settings and the code agents pick.
 
+    Situations a dialer must respect, on demand: :meth:`start_foreign_call` and
+    :meth:`end_foreign_call` (a call outdial did not place), :meth:`hold_acw` and
+    :meth:`end_acw` (wrap-up that lasts), :meth:`drop_expand` (a bulk re-read
+    missing an expand), :meth:`set_hangup` (the agent hangs up).
+
     ``ws_proxy=True`` puts a :class:`~outdial.fake.proxy.FaultProxy` between
     clients and the streaming host: the ``connectUri`` of every channel points
     at it, and :attr:`ws_proxy` breaks those connections at the TCP level
