@@ -1,12 +1,12 @@
 """Calls on the fake platform: validation, the five outcomes (agent unavailable included),
-agent presence, reading calls back, and seeded replay."""
+disconnect types per leg, reading calls back, and seeded replay."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from fake_helpers import FAST, agent, api, channel, customer, next_event
+from fake_helpers import FAST, agent, api, channel, customer, fixture, next_event
 from websockets.asyncio.client import ClientConnection, connect
 
 from outdial.fake import CallTiming, FakePlatform, Outcome
@@ -17,6 +17,8 @@ USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
 CALLS = f"v2.users.{USER}.conversations.calls"
 PRESENCE = f"v2.users.{USER}.presence"
 ROUTING = f"v2.users.{USER}.routingStatus"
+SUMMARY = f"v2.users.{USER}.conversationsummary"
+IDLE_CALLS = {"contactCenter": {"active": 0, "acw": 0}, "enterprise": {"active": 0, "acw": 0}}
 NUMBER = "+441212345601"
 CALL_URL = f"/api/v2/conversations/calls/user/{USER}"
 
@@ -86,8 +88,8 @@ async def test_unknown_user_and_invalid_json() -> None:
 
 
 EXPECTED = {
-    Outcome.ANSWERED: (["dialing", "connected", "disconnected"], "peer"),
-    Outcome.BUSY: (["dialing", "disconnected"], "peer"),
+    Outcome.ANSWERED: (["dialing", "connected", "disconnected"], "endpoint"),
+    Outcome.BUSY: (["dialing", "disconnected"], "endpoint"),
     Outcome.NO_ANSWER: (["dialing", "alerting", "disconnected"], "timeout"),
     Outcome.FAILED: (["dialing", "disconnected"], "error"),
 }
@@ -119,6 +121,11 @@ async def test_each_outcome_plays_out_its_event_sequence(outcome: Outcome) -> No
         assert agent(bodies[0])["state"] == "connected"
         assert agent(bodies[0])["user"] == {"id": USER}
         assert agent(bodies[-1])["state"] == "disconnected"
+        # Relative to the leg: the customer's end finished the call, the agent's leg
+        # was ended by its peer; no queue, so no wrap-up and user/external purposes.
+        assert agent(bodies[-1])["disconnectType"] == "peer"
+        assert agent(bodies[-1])["wrapupRequired"] is False
+        assert [p["purpose"] for p in bodies[0]["participants"]] == ["user", "external"]
         assert all("disconnectType" not in customer(b) for b in bodies[:-1])
         recorded = platform.recorded.accepted_calls
         assert recorded[0].conversation_id == placed["id"]
@@ -134,11 +141,11 @@ async def _agent_leg_events(ws: ClientConnection) -> list[dict[str, Any]]:
     return bodies
 
 
-async def _next_presence_or_routing(ws: ClientConnection) -> dict[str, Any]:
-    """The next presence or routing-status event (calls events skipped)."""
+async def _next_agent_event(ws: ClientConnection) -> dict[str, Any]:
+    """The next presence, routing-status or summary event (calls events skipped)."""
     while True:
         event = await next_event(ws)
-        if event["topicName"] in (PRESENCE, ROUTING):
+        if event["topicName"] != CALLS:
             return event
 
 
@@ -149,7 +156,7 @@ async def test_agent_unavailable_rings_the_agent_and_never_dials_the_customer(
     offline: bool, disconnect: str
 ) -> None:
     async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
-        created = await channel(client, [PRESENCE, ROUTING, CALLS])
+        created = await channel(client, [PRESENCE, ROUTING, SUMMARY, CALLS])
         async with connect(created["connectUri"]) as ws:
             await platform.wait_for(lambda: bool(platform.connected_channels))
             if offline:
@@ -166,20 +173,21 @@ async def test_agent_unavailable_rings_the_agent_and_never_dials_the_customer(
             response = await client.post(CALL_URL, json={"phoneNumber": NUMBER})
             assert response.status_code == 200
             placed = response.json()
-            # Not Busy: the agent never gets on the call.
+            # The agent never gets on the call: nothing about the agent changes.
             assert platform.agent_presence(USER) == presence_before
-            assert platform.agent_routing_status(USER) == "IDLE"
+            assert platform.agent_routing_status(USER) == "OFF_QUEUE"
             bodies = await _agent_leg_events(ws)
-            # Nothing about the agent was published meanwhile (and no wrap-up follows):
-            # the next presence event is the marker sent now.
+            # Nothing about the agent was published meanwhile (no summary, no routing
+            # status, no wrap-up): the next agent event is the marker sent now.
             await platform.set_presence(USER, "Away")
-            marker = await _next_presence_or_routing(ws)
+            marker = await _next_agent_event(ws)
             assert marker["eventBody"]["presenceDefinition"]["systemPresence"] == "Away"
+            assert platform.conversation_summary(USER)["call"] == IDLE_CALLS
 
         assert [agent(b)["state"] for b in bodies] == ["alerting", "disconnected"]
         assert {b["id"] for b in bodies} == {placed["id"]}
         for body in bodies:
-            assert [p["purpose"] for p in body["participants"]] == ["agent"]
+            assert [p["purpose"] for p in body["participants"]] == ["user"]
             assert agent(body)["user"] == {"id": USER}
         last = agent(bodies[-1])
         assert last["disconnectType"] == disconnect
@@ -232,41 +240,20 @@ async def test_unassigned_number_fails_as_uncallable() -> None:
         assert customer(bodies[-1])["disconnectType"] == "uncallable"
 
 
-async def test_agent_goes_busy_then_available_after_wrapup() -> None:
+async def test_presence_and_routing_reads_have_the_rest_shapes() -> None:
     async with FakePlatform([USER], seed=0, timing=FAST) as platform, api(platform) as client:
-        created = await channel(client, [PRESENCE, ROUTING, CALLS])
-        assert platform.agent_presence(USER) == "Available"
-        async with connect(created["connectUri"]) as ws:
-            platform.set_outcome(NUMBER, Outcome.ANSWERED)
-            await client.post(CALL_URL, json={"phoneNumber": NUMBER})
-            assert platform.agent_presence(USER) == "Busy"  # already, before any event
-            busy = await next_event(ws)
-            assert busy["topicName"] == PRESENCE
-            assert busy["eventBody"]["presenceDefinition"]["systemPresence"] == "Busy"
-            assert busy["eventBody"]["source"] == "PURECLOUD"
-            interacting = await next_event(ws)
-            assert interacting["topicName"] == ROUTING
-            assert interacting["eventBody"]["routingStatus"]["status"] == "INTERACTING"
-
-            routing = await client.get(f"/api/v2/users/{USER}/routingstatus")
-            assert routing.json()["status"] == "INTERACTING"
-            assert routing.json()["userId"] == USER
-
-            await _call_events(ws)
-            available = await next_event(ws, PRESENCE)
-            assert available["eventBody"]["presenceDefinition"] == {
-                "id": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
-                "systemPresence": "Available",
-            }
-            idle = await next_event(ws, ROUTING)
-            assert idle["eventBody"]["routingStatus"]["status"] == "IDLE"
-
         presence = (await client.get(f"/api/v2/users/{USER}/presences/purecloud")).json()
-        assert presence["presenceDefinition"]["systemPresence"] == "Available"
-        assert presence["primary"] is True
+        assert set(presence) == set(fixture("user-presence-rest.json"))
+        assert presence["selfUri"] == f"/api/v2/users/{USER}/presences/PURECLOUD"
+        assert presence["presenceDefinition"] == {
+            "id": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
+            "systemPresence": "Available",
+            "selfUri": "/api/v2/presencedefinitions/6a3af858-942f-489d-9700-5f9bcdcdae9b",
+        }
         assert presence["modifiedDate"].endswith("Z")
-        assert platform.agent_presence(USER) == "Available"
-        assert platform.agent_routing_status(USER) == "IDLE"
+        routing = (await client.get(f"/api/v2/users/{USER}/routingstatus")).json()
+        assert set(routing) == {"userId", "status", "startTime"}
+        assert (routing["userId"], routing["status"]) == (USER, "OFF_QUEUE")
         assert (await client.get("/api/v2/users/nobody/presences/purecloud")).status_code == 404
 
 

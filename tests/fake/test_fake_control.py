@@ -50,8 +50,14 @@ async def test_state_shows_agents_channels_and_proxies() -> None:
         async with connect(created["connectUri"]):
             await platform.wait_for(lambda: bool(platform.connected_channels))
             state = (await control.get("/state")).json()
+        idle = {"active": 0, "acw": 0}
         assert state["agents"] == [
-            {"userId": USER, "presence": "Available", "routingStatus": "IDLE"}
+            {
+                "userId": USER,
+                "presence": "Available",
+                "routingStatus": "OFF_QUEUE",
+                "calls": {"contactCenter": idle, "enterprise": idle},
+            }
         ]
         assert state["channels"] == [{"id": created["id"], "connected": True, "topics": [PRESENCE]}]
         assert state["proxies"]["ws"]["connectionsAccepted"] == 1

@@ -29,12 +29,12 @@ async def test_fixture_gives_a_running_platform(fake_platform: FakePlatform) -> 
         )
         assert response.status_code == 200
     [call] = await fake_platform.wait_for_calls(1)
-    await fake_platform.wait_for(
-        lambda: (
-            fake_platform.conversation(call.conversation_id or "") is not None
-            and fake_platform.agent_presence(user) == "Available"
-        ),
-    )
+    idle = {"contactCenter": {"active": 0, "acw": 0}, "enterprise": {"active": 0, "acw": 0}}
+    # The fast timings play the whole call out in a fraction of a second; the agent is
+    # off the call again, still Available (a call never changes presence).
+    await fake_platform.wait_for(lambda: fake_platform.conversation_summary(user)["call"] == idle)
+    assert fake_platform.conversation(call.conversation_id or "") is not None
+    assert fake_platform.agent_presence(user) == "Available"
 
 
 async def test_factory_builds_platforms_with_fast_defaults(
@@ -44,6 +44,9 @@ async def test_factory_builds_platforms_with_fast_defaults(
         assert platform.agents == ["u-1"]
         assert platform.timing == FAST_TIMING
         assert platform.ws_proxy.port > 0
+        assert platform.rate_limit == 300  # as the platform
+    async with fake_platform_factory(rate_limit=None) as platform:
+        assert platform.rate_limit is None
 
 
 def test_always_open_window_is_open_everywhere_for_a_few_minutes() -> None:

@@ -108,6 +108,52 @@ async def test_rate_limit_when_enforced() -> None:
         limited = await client.get("/api/v2/notifications/channels")
         assert int(limited.headers["Retry-After"]) >= 1
         assert limited.json()["code"] == "too.many.requests"
+        # The refusal carries the counters too, so a client sees why.
+        assert limited.headers["inin-ratelimit-allowed"] == "2"
+        assert limited.headers["inin-ratelimit-count"] == "4"
+
+
+async def test_three_hundred_a_minute_by_default() -> None:
+    clock = ManualClock()
+    async with (
+        FakePlatform(seed=0, clock=clock) as platform,
+        api(platform) as client,
+        httpx.AsyncClient(base_url=platform.control_url) as control,
+    ):
+        for _ in range(150):
+            assert (await client.head("/api/v2/notifications/channels/nope")).status_code == 404
+            # Control requests and logins are not API requests of the token: not counted.
+            assert (await control.get("/state")).status_code == 200
+        login = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(platform.client_id, platform.client_secret),
+        )
+        assert "inin-ratelimit-count" not in login.headers
+        for _ in range(150):
+            last = await client.get("/api/v2/users/nobody/routingstatus")
+        assert last.headers["inin-ratelimit-count"] == "300"
+        refused = await client.get("/api/v2/users/nobody/routingstatus")
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "60"
+        assert refused.json()["messageParams"] == {"retryAfter": "60"}
+        # A fresh token has its own budget; the window's end restores this one.
+        async with api(platform) as other:
+            assert (await other.get("/api/v2/users/nobody/routingstatus")).status_code == 404
+        clock.advance(60.0)
+        again = await client.get("/api/v2/users/nobody/routingstatus")
+        assert again.status_code == 404
+        assert again.headers["inin-ratelimit-count"] == "1"
+
+
+@pytest.mark.parametrize("off", [None, 0])
+async def test_rate_limit_can_be_switched_off(off: int | None) -> None:
+    async with FakePlatform(seed=0, rate_limit=off) as platform, api(platform) as client:
+        for _ in range(305):
+            response = await client.head("/api/v2/notifications/channels/nope")
+            assert response.status_code == 404
+        assert response.headers["inin-ratelimit-count"] == "305"
+        assert response.headers["inin-ratelimit-allowed"] == "300"
 
 
 async def test_channel_create_head_and_expiry() -> None:

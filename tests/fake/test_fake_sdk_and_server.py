@@ -66,7 +66,7 @@ async def test_official_sdk_against_the_fake() -> None:
         )
         assert result["channel"].connect_uri.startswith(platform.ws_url)
         assert result["states"] == ["Permitted", "Permitted"]
-        assert result["presence"] == "Busy"
+        assert result["presence"] == "Available"  # a call does not change presence
         [call] = platform.recorded.accepted_calls
         assert call.conversation_id == result["conversation_id"]
         assert call.payload == {
@@ -156,8 +156,8 @@ async def test_official_sdk_reaches_every_other_endpoint_and_reads_errors() -> N
     assert result["channel"] in result["listed"]
     assert result["subscribed"] == [f"v2.users.{USER}.presence"]
     assert not result["after_delete"]
-    assert result["routing"] == "IDLE"
-    assert result["call_parties"] == ["agent", "customer"]
+    assert result["routing"] == "OFF_QUEUE"  # Available is not On Queue
+    assert result["call_parties"] == ["external", "user"]  # no queue: a non-ACD call
     assert result["error_status"] == 400
     body = json.loads(result["error_body"])
     assert body["code"] == "invalid.phone.number"

@@ -5,13 +5,17 @@
 
 :class:`FakePlatform` speaks the platform contract of ``DESIGN.md`` closely
 enough that the official ``PureCloudPlatformClientV2`` SDK works against it
-(auth, channels, subscriptions, calls, presence and routing status, and the
-conversation details query of :mod:`outdial.fake.analytics`); :func:`serve`
-runs it standalone for ``outdial fake-server``.
+(auth, channels, subscriptions, calls, presence, routing status, the users
+reads with expands, and the conversation details query of
+:mod:`outdial.fake.analytics`); :func:`serve` runs it standalone for ``outdial
+fake-server``.
 
 Where to look:
 
 * :mod:`outdial.fake.platform`: the platform, its recordings and every fault control.
+* :mod:`outdial.fake.agents`: agents' presence, routing status and conversation summary
+  as the platform keeps them (pure), and the users reads built from them.
+* :mod:`outdial.fake.script`: how one call plays out (pure): outcomes, legs, wrap-up.
 * :mod:`outdial.fake.proxy`: :class:`FaultProxy`, TCP faults (half-open, RST, latency,
   bandwidth, slicing, refusal); ``FakePlatform(ws_proxy=True)`` puts one in front of
   the WebSocket (``platform.ws_proxy``), ``rest_proxy=True`` in front of the REST API.
@@ -35,7 +39,16 @@ from outdial.fake.proxy import FaultProxy
 from outdial.fake.runner import FaultRun
 from outdial.fake.scenario import Scenario, ScenarioError, load_scenario, platform_from_scenario
 from outdial.fake.schedule import FAULT_KINDS, Fault, random_schedule
-from outdial.fake.script import CallPlan, CallStep, CallTiming, Outcome, call_script, plan_call
+from outdial.fake.script import (
+    CallPlan,
+    CallStep,
+    CallStyle,
+    CallTiming,
+    Outcome,
+    WrapupCode,
+    call_script,
+    plan_call,
+)
 from outdial.fake.server import banner, print_banner, serve
 
 __all__ = [
@@ -44,6 +57,7 @@ __all__ = [
     "ApiError",
     "CallPlan",
     "CallStep",
+    "CallStyle",
     "CallTiming",
     "FakePlatform",
     "Fault",
@@ -57,6 +71,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "SubscriptionChange",
+    "WrapupCode",
     "banner",
     "call_script",
     "load_scenario",

@@ -6,18 +6,39 @@ are not recorded. Errors use the platform's error body (``details`` names the
 field). :attr:`FakePlatform.control_url
 <outdial.fake.platform.FakePlatform.control_url>` is their base URL.
 
-=======================================  ====================================================
-``GET  /fake/state``                     agents, channels, proxies' counters, pending faults
-``GET  /fake/recorded``                  token requests, channels, subscription changes, calls
-``POST /fake/faults/{kind}``             apply one fault now; body: its parameters (JSON
-                                         object, optional), ``duration`` to undo it later
-``POST /fake/schedule``                  play a schedule; body ``{"faults": [{"at", "kind",
-                                         ...}, ...]}``
-``POST /fake/clear``                     end every fault (:meth:`FakePlatform.clear_faults`)
-``POST /fake/publish``                   body ``{"topic", "body"}``; answer ``{"delivered"}``
-``PUT  /fake/agents/{userId}/presence``  body ``{"systemPresence", "routingStatus"?}``
-``PUT  /fake/outcomes/{phoneNumber}``    body ``{"outcome": "busy"|...|null}``
-=======================================  ====================================================
+==============================================  ==================================================
+``GET  /fake/state``                            agents (presence, routing status, call counts),
+                                                channels, proxies' counters, pending faults
+``GET  /fake/recorded``                         token requests, channels, subscription changes,
+                                                calls
+``POST /fake/faults/{kind}``                    apply one fault now; body: its parameters (JSON
+                                                object, optional), ``duration`` to undo it later
+``POST /fake/schedule``                         play a schedule; body ``{"faults": [{"at",
+                                                "kind", ...}, ...]}``
+``POST /fake/clear``                            end every fault
+                                                (:meth:`FakePlatform.clear_faults`)
+``POST /fake/publish``                          body ``{"topic", "body"}``; answer
+                                                ``{"delivered"}``
+``PUT  /fake/agents/{userId}/presence``         body ``{"systemPresence", "routingStatus"?}``
+                                                (any case; routing only ``NOT_RESPONDING``)
+``POST /fake/agents/{userId}/calls``            start a foreign call (inbound or dialed by
+                                                hand); body ``{"phoneNumber", "direction"?:
+                                                "inbound"|"outbound", "queueId"?}``; answer
+                                                ``{"conversationId"}``
+``POST /fake/calls/{conversationId}/end``       hang up a foreign call; body ``{"by"?:
+                                                "customer"|"agent"}``; answer ``{"conversation"}``
+``PUT  /fake/agents/{userId}/acw``              body ``{"hold": true|false}``: keep the agent in
+                                                after-call work until ended
+``POST /fake/calls/{conversationId}/wrapup``    end a call's after-call work now; body
+                                                ``{"code"?, "name"?}``; answer
+                                                ``{"conversation"}``
+``PUT  /fake/expands/{expand}``                 leave ``presence``, ``routingStatus`` or
+                                                ``conversationSummary`` out of users reads; body
+                                                ``{"rate"?: 0..1, "single"?: bool, "userId"?}``
+``PUT  /fake/outcomes/{phoneNumber}``           body ``{"outcome": "busy"|...|null}``
+``PUT  /fake/hangups/{phoneNumber}``            who ends answered calls to the number: body
+                                                ``{"by": "customer"|"agent"|null}``
+==============================================  ==================================================
 """
 
 from __future__ import annotations
@@ -30,7 +51,7 @@ from pydantic import TypeAdapter, ValidationError
 from outdial.fake.errors import ApiError, FieldDetail, status_error
 from outdial.fake.http import Request, Response, Router
 from outdial.fake.schedule import Fault
-from outdial.fake.script import Outcome
+from outdial.fake.script import Outcome, WrapupCode
 from outdial.fake.validation import parse_json
 
 if TYPE_CHECKING:
@@ -54,7 +75,13 @@ def _router() -> Router:
     router.add("POST", "/fake/clear", "clear")
     router.add("POST", "/fake/publish", "publish")
     router.add("PUT", "/fake/agents/{user_id}/presence", "presence")
+    router.add("POST", "/fake/agents/{user_id}/calls", "start_call")
+    router.add("POST", "/fake/calls/{conversation_id}/end", "end_call")
+    router.add("PUT", "/fake/agents/{user_id}/acw", "hold_acw")
+    router.add("POST", "/fake/calls/{conversation_id}/wrapup", "wrapup")
+    router.add("PUT", "/fake/expands/{expand}", "expand")
     router.add("PUT", "/fake/outcomes/{number}", "outcome")
+    router.add("PUT", "/fake/hangups/{number}", "hangup")
     return router
 
 
@@ -125,6 +152,20 @@ def _text(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def _optional(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    """``body[key]`` when present and of ``kind`` (None when absent); a 400 naming it else."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} must be " + what,
+            {"field": key},
+            [FieldDetail(key, "invalid.value")],
+        )
+    return value
+
+
 async def _state(platform: FakePlatform, request: Request) -> dict[str, Any]:
     return {
         "agents": [
@@ -132,6 +173,7 @@ async def _state(platform: FakePlatform, request: Request) -> dict[str, Any]:
                 "userId": user,
                 "presence": platform.agent_presence(user),
                 "routingStatus": platform.agent_routing_status(user),
+                "calls": platform.conversation_summary(user)["call"],
             }
             for user in platform.agents
         ],
@@ -255,6 +297,83 @@ async def _presence(platform: FakePlatform, request: Request, user_id: str) -> d
     }
 
 
+async def _start_call(platform: FakePlatform, request: Request, user_id: str) -> dict[str, Any]:
+    body = _object(request)
+    conversation_id = await platform.start_foreign_call(
+        user_id,
+        phone_number=_text(body, "phoneNumber"),
+        direction=_optional(body, "direction", str, "'inbound' or 'outbound'") or "inbound",
+        queue_id=_optional(body, "queueId", str, "a queue id (a string)"),
+    )
+    return {"conversationId": conversation_id}
+
+
+async def _end_call(
+    platform: FakePlatform, request: Request, conversation_id: str
+) -> dict[str, Any]:
+    body = _object(request, required=False)
+    by = _optional(body, "by", str, "'customer' or 'agent'") or "customer"
+    return {"conversation": await platform.end_foreign_call(conversation_id, by=by)}
+
+
+async def _hold_acw(platform: FakePlatform, request: Request, user_id: str) -> dict[str, Any]:
+    body = _object(request)
+    hold = _optional(body, "hold", bool, "true or false")
+    if hold is None:
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} is required (true or false)",
+            {"field": "hold"},
+            [FieldDetail("hold", "required")],
+        )
+    platform.hold_acw(user_id, hold)
+    return {"userId": user_id, "hold": hold}
+
+
+async def _wrapup(platform: FakePlatform, request: Request, conversation_id: str) -> dict[str, Any]:
+    body = _object(request, required=False)
+    code = _optional(body, "code", str, "a wrap-up code id (a string)")
+    name = _optional(body, "name", str, "a wrap-up code name (a string)")
+    chosen = None
+    if code is not None or name is not None:
+        default = platform.wrapup_code
+        chosen = WrapupCode(code or default.code, name or default.name)
+    return {"conversation": await platform.end_acw(conversation_id, chosen)}
+
+
+async def _expand(platform: FakePlatform, request: Request, expand: str) -> dict[str, Any]:
+    body = _object(request, required=False)
+    rate = body.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ApiError(
+            400,
+            "bad.request",
+            "The field {field} must be a number from 0 to 1",
+            {"field": "rate"},
+            [FieldDetail("rate", "invalid.value")],
+        )
+    single = bool(_optional(body, "single", bool, "true or false"))
+    user_id = _optional(body, "userId", str, "a user id (a string)")
+    platform.drop_expand(user_id, expand, float(rate), single=single)
+    return {"expand": expand, "userId": user_id, "rate": rate, "single": single}
+
+
+async def _hangup(platform: FakePlatform, request: Request, number: str) -> dict[str, Any]:
+    body = _object(request)
+    by = body.get("by")
+    if by not in (None, "customer", "agent"):
+        raise ApiError(
+            400,
+            "bad.request",
+            "Invalid value for {field}: 'customer', 'agent' or null",
+            {"field": "by"},
+            [FieldDetail("by", "invalid.value")],
+        )
+    platform.set_hangup(number, by)
+    return {"phoneNumber": number, "by": by}
+
+
 async def _outcome(platform: FakePlatform, request: Request, number: str) -> dict[str, Any]:
     body = _object(request)
     raw = body.get("outcome")
@@ -280,5 +399,11 @@ _HANDLERS: dict[str, Any] = {
     "clear": _clear,
     "publish": _publish,
     "presence": _presence,
+    "start_call": _start_call,
+    "end_call": _end_call,
+    "hold_acw": _hold_acw,
+    "wrapup": _wrapup,
     "outcome": _outcome,
+    "hangup": _hangup,
+    "expand": _expand,
 }

@@ -35,13 +35,18 @@ MAX_BODY = 4 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One HTTP request, fully read: method, path, query, lower-cased headers and body."""
+    """One HTTP request, fully read: method, path, query, lower-cased headers and body.
+
+    ``query`` keeps the last value of each parameter; ``query_pairs`` keeps every
+    one, in order, for repeatable parameters such as ``id=a&id=b``.
+    """
 
     method: str
     path: str
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    query_pairs: tuple[tuple[str, str], ...] = ()
 
     def header(self, name: str) -> str | None:
         """A header's value (the last one when repeated), by case-insensitive name."""
@@ -168,12 +173,14 @@ class HttpServer:
         assert head is not None  # h11 yields Request before EndOfMessage
         target = urlsplit(head.target.decode("ascii", "replace"))
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
+        pairs = tuple(parse_qsl(target.query, keep_blank_values=True))
         return Request(
             method=head.method.decode("ascii"),
             path=target.path,
-            query=dict(parse_qsl(target.query, keep_blank_values=True)),
+            query=dict(pairs),
             headers=headers,
             body=bytes(body),
+            query_pairs=pairs,
         )
 
     async def _call_app(self, request: Request) -> Response:

@@ -20,6 +20,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import random
 import re
 import secrets
@@ -45,12 +46,26 @@ from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
 from outdial.clock import Clock, SystemClock
-from outdial.fake.analytics import (
-    ConversationFacts,
-    details_response,
-    facts_from_body,
-    validate_details_query,
+from outdial.fake.agents import (
+    AgentState,
+    CallLoad,
+    CallPhase,
+    Change,
+    ExpandDrops,
+    change_call,
+    change_presence,
+    new_agent,
+    parse_expand,
+    parse_users_query,
+    presence_event_body,
+    presence_rest_body,
+    routing_event_body,
+    routing_rest_body,
+    summary_body,
+    user_entity,
+    users_page,
 )
+from outdial.fake.analytics import ConversationFacts, details_response, validate_details_query
 from outdial.fake.control import CONTROL_PREFIX, handle_control
 from outdial.fake.errors import ApiError, FieldDetail, oauth_error, status_error
 from outdial.fake.faults import EventShaper, RestFaults, RestVerdict
@@ -60,20 +75,26 @@ from outdial.fake.runner import FaultRun, end_fault, follow, start_fault
 from outdial.fake.schedule import Fault, expand
 from outdial.fake.script import (
     DEFAULT_OUTCOME_WEIGHTS,
+    DEFAULT_WRAPUP_CODE,
+    PURPOSE_MODES,
     CallParties,
     CallPlan,
     CallStep,
+    CallStyle,
     CallTiming,
     Outcome,
+    WrapupCode,
     call_script,
     conversation_body,
+    foreign_call_script,
+    hang_up,
     iso_ms,
     plan_call,
-    presence_body,
-    presence_definition_id,
-    routing_status_body,
+    purposes_for,
+    wrapup_done,
 )
 from outdial.fake.validation import (
+    check_phone_number,
     check_topic,
     check_topic_count,
     parse_json,
@@ -105,6 +126,9 @@ MAX_CHANNELS = 20
 RATE_LIMIT_WINDOW = 60.0
 """Seconds in one rate-limit window (``inin-ratelimit-reset`` counts down to its end)."""
 
+DEFAULT_RATE_LIMIT = 300
+"""Requests per token per :data:`RATE_LIMIT_WINDOW` the platform allows by default."""
+
 HEARTBEAT = json.dumps(
     {"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}}
 )
@@ -112,6 +136,10 @@ PONG = json.dumps({"topicName": "channel.metadata", "eventBody": {"message": "po
 
 # The system presence of an agent whose calls end agent-unavailable (no station to ring).
 _OFFLINE = "Offline"
+
+# A conversation's progress for the agent: on the call, its leg just ended (what follows
+# is being published), in after-call work, or done with it.
+_LIVE, _ENDING, _ACW, _DONE = "live", "ending", "acw", "done"
 
 _CALL_ROUTE = "create_call"
 _REPLACED = "Replaced by a newer connection to this channel"
@@ -208,19 +236,35 @@ class _Channel:
 
 @dataclass(slots=True, eq=False)
 class _Conversation:
+    """One call the fake knows: placed through the API (``plan`` set) or foreign (None)."""
+
     parties: CallParties
-    plan: CallPlan
+    style: CallStyle
     body: dict[str, Any]
     started: datetime
+    plan: CallPlan | None = None
     caller_id: str | None = None
+    # False for an agent-unavailable call: the agent never got on it, so it counts in no
+    # summary, changes no routing status and has no wrap-up.
+    engaged: bool = True
+    phase: str = _LIVE
+    # Set by FakePlatform.end_acw: the after-call work ends now, with this code.
+    acw_end: WrapupCode | None = None
+
+    @property
+    def foreign(self) -> bool:
+        return self.plan is None
 
     def facts(self) -> ConversationFacts:
-        if self.plan.outcome is not Outcome.AGENT_UNAVAILABLE:
-            return facts_from_body(self.body, self.started, self.caller_id)
-        # No customer participant to read (the customer was never dialed): the agent
-        # leg says whether and how the call ended.
-        agent = self.body["participants"][0]
-        ended = agent.get("state") == "disconnected"
+        """What analytics says about the call, read off its legs by participant id (so any
+        pair of purposes reads the same); with no customer leg (agent unavailable) the
+        agent leg says whether and how the call ended."""
+        legs = {p["id"]: p for p in self.body["participants"]}
+        agent = legs[self.parties.agent_participant_id]
+        far = legs.get(self.parties.customer_participant_id)
+        source = far if far is not None else agent
+        ended = source.get("state") in ("disconnected", "terminated")
+        connected = far.get("connectedTime") if far is not None else None
         return ConversationFacts(
             conversation_id=self.parties.conversation_id,
             user_id=self.parties.user_id,
@@ -229,20 +273,10 @@ class _Conversation:
             agent_participant_id=self.parties.agent_participant_id,
             customer_participant_id=self.parties.customer_participant_id,
             caller_id=self.caller_id,
-            end=datetime.fromisoformat(agent["endTime"]) if ended else None,
-            disconnect_type=agent.get("disconnectType") if ended else None,
+            connected=datetime.fromisoformat(connected) if connected else None,
+            end=datetime.fromisoformat(source["endTime"]) if ended else None,
+            disconnect_type=source.get("disconnectType") if ended else None,
         )
-
-
-@dataclass(slots=True, eq=False)
-class _Agent:
-    user_id: str
-    presence: str
-    presence_modified: datetime
-    routing: str
-    routing_start: datetime
-    active_calls: int = 0
-    generation: int = 0
 
 
 class FakePlatform:
@@ -259,9 +293,40 @@ class FakePlatform:
     durations. ``clock`` (monotonic for token and channel expiry, wall for
     timestamps) defaults to the system clock; pass a
     :class:`~outdial.clock.ManualClock` to expire tokens and channels without
-    waiting. ``rate_limit`` enforces that many requests per token per minute
-    (429 with ``Retry-After``); by default requests are counted in the
-    ``inin-ratelimit-*`` headers but never refused.
+    waiting. ``rate_limit`` is how many API requests one token may make per
+    minute (default 300, as the platform); beyond it a 429 with ``Retry-After``.
+    Every API answer carries the ``inin-ratelimit-*`` headers; ``None`` or 0 stops
+    refusing (the headers stay). Not counted: the login host (``POST
+    /oauth/token``, which has no token yet and answers without those headers),
+    requests refused 401, and the control endpoints (``/fake/...``).
+
+    Agents behave as on the platform (see :mod:`outdial.fake.agents`): they start
+    ``Available`` and ``OFF_QUEUE``; presence changes only through
+    :meth:`set_presence`, :meth:`publish_presence` or the control endpoint, never
+    because of a call; routing status and ``v2.users.{id}.conversationsummary``
+    follow the agent's calls (placed through the API or started with
+    :meth:`start_foreign_call`), with an event only on a change. A call placed with
+    ``callFromQueueId`` is an ACD call: after its agent leg ends the agent is in
+    after-call work for ``timing.wrapup`` seconds (or until :meth:`end_acw` while
+    :meth:`hold_acw` holds it). Switches for what no public source settles:
+
+    * ``purposes``: ``"auto"`` (default: ``agent``/``customer`` with a queue,
+      ``user``/``external`` without), ``"agent-customer"`` or ``"user-external"``.
+    * ``presence_case``: ``"title"`` (``Available``, ``On Queue``) or ``"upper"``
+      (``AVAILABLE``, ``ON_QUEUE``) in presence events and REST bodies.
+    * ``disconnect_reasons``: add ``disconnectReasons: [{"type": "q850", "code"}]``
+      to ended customer legs (off: the calls topic may not carry them).
+    * ``agent_hangup_rate``: the seeded share of answered and no-answer calls the
+      agent ends (an answered call hung up, a ringing one abandoned); the draws
+      come from their own stream, so outcomes and timings do not move.
+      :meth:`set_hangup` pins it per number.
+    * ``wrapup_prompt``, ``wrapup_timeout_ms``, ``wrapup_code``: the queue's
+      wrap-up settings and the code agents pick.
+
+    Situations a dialer must respect, on demand: :meth:`start_foreign_call` and
+    :meth:`end_foreign_call` (a call outdial did not place), :meth:`hold_acw` and
+    :meth:`end_acw` (wrap-up that lasts), :meth:`drop_expand` (a bulk re-read
+    missing an expand), :meth:`set_hangup` (the agent hangs up).
 
     ``ws_proxy=True`` puts a :class:`~outdial.fake.proxy.FaultProxy` between
     clients and the streaming host: the ``connectUri`` of every channel points
@@ -303,11 +368,24 @@ class FakePlatform:
         channel_lifetime: float = 86400.0,
         timing: CallTiming | None = None,
         outcome_weights: Mapping[Outcome, float] | None = None,
-        rate_limit: int | None = None,
+        rate_limit: int | None = DEFAULT_RATE_LIMIT,
         clock: Clock | None = None,
         ws_proxy: bool = False,
         rest_proxy: bool = False,
+        purposes: str = "auto",
+        presence_case: str = "title",
+        disconnect_reasons: bool = False,
+        agent_hangup_rate: float = 0.0,
+        wrapup_prompt: str = "mandatory",
+        wrapup_timeout_ms: int = 60000,
+        wrapup_code: WrapupCode = DEFAULT_WRAPUP_CODE,
     ) -> None:
+        if purposes not in PURPOSE_MODES:
+            raise ValueError(f"purposes must be one of {', '.join(PURPOSE_MODES)}")
+        if presence_case not in ("title", "upper"):
+            raise ValueError("presence_case must be 'title' or 'upper'")
+        if not 0 <= agent_hangup_rate <= 1:
+            raise ValueError("agent_hangup_rate must be between 0 and 1")
         self.client_id = client_id
         self.client_secret = client_secret
         self.heartbeat_interval = heartbeat_interval
@@ -319,23 +397,35 @@ class FakePlatform:
         self.answer_pings = True
         self.pings_received = 0
         self.recorded = Recorded()
-        self.rate_limit = rate_limit
+        self.rate_limit = rate_limit or None
+        self.purposes = purposes
+        self.presence_case = presence_case
+        self.disconnect_reasons = disconnect_reasons
+        self.agent_hangup_rate = agent_hangup_rate
+        self.wrapup_prompt = wrapup_prompt
+        self.wrapup_timeout_ms = wrapup_timeout_ms
+        self.wrapup_code = wrapup_code
         self._host = host
         self._port = port
         self._ws_port = ws_port
         self._clock: Clock = clock or SystemClock()
         self._rng = random.Random(seed)
         now = self._clock.now()
-        self._agents = {
-            user: _Agent(user, "Available", now, "IDLE", now) for user in dict.fromkeys(agents)
-        }
+        self._agents: dict[str, AgentState] = {}
+        for user in dict.fromkeys(agents):
+            self._agents[user] = new_agent(user, now, name=f"Agent {len(self._agents) + 1}")
         self._forced: dict[str, Outcome] = {}
+        self._hangups: dict[str, str] = {}
+        self._acw_held: set[str] = set()
+        self._expand_drops = ExpandDrops()
         self._tokens: dict[str, _Token] = {}
         self._rate: dict[str, tuple[float, int]] = {}
         self._channels: dict[str, _Channel] = {}
         self._conversations: dict[str, _Conversation] = {}
         # Separate streams of randomness, so injecting faults never shifts call outcomes.
         self._rest_faults = RestFaults(random.Random(_sub_seed(seed, "rest")))
+        self._hangup_rng = random.Random(_sub_seed(seed, "hangups"))
+        self._expand_rng = random.Random(_sub_seed(seed, "expands"))
         self._shaper = EventShaper(random.Random(_sub_seed(seed, "events")))
         self._shaper_wake: anyio.Event | None = None
         self._stall_release: anyio.Event | None = None
@@ -581,10 +671,12 @@ class FakePlatform:
         """Back to a healthy platform: no REST, protocol or TCP faults in force.
 
         Heartbeats and pongs resume, events are no longer duplicated, reordered
-        or delayed (held ones still go out), stalls are released and the
-        proxies (if any) forward transparently again.
+        or delayed (held ones still go out), stalls are released, every expand
+        is answered again (:meth:`drop_expand`) and the proxies (if any) forward
+        transparently again.
         """
         self.clear_rest_faults()
+        self._expand_drops.rules.clear()
         self.heartbeats_enabled = True
         self.answer_pings = True
         self.duplicate_events = 1
@@ -595,33 +687,58 @@ class FakePlatform:
                 proxy.clear()
 
     def agent_presence(self, user_id: str) -> str:
-        """The agent's current ``systemPresence`` (``Available``, ``Busy``, ...)."""
+        """The agent's current ``systemPresence`` (``Available``, ``On Queue``, ...), by the
+        fake's name for it whatever ``presence_case`` the wire uses."""
         return self._agent(user_id).presence
 
     def agent_routing_status(self, user_id: str) -> str:
-        """The agent's current routing status (``IDLE``, ``INTERACTING``, ...)."""
+        """The agent's current routing status (``OFF_QUEUE``, ``IDLE``, ``INTERACTING``, ...)."""
         return self._agent(user_id).routing
+
+    def conversation_summary(self, user_id: str) -> dict[str, Any]:
+        """The agent's conversation summary now, as ``v2.users.{id}.conversationsummary``
+        carries it."""
+        return summary_body(self._agent(user_id))
 
     async def set_presence(
         self, user_id: str, system_presence: str, routing_status: str | None = None
     ) -> None:
-        """Change an agent's presence (and optionally routing status) and publish the events.
+        """Change an agent's presence (any case: ``Available``, ``AVAILABLE``) and publish
+        what changed: the presence and, when it moves, the routing status.
 
+        The platform sets routing itself (``OFF_QUEUE`` unless On Queue, then by the
+        agent's calls), so ``routing_status`` may only be ``NOT_RESPONDING`` for an
+        agent On Queue (it lasts until the presence is set again) or what the
+        platform would report anyway; anything else raises :class:`ValueError`.
         Every call placed for an ``Offline`` agent ends agent-unavailable (the
         customer is never dialed) until the agent's presence changes again.
         """
-        presence_definition_id(system_presence)  # refuse unknown names before changing state
         agent = self._agent(user_id)
-        await self._set_agent(agent, system_presence, routing_status or agent.routing)
+        change = change_presence(agent, system_presence, self._clock.now(), routing_status)
+        await self._apply(change)
 
     def add_agent(
-        self, user_id: str, presence: str = "Available", routing_status: str = "IDLE"
+        self,
+        user_id: str,
+        presence: str = "Available",
+        routing_status: str | None = None,
+        *,
+        name: str | None = None,
     ) -> None:
-        """Simulate one more agent (a no-op for one already simulated); no event is published."""
-        presence_definition_id(presence)
+        """Simulate one more agent (a no-op for one already simulated); no event is published.
+
+        ``routing_status`` is as for :meth:`set_presence`; ``name`` (default ``Agent N``)
+        is what the users API answers.
+        """
+        state = new_agent(
+            user_id,
+            self._clock.now(),
+            name=name or f"Agent {len(self._agents) + 1}",
+            presence=presence,
+            routing_status=routing_status,
+        )
         if user_id not in self._agents:
-            now = self._clock.now()
-            self._agents[user_id] = _Agent(user_id, presence, now, routing_status, now)
+            self._agents[user_id] = state
             self._notify()
 
     async def publish_presence(
@@ -630,18 +747,147 @@ class FakePlatform:
         """Set an agent's presence and publish ``v2.users.{id}.presence`` even when unchanged.
 
         :meth:`set_presence` publishes only changes, as the platform does; this
-        is the helper for a test that wants "an Available event now". Returns
-        how many sockets got the presence event.
+        is the helper for a test that wants "an Available event now" (the user
+        chose it again: a new ``modifiedDate``). A routing status event follows
+        only when it changes. Returns how many sockets got the presence event.
         """
-        presence_definition_id(system_presence)
         agent = self._agent(user_id)
-        now = self._clock.now()
-        agent.presence, agent.presence_modified = system_presence, now
-        if routing_status is not None and routing_status != agent.routing:
-            await self._set_agent(agent, system_presence, routing_status)
+        change = change_presence(
+            agent, system_presence, self._clock.now(), routing_status, republish=True
+        )
+        return await self._apply(change)
+
+    def set_hangup(self, phone_number: str, by: str | None) -> None:
+        """Who ends answered calls to ``phone_number``: ``"customer"`` (customer leg
+        ``endpoint``, agent leg ``peer``) or ``"agent"`` (agent leg ``client``, customer
+        leg ``peer``; a call that is not answered the agent then abandons while it
+        rings). None returns the number to the seeded ``agent_hangup_rate``."""
+        if by is None:
+            self._hangups.pop(phone_number, None)
+        elif by in ("customer", "agent"):
+            self._hangups[phone_number] = by
+        else:
+            raise ValueError(f"by must be 'customer', 'agent' or None, not {by!r}")
+
+    def hold_acw(self, user_id: str, hold: bool = True) -> None:
+        """Keep an agent in after-call work until :meth:`end_acw` ends it (``hold=False``
+        lets the agent's overdue wrap-ups finish now, and later ones on time)."""
+        self._agent(user_id)
+        if hold:
+            self._acw_held.add(user_id)
+        else:
+            self._acw_held.discard(user_id)
         self._notify()
-        topic = f"v2.users.{user_id}.presence"
-        return await self.publish(topic, presence_body(system_presence, now))
+
+    async def end_acw(self, conversation_id: str, code: WrapupCode | None = None) -> dict[str, Any]:
+        """End a call's after-call work now, with ``code`` (default :attr:`wrapup_code`);
+        return the final body once published (agent leg ``terminated``, ``wrapup``).
+
+        Raises :class:`KeyError` for an unknown conversation and :class:`ValueError`
+        for one that is not in after-call work.
+        """
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None:
+            raise KeyError(f"{conversation_id!r} is not a conversation of the fake")
+        if conversation.phase != _ACW:
+            raise ValueError(f"conversation {conversation_id} is not in after-call work")
+        conversation.acw_end = code or self.wrapup_code
+        self._notify()
+        await self._until(lambda: conversation.phase == _DONE)
+        return conversation.body
+
+    def drop_expand(
+        self, user_id: str | None, expand: str, rate: float = 1.0, *, single: bool = False
+    ) -> None:
+        """Leave ``expand`` (``presence``, ``routingStatus`` or ``conversationSummary``) out
+        of ``GET /api/v2/users`` answers for ``user_id`` (None: every agent), as the
+        platform may (expands are best effort).
+
+        ``rate`` below 1 leaves it out of a seeded share of the reads; 0 removes the
+        rule. With ``single`` the single-user read ``GET /api/v2/users/{id}`` drops it
+        too; the dedicated reads (``presences/purecloud``, ``routingstatus``) never do.
+        :meth:`clear_faults` removes every rule.
+        """
+        if user_id is not None:
+            self._agent(user_id)
+        self._expand_drops.set(user_id, expand, rate, single)
+
+    async def start_foreign_call(
+        self,
+        user_id: str,
+        *,
+        phone_number: str,
+        direction: str = "inbound",
+        queue_id: str | None = None,
+    ) -> str:
+        """Put an agent on a call outdial did not place; return its conversation id.
+
+        ``direction`` ``"inbound"`` (the customer called in; the agent's station
+        alerts, then the agent answers) or ``"outbound"`` (the agent dialed by hand;
+        the customer answers). With ``queue_id`` it is an ACD call. Its events
+        (``conversations.calls``, the summary, routing status changes), the REST
+        reads and analytics all show it as any other call. It lasts until
+        :meth:`end_foreign_call`.
+        """
+        agent = self._agent(user_id)
+        if direction not in ("inbound", "outbound"):
+            raise ValueError(f"direction must be 'inbound' or 'outbound', not {direction!r}")
+        try:
+            check_phone_number(phone_number, "phoneNumber")
+        except ApiError as error:
+            raise ValueError(error.message) from None
+        parties = _new_parties(user_id, phone_number)
+        now = self._clock.now()
+        style = self._call_style(queue_id, direction)
+        bodies = foreign_call_script(parties, style, now)
+        conversation = _Conversation(parties, style, bodies[0], now)
+        self._conversations[parties.conversation_id] = conversation
+        load = CallLoad(style.acd, CallPhase.ACTIVE)
+        await self._apply(change_call(agent, parties.conversation_id, load, now))
+        for body in bodies:
+            conversation.body = body
+            self._notify()
+            await self.publish(f"v2.users.{user_id}.conversations.calls", body)
+        emit(
+            _log,
+            "fake.call.foreign",
+            user_id=user_id,
+            conversation_id=parties.conversation_id,
+            direction=direction,
+        )
+        return parties.conversation_id
+
+    async def end_foreign_call(
+        self, conversation_id: str, *, by: str = "customer"
+    ) -> dict[str, Any]:
+        """Hang up a call started with :meth:`start_foreign_call`; return its ended body.
+
+        ``by`` ``"customer"`` (customer leg ``endpoint``, agent leg ``peer``) or
+        ``"agent"`` (agent leg ``client``, customer leg ``peer``). An ACD call's
+        after-call work follows as for any other. Raises :class:`KeyError` for a
+        conversation that is not a foreign call and :class:`ValueError` for one
+        that has already ended.
+        """
+        conversation = self._conversations.get(conversation_id)
+        if conversation is None or not conversation.foreign:
+            raise KeyError(f"{conversation_id!r} is not a foreign call of the fake")
+        if by not in ("customer", "agent"):
+            raise ValueError(f"by must be 'customer' or 'agent', not {by!r}")
+        if conversation.phase != _LIVE:
+            raise ValueError(f"foreign call {conversation_id} has already ended")
+        conversation.phase = _ENDING
+        parties = conversation.parties
+        conversation.body = hang_up(
+            conversation.body,
+            parties,
+            conversation.style,
+            self._clock.now(),
+            "customer" if by == "customer" else "agent",
+        )
+        self._notify()
+        await self.publish(f"v2.users.{parties.user_id}.conversations.calls", conversation.body)
+        await self._after_call(conversation)
+        return conversation.body
 
     async def publish_call_event(
         self,
@@ -656,19 +902,16 @@ class FakePlatform:
         """Publish one ``v2.users.{id}.conversations.calls`` event for a made-up call; return
         its body.
 
-        The customer leg is in ``state`` (``dialing``, ``alerting``,
-        ``connected``, ``disconnected``); a disconnected one carries
-        ``disconnect_type`` and, when ``answered``, a ``connectedTime``. The
-        call is not placed: nothing is recorded and no agent state changes.
+        The customer leg (purposes ``agent``/``customer``) is in ``state``
+        (``dialing``, ``alerting``, ``connected``, ``disconnected``); a disconnected
+        one carries ``disconnect_type`` (``peer``: the agent hung up; ``endpoint``:
+        the customer did) and, when ``answered``, a ``connectedTime``; the agent leg
+        then ends with the disconnect type that goes with it. The call is not
+        placed: nothing is recorded and no agent state changes (for a call that
+        does count, see :meth:`start_foreign_call`).
         """
         now = self._clock.now()
-        parties = CallParties(
-            conversation_id=conversation_id or str(uuid.uuid4()),
-            user_id=user_id,
-            phone_number=phone_number,
-            agent_participant_id=str(uuid.uuid4()),
-            customer_participant_id=str(uuid.uuid4()),
-        )
+        parties = _new_parties(user_id, phone_number, conversation_id)
         customer: dict[str, Any] = {"state": state}
         if state == "connected" or (state == "disconnected" and answered):
             customer["connectedTime"] = iso_ms(now)
@@ -1007,7 +1250,10 @@ class FakePlatform:
                 response = await self._token(request)
             else:
                 token = self._authenticate(request)
-                headers.extend(self._rate_headers(token))
+                counted, retry_after = self._rate_count(token)
+                headers.extend(counted)
+                if retry_after is not None:
+                    raise status_error(429, retry_after=retry_after)
                 handler = getattr(self, f"_h_{name}")
                 response = await handler(request, **match.params)
         except ApiError as error:
@@ -1067,7 +1313,9 @@ class FakePlatform:
             raise status_error(401)
         return value.strip()
 
-    def _rate_headers(self, token: str) -> list[tuple[str, str]]:
+    def _rate_count(self, token: str) -> tuple[list[tuple[str, str]], float | None]:
+        """Count one request against ``token``'s window: the ``inin-ratelimit-*`` headers,
+        and the ``Retry-After`` seconds when it is over the limit (None when it may go)."""
         now = self._clock.monotonic()
         start, count = self._rate.get(token, (now, 0))
         if now - start >= RATE_LIMIT_WINDOW:
@@ -1075,15 +1323,15 @@ class FakePlatform:
         count += 1
         self._rate[token] = (start, count)
         reset = max(0.0, RATE_LIMIT_WINDOW - (now - start))
-        allowed = self.rate_limit if self.rate_limit is not None else 300
+        allowed = self.rate_limit if self.rate_limit is not None else DEFAULT_RATE_LIMIT
         headers = [
             ("inin-ratelimit-count", str(count)),
             ("inin-ratelimit-allowed", str(allowed)),
             ("inin-ratelimit-reset", str(int(reset))),
         ]
         if self.rate_limit is not None and count > self.rate_limit:
-            raise status_error(429, retry_after=float(max(1, int(reset))))
-        return headers
+            return headers, float(max(1, math.ceil(reset)))
+        return headers, None
 
     def _record_call(self, user_id: str, request: Request, response: Response) -> None:
         try:
@@ -1230,9 +1478,7 @@ class FakePlatform:
     # -- calls --------------------------------------------------------------------------------
 
     async def _h_create_call(self, request: Request, user_id: str) -> Response:
-        agent = self._agents.get(user_id)
-        if agent is None:
-            raise _not_found("User", "userId", user_id)
+        agent = self._require_agent(user_id)
         call, dial = validate_create_call(parse_json(request.body))
         if dial is None:
             raise ApiError(
@@ -1242,6 +1488,9 @@ class FakePlatform:
                 {"field": "callQueueId/callUserId/conversationIds/participants"},
                 [FieldDetail("phoneNumber", "required")],
             )
+        # Drawn for every call from its own stream, so it never shifts outcomes or timings.
+        drawn = self._hangup_rng.random() < self.agent_hangup_rate
+        pinned = self._hangups.get(dial.number)
         plan = plan_call(
             self._rng,
             self.timing,
@@ -1250,26 +1499,29 @@ class FakePlatform:
             reachable=dial.reachable,
             # An Offline agent has no station for the platform to ring (see script.py).
             agent_available=agent.presence != _OFFLINE,
+            agent_hangs_up=drawn if pinned is None else pinned == "agent",
         )
-        parties = CallParties(
-            conversation_id=str(uuid.uuid4()),
-            user_id=user_id,
-            phone_number=dial.number,
-            agent_participant_id=str(uuid.uuid4()),
-            customer_participant_id=str(uuid.uuid4()),
-        )
+        parties = _new_parties(user_id, dial.number)
+        style = self._call_style(call.call_from_queue_id, "outbound")
         started = self._clock.now()
-        steps = call_script(plan, parties, self.timing, started)
-        self._conversations[parties.conversation_id] = _Conversation(
-            parties, plan, steps[0].body, started, call.caller_id
+        steps = call_script(plan, parties, self.timing, started, style)
+        conversation = _Conversation(
+            parties,
+            style,
+            steps[0].body,
+            started,
+            plan,
+            call.caller_id,
+            engaged=plan.outcome is not Outcome.AGENT_UNAVAILABLE,
         )
-        # The agent is busy from the moment the platform accepts the call, so a REST
-        # re-read right after the POST already sees it; the events follow. Not so when
-        # the agent's own leg never comes up: the agent never gets on that call.
-        if plan.outcome is not Outcome.AGENT_UNAVAILABLE:
-            agent.active_calls += 1
-            agent.generation += 1
-        self._task_group.start_soon(self._play_call, agent, parties, steps)
+        self._conversations[parties.conversation_id] = conversation
+        # The agent is on the call from the moment the platform accepts it, so a REST
+        # re-read right after the POST already counts it; the call events follow. Not so
+        # when the agent's own leg never comes up: the agent never gets on that call.
+        if conversation.engaged:
+            load = CallLoad(style.acd, CallPhase.ACTIVE)
+            await self._apply(change_call(agent, parties.conversation_id, load, started))
+        self._task_group.start_soon(self._play_call, conversation, steps)
         emit(
             _log,
             "fake.call.placed",
@@ -1284,16 +1536,20 @@ class FakePlatform:
             {"id": conversation_id, "selfUri": f"/api/v2/conversations/calls/{conversation_id}"},
         )
 
-    async def _play_call(
-        self, agent: _Agent, parties: CallParties, steps: Sequence[CallStep]
-    ) -> None:
-        conversation = self._conversations[parties.conversation_id]
-        # Agent unavailable: the agent never gets on the call, so no Busy before it
-        # and no wrap-up after it (see outdial.fake.script).
-        engaged = conversation.plan.outcome is not Outcome.AGENT_UNAVAILABLE
-        if engaged and (agent.presence != "Busy" or agent.routing != "INTERACTING"):
-            await self._set_agent(agent, "Busy", "INTERACTING")
-        topic = f"v2.users.{parties.user_id}.conversations.calls"
+    def _call_style(self, queue_id: str | None, direction: str) -> CallStyle:
+        agent_purpose, far_purpose = purposes_for(self.purposes, queue_id)
+        return CallStyle(
+            agent_purpose=agent_purpose,
+            far_purpose=far_purpose,
+            direction="inbound" if direction == "inbound" else "outbound",
+            queue_id=queue_id,
+            wrapup_prompt=self.wrapup_prompt,
+            wrapup_timeout_ms=self.wrapup_timeout_ms,
+            disconnect_reasons=self.disconnect_reasons,
+        )
+
+    async def _play_call(self, conversation: _Conversation, steps: Sequence[CallStep]) -> None:
+        topic = f"v2.users.{conversation.parties.user_id}.conversations.calls"
         for step in steps:
             await anyio.sleep(step.delay)
             conversation.body = step.body
@@ -1302,16 +1558,60 @@ class FakePlatform:
         emit(
             _log,
             "fake.call.ended",
-            conversation_id=parties.conversation_id,
-            outcome=conversation.plan.outcome.value,
+            conversation_id=conversation.parties.conversation_id,
+            outcome=conversation.plan.outcome.value if conversation.plan else None,
         )
-        if not engaged:
+        conversation.phase = _ENDING
+        await self._after_call(conversation)
+
+    async def _after_call(self, conversation: _Conversation) -> None:
+        """The agent leg has ended: an ACD call goes into after-call work, any other is over
+        for the agent."""
+        if not conversation.engaged:
+            conversation.phase = _DONE
+            self._notify()
             return
-        agent.active_calls -= 1
-        generation = agent.generation
-        await anyio.sleep(self.timing.wrapup)
-        if agent.active_calls == 0 and agent.generation == generation:
-            await self._set_agent(agent, "Available", "IDLE")
+        parties = conversation.parties
+        agent = self._agents[parties.user_id]
+        now = self._clock.now()
+        if conversation.style.acd:
+            conversation.phase = _ACW
+            load = CallLoad(True, CallPhase.ACW)
+            await self._apply(change_call(agent, parties.conversation_id, load, now))
+            self._task_group.start_soon(self._after_call_work, conversation)
+        else:
+            conversation.phase = _DONE
+            await self._apply(change_call(agent, parties.conversation_id, None, now))
+
+    async def _after_call_work(self, conversation: _Conversation) -> None:
+        """Wrap up for ``timing.wrapup`` seconds (longer while :meth:`hold_acw` holds the
+        agent, shorter when :meth:`end_acw` ends it), then publish the terminated leg."""
+        parties = conversation.parties
+        began = anyio.current_time()
+        with anyio.move_on_after(self.timing.wrapup):
+            await self._until(lambda: conversation.acw_end is not None)
+        await self._until(
+            lambda: conversation.acw_end is not None or parties.user_id not in self._acw_held
+        )
+        agent_leg = next(
+            p for p in conversation.body["participants"] if p["id"] == parties.agent_participant_id
+        )
+        # On the call's own timeline (its bodies carry planned times, not the clock's).
+        started = datetime.fromisoformat(agent_leg.get("startAcwTime") or agent_leg["endTime"])
+        end = started + timedelta(seconds=anyio.current_time() - began)
+        code = conversation.acw_end or self.wrapup_code
+        conversation.body = wrapup_done(conversation.body, parties, end, code)
+        self._notify()
+        await self.publish(f"v2.users.{parties.user_id}.conversations.calls", conversation.body)
+        agent = self._agents[parties.user_id]
+        await self._apply(change_call(agent, parties.conversation_id, None, self._clock.now()))
+        conversation.phase = _DONE
+        self._notify()
+        emit(_log, "fake.call.wrapped_up", conversation_id=parties.conversation_id)
+
+    async def _until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
 
     async def _h_get_call(self, request: Request, conversation_id: str) -> Response:
         conversation = self._conversations.get(conversation_id)
@@ -1326,48 +1626,72 @@ class FakePlatform:
 
     # -- agents -------------------------------------------------------------------------------
 
+    @property
+    def _upper(self) -> bool:
+        return self.presence_case == "upper"
+
     async def _h_get_presence(self, request: Request, user_id: str) -> Response:
         agent = self._require_agent(user_id)
-        return Response.json(200, presence_body(agent.presence, agent.presence_modified))
+        return Response.json(200, presence_rest_body(agent, upper=self._upper))
 
     async def _h_get_routing_status(self, request: Request, user_id: str) -> Response:
-        agent = self._require_agent(user_id)
-        return Response.json(
-            200,
-            {
-                "userId": agent.user_id,
-                "status": agent.routing,
-                "startTime": iso_ms(agent.routing_start),
-            },
-        )
+        return Response.json(200, routing_rest_body(self._require_agent(user_id)))
 
-    def _agent(self, user_id: str) -> _Agent:
+    async def _h_get_users(self, request: Request) -> Response:
+        query = parse_users_query(request.query_pairs)
+        page = users_page(
+            list(self._agents.values()),
+            query,
+            upper=self._upper,
+            keep=lambda user_id, expand: not self._expand_dropped(user_id, expand, single=False),
+        )
+        return Response.json(200, page)
+
+    async def _h_get_user(self, request: Request, user_id: str) -> Response:
+        agent = self._require_agent(user_id)
+        entity = user_entity(
+            agent,
+            parse_expand(request.query_pairs),
+            upper=self._upper,
+            keep=lambda expand: not self._expand_dropped(user_id, expand, single=True),
+        )
+        return Response.json(200, entity)
+
+    def _expand_dropped(self, user_id: str, expand: str, *, single: bool) -> bool:
+        rate = self._expand_drops.rate(user_id, expand, single=single)
+        if rate <= 0:
+            return False
+        return rate >= 1 or self._expand_rng.random() < rate
+
+    def _agent(self, user_id: str) -> AgentState:
         try:
             return self._agents[user_id]
         except KeyError:
             raise KeyError(f"{user_id!r} is not one of the fake's agents") from None
 
-    def _require_agent(self, user_id: str) -> _Agent:
+    def _require_agent(self, user_id: str) -> AgentState:
         agent = self._agents.get(user_id)
         if agent is None:
             raise _not_found("User", "userId", user_id)
         return agent
 
-    async def _set_agent(self, agent: _Agent, presence: str, routing: str) -> None:
-        now = self._clock.now()
-        presence_changed = presence != agent.presence
-        routing_changed = routing != agent.routing
-        if presence_changed:
-            agent.presence, agent.presence_modified = presence, now
-        if routing_changed:
-            agent.routing, agent.routing_start = routing, now
+    async def _apply(self, change: Change) -> int:
+        """Keep the agent's new state and publish what changed in it: presence, routing
+        status, conversation summary, in that order. Returns how many sockets got the
+        presence event (0 when there was none)."""
+        state = change.state
+        self._agents[state.user_id] = state
         self._notify()
-        if presence_changed:
-            await self.publish(f"v2.users.{agent.user_id}.presence", presence_body(presence, now))
-        if routing_changed:
-            await self.publish(
-                f"v2.users.{agent.user_id}.routingStatus", routing_status_body(routing, now)
-            )
+        prefix = f"v2.users.{state.user_id}"
+        delivered = 0
+        if change.presence:
+            body = presence_event_body(state, upper=self._upper)
+            delivered = await self.publish(f"{prefix}.presence", body)
+        if change.routing:
+            await self.publish(f"{prefix}.routingStatus", routing_event_body(state))
+        if change.summary:
+            await self.publish(f"{prefix}.conversationsummary", summary_body(state))
+        return delivered
 
     # -- WebSocket ----------------------------------------------------------------------------
 
@@ -1446,6 +1770,8 @@ def _routes() -> Router:
     router.add("POST", "/api/v2/conversations/calls/user/{user_id}", _CALL_ROUTE)
     router.add("GET", "/api/v2/conversations/calls/{conversation_id}", "get_call")
     router.add("POST", "/api/v2/analytics/conversations/details/query", "analytics_query")
+    router.add("GET", "/api/v2/users", "get_users")
+    router.add("GET", "/api/v2/users/{user_id}", "get_user")
     router.add("GET", "/api/v2/users/{user_id}/presences/purecloud", "get_presence")
     router.add("GET", "/api/v2/users/{user_id}/routingstatus", "get_routing_status")
     return router
@@ -1467,6 +1793,18 @@ def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
         return None, None
     client_id, sep, secret = decoded.partition(":")
     return (client_id, secret) if sep else (None, None)
+
+
+def _new_parties(
+    user_id: str, phone_number: str, conversation_id: str | None = None
+) -> CallParties:
+    return CallParties(
+        conversation_id=conversation_id or str(uuid.uuid4()),
+        user_id=user_id,
+        phone_number=phone_number,
+        agent_participant_id=str(uuid.uuid4()),
+        customer_participant_id=str(uuid.uuid4()),
+    )
 
 
 def _sub_seed(seed: int | None, purpose: str) -> str | None:

@@ -19,7 +19,28 @@ and helpers to run the real daemon in-process against it:
 
 The platform's own helpers do the rest: ``publish_presence``,
 ``publish_call_event``, ``wait_for_subscription``, ``wait_for_calls``,
-``recorded``, ``set_outcome`` and the fault controls.
+``recorded``, ``set_outcome`` and the fault controls. The fake's agents behave
+as on the platform: they start ``Available`` and ``OFF_QUEUE``, and a call
+never changes their presence (only ``set_presence``/``publish_presence`` do);
+routing status and ``v2.users.{id}.conversationsummary`` follow their calls. To
+put an agent in the situations a dialer must respect:
+
+* an agent busy with a call outdial did not place (inbound, or dialed by
+  hand): ``conversation_id = await fake_platform.start_foreign_call(user,
+  phone_number="+44...", direction="inbound", queue_id=None)``, later
+  ``await fake_platform.end_foreign_call(conversation_id, by="customer")``;
+* an agent On Queue: ``await fake_platform.set_presence(user, "On Queue")``;
+* an agent stuck in after-call work (calls placed with ``callFromQueueId``, or
+  foreign calls with a ``queue_id``): ``fake_platform.hold_acw(user)``, then
+  ``await fake_platform.end_acw(conversation_id)``;
+* a bulk re-read missing an expand: ``fake_platform.drop_expand(user,
+  "conversationSummary")``;
+* the agent hanging up: ``fake_platform.set_hangup(number, "agent")``.
+
+``fake_platform.conversation_summary(user)`` and ``agent_routing_status(user)``
+say where an agent is now. Like the platform, the fake refuses a token's
+301st request in a minute (429 with ``Retry-After``);
+``fake_platform_factory(rate_limit=None)`` lifts that.
 """
 
 from __future__ import annotations

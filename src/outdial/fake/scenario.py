@@ -9,11 +9,16 @@ platform that behaves a particular way::
     heartbeat_interval = 30.0
     ws_proxy = true          # put the TCP fault proxy in front of the WebSocket
                              # (implied by any proxy fault below)
+    rate_limit = 300         # API requests per token per minute (0: never refuse)
+    purposes = "auto"        # or "agent-customer", "user-external" (see FakePlatform)
+    presence_case = "title"  # or "upper": AVAILABLE, ON_QUEUE on the wire
+    disconnect_reasons = false   # Q.850 causes on ended customer legs
+    agent_hangup_rate = 0.0  # seeded share of answered calls the agent ends
 
     [timing]
     ring = [1.0, 3.0]        # seconds, drawn uniformly
     talk = [2.0, 6.0]
-    wrapup = 1.0
+    wrapup = 1.0             # after-call work of calls placed from a queue
 
     [weights]                # relative likelihood of each outcome
     answered = 0.6
@@ -26,6 +31,9 @@ platform that behaves a particular way::
     [outcomes]               # numbers that always end the same way: answered, busy,
     "+441212345601" = "busy" # no_answer, failed or agent_unavailable
     "+441212345602" = "agent_unavailable"
+
+    [hangups]                # who ends answered calls to a number: customer or agent
+    "+441212345603" = "agent"
 
     [[faults]]               # see outdial.fake.schedule for every kind
     at = 5.0
@@ -46,11 +54,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from outdial.fake.platform import FakePlatform
+from outdial.fake.platform import DEFAULT_RATE_LIMIT, FakePlatform
 from outdial.fake.schedule import Fault
 from outdial.fake.script import CallTiming, Outcome
 
@@ -71,8 +79,9 @@ class _Timing(BaseModel):
 
 
 class Scenario(BaseModel):
-    """How the fake behaves: agents, timing, outcome weights and forced outcomes, heartbeat,
-    proxies and a fault schedule. Every key is optional."""
+    """How the fake behaves: agents, timing, outcome weights and forced outcomes, who hangs
+    up, heartbeat, proxies, the platform switches and a fault schedule. Every key is
+    optional."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +93,12 @@ class Scenario(BaseModel):
     outcomes: dict[str, Outcome] = Field(default_factory=dict)
     ws_proxy: bool = False
     rest_proxy: bool = False
+    rate_limit: int = Field(default=DEFAULT_RATE_LIMIT, ge=0)
+    purposes: Literal["auto", "agent-customer", "user-external"] = "auto"
+    presence_case: Literal["title", "upper"] = "title"
+    disconnect_reasons: bool = False
+    agent_hangup_rate: float = Field(default=0.0, ge=0, le=1)
+    hangups: dict[str, Literal["customer", "agent"]] = Field(default_factory=dict)
     faults: list[Fault] = Field(default_factory=list)
 
     @property
@@ -134,6 +149,11 @@ def platform_from_scenario(scenario: Scenario, **overrides: Any) -> FakePlatform
         "outcome_weights": scenario.weights,
         "ws_proxy": scenario.needs_ws_proxy,
         "rest_proxy": scenario.needs_rest_proxy,
+        "rate_limit": scenario.rate_limit,
+        "purposes": scenario.purposes,
+        "presence_case": scenario.presence_case,
+        "disconnect_reasons": scenario.disconnect_reasons,
+        "agent_hangup_rate": scenario.agent_hangup_rate,
     }
     if scenario.agents is not None:
         options["agents"] = scenario.agents
@@ -141,4 +161,6 @@ def platform_from_scenario(scenario: Scenario, **overrides: Any) -> FakePlatform
     platform = FakePlatform(**options)
     for number, outcome in scenario.outcomes.items():
         platform.set_outcome(number, outcome)
+    for number, by in scenario.hangups.items():
+        platform.set_hangup(number, by)
     return platform
