@@ -129,11 +129,13 @@ url = "sqlite:///{db}"
 default_region = "GB"
 calling_window = ["00:00", "23:59"]
 
+[readiness]
+after_call = 0.2
+
 [[rules]]
-name = "next-contact-when-available"
-topic = "v2.users.{{userId}}.presence"
+name = "next-contact-when-ready"
+topic = "outdial.users.{{userId}}.ready"
 users = {AGENTS!r}
-when = {{ "presenceDefinition.systemPresence" = "Available" }}
 dial = {{ user = "{{userId}}", contact = "next", caller_id = "+442071838750" }}
 """.replace("'", '"')
     )

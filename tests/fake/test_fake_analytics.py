@@ -88,7 +88,8 @@ async def test_lists_a_users_calls_inside_the_interval() -> None:
             assert session["ani"] == "tel:+4930123456"
             segments = callee["sessions"][0]["segments"]
             assert [s["segmentType"] for s in segments] == ["dialing", "interact"]
-            assert segments[-1]["disconnectType"] == "peer"
+            # The customer hung up: its own leg ended it (disconnectType is per leg).
+            assert segments[-1]["disconnectType"] == "endpoint"
 
             desc = (await client.post(QUERY, json={**whole, "order": "desc"})).json()
             assert [c["conversationId"] for c in desc["conversations"]] == [second, first]

@@ -146,8 +146,11 @@ def daemon_config(
     *,
     listener: ListenerConfig = FAST,
     caller_id: str | None = None,
+    ready: bool = False,
+    after_call: float = 0.1,
 ) -> Config:
-    """A config for the daemon against ``platform``: one next-contact-when-Available rule.
+    """A config for the daemon against ``platform``: one next-contact-when-Available rule,
+    or with ``ready`` one next-contact-when-ready rule (``after_call`` of rest).
 
     The client secret comes through ``${SECRET}``, as a user's would; the
     calling window is open all day, so tests do not depend on the hour.
@@ -165,8 +168,16 @@ def daemon_config(
         "listener": listener.model_dump(),
         "store": {"url": f"sqlite:///{db}"},
         "guards": {"calling_window": ["00:00", "23:59"], "default_region": "GB"},
+        "readiness": {"after_call": after_call},
         "rules": [
             {
+                "name": "next-when-ready",
+                "topic": "outdial.users.{userId}.ready",
+                "users": list(users),
+                "dial": dial,
+            }
+            if ready
+            else {
                 "name": "next-when-available",
                 "topic": "v2.users.{userId}.presence",
                 "users": list(users),

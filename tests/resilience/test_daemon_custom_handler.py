@@ -48,8 +48,9 @@ async def test_registered_handler_gets_matching_events_on_its_own_topic(tmp_path
             async with anyio.create_task_group() as tg:
                 await tg.start(daemon.run)
                 await platform.wait_for_subscription(f"v2.users.{USER}.routingStatus")
-                await platform.set_presence(USER, "Available", "IDLE")  # no match
-                await platform.set_presence(USER, "Available", "NOT_RESPONDING")
+                # On Queue: the platform sets IDLE (no match), then the agent stops responding.
+                await platform.set_presence(USER, "On Queue")
+                await platform.set_presence(USER, "On Queue", "NOT_RESPONDING")
                 with anyio.fail_after(5):
                     await got_one.wait()
                 tg.cancel_scope.cancel()

@@ -148,11 +148,13 @@ async def running(
     contacts: int = 1,
     rest_proxy: bool = False,
     settle: float = 60.0,
+    ready: bool = False,
 ) -> AsyncIterator[Run]:
     """The daemon running against a fresh fake, subscribed, its startup refresh done.
 
     The agent starts Busy, so the startup refresh dials nobody: every call in a
-    test comes from a trigger the test published.
+    test comes from a trigger the test published. With ``ready`` the rule is
+    on the ready topic: once Available, the agent works through the list.
     """
     watch = LogWatch(WAIT)
     root = logging.getLogger("outdial")
@@ -164,7 +166,9 @@ async def running(
         async with FakePlatform([AGENT], seed=3, timing=timing, rest_proxy=rest_proxy) as fake:
             await fake.set_presence(AGENT, "Busy")
             fake.set_outcome(NUMBER, Outcome.ANSWERED)
-            config = daemon_config(fake, tmp_path / "outdial.db", [AGENT], caller_id="+4930123456")
+            config = daemon_config(
+                fake, tmp_path / "outdial.db", [AGENT], caller_id="+4930123456", ready=ready
+            )
             store = SqliteStore(tmp_path / "outdial.db")
             await store.import_contacts(
                 [ContactRow(AGENT, f"+4412123456{i:02d}") for i in range(1, contacts + 1)]
@@ -256,8 +260,10 @@ async def test_same_event_after_a_reconnect_places_one_call(tmp_path: Path) -> N
     async with running(tmp_path, timing=QUICK, contacts=2) as run:
         await run.platform.publish(PRESENCE, available())
         [call] = await run.platform.wait_for_calls(1, timeout=WAIT)
-        # The call ends (answered); the contact is done, and the agent, back to
-        # Available after wrap-up, is dialed for contact 2: a new trigger.
+        # The call ends (answered); the contact is done. The agent chooses Available
+        # again (a new presence change: a new trigger) and is dialed for contact 2.
+        await run.log.until(lambda: bool(run.log.named("call.ended")))
+        await run.platform.publish(PRESENCE, available("2026-11-23T09:20:00.000Z"))
         await run.platform.wait_for_calls(2, timeout=WAIT)
         gaps = run.daemon.gaps_handled
         await run.platform.drop_sockets()
@@ -404,20 +410,25 @@ async def test_socket_dropped_while_a_dial_is_in_flight_places_one_call(tmp_path
 
 
 async def test_a_working_day_of_faults_calls_every_contact_exactly_once(tmp_path: Path) -> None:
-    """Every event twice, a quarter of call requests refused with 503: each contact once."""
+    """Every event twice, a quarter of call requests refused with 503: each contact once.
+
+    On the ready topic: once Available, the agent works through the whole list.
+    """
     contacts = 6
-    async with running(tmp_path, timing=QUICK, contacts=contacts) as run:
+    async with running(tmp_path, timing=QUICK, contacts=contacts, ready=True) as run:
         numbers = [f"+4412123456{i:02d}" for i in range(1, contacts + 1)]
         for number in numbers:
             run.platform.set_outcome(number, Outcome.ANSWERED)
         run.platform.duplicate_events = 2
         run.platform.fail_rate(503, 0.25, CALL_PATH, method="POST")
-        await run.platform.publish(PRESENCE, available())
+        await run.platform.set_presence(AGENT, "Available")
         await run.platform.wait_for_calls(contacts, timeout=WAIT * 2)
         await run.log.until(lambda: len(run.log.named("call.ended")) >= contacts)
         called = [c.payload["phoneNumber"] for c in run.platform.recorded.accepted_calls]
         assert sorted(called) == numbers
         summary = await run.store.contacts_summary()
         assert (summary.done, summary.due, summary.dialing) == (contacts, 0, 0)
-        assert run.log.named("dial.skipped", guard="idempotency")
+        # Each readiness was offered once however often its events came: one epoch each.
+        epochs = [e["epoch"] for e in run.log.named("agent.ready")]
+        assert len(epochs) == len(set(epochs)) >= contacts
         assert run.requests > run.accepted  # the 503s happened, and were retried

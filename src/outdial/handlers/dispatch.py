@@ -408,10 +408,13 @@ class Handlers:
         verdict = readiness.assess(facts, self.readiness, self.clock.now())
         previous = self.pacer.verdicts.get(user_id)
         self.pacer.verdicts[user_id] = verdict
-        if previous is None or previous.ready != verdict.ready or previous.epoch != verdict.epoch:
+        flipped = previous is None or previous.ready != verdict.ready
+        if flipped or previous != verdict:
             log.emit(
                 logger,
                 "agent.ready" if verdict.ready else "agent.not_ready",
+                # A change of readiness is news; a new reason for not being ready, detail.
+                logging.INFO if flipped or verdict.ready else logging.DEBUG,
                 user=user_id,
                 reason=verdict.reason,
                 epoch=verdict.epoch,

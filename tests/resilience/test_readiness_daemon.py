@@ -1,0 +1,385 @@
+"""Personal dialing on the ready topic: the real daemon against the fake, over real sockets.
+
+The fake behaves as a real Genesys Cloud org does: presence is what the agent
+chose and no call changes it; calls show in the conversation summary and on
+the agent's calls topic (wrap-up included). The daemon must work through an
+agent's list one call at a time without a single presence event, hold off
+while the agent is on a call it did not place, pick up again when a window
+opens, a retry comes due or contacts arrive, and lose no agent to a rate
+limit or a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from listener_harness import FAST, USER, LogWatch
+
+from outdial.app import Daemon, platform_from_config
+from outdial.clock import Clock, ManualClock, SystemClock
+from outdial.config import Config, parse_config
+from outdial.events import Event
+from outdial.fake import FakePlatform, Outcome
+from outdial.fake.pytest_plugin import FAST_TIMING
+from outdial.handlers.registry import HandlerRegistry
+from outdial.store import open_store
+from outdial.store.base import ContactRow, Store
+
+pytestmark = pytest.mark.anyio
+
+AFTER_CALL = 0.3
+CALLBACK_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "callback.toml"
+NUMBERS = [f"+4412123456{i:02d}" for i in range(1, 21)]
+
+
+def ready_config(
+    platform: FakePlatform,
+    store_url: str,
+    users: Iterable[str] = (USER,),
+    *,
+    after_call: float = AFTER_CALL,
+    calling_window: Sequence[str] = ("00:00", "23:59"),
+    calls_per_second: float = 100.0,
+) -> Config:
+    data: dict[str, Any] = {
+        "platform": {
+            "api_url": platform.api_url,
+            "login_url": platform.login_url,
+            "client_id": platform.client_id,
+            "client_secret": "${SECRET}",
+        },
+        "listener": FAST.model_dump(),
+        "store": {"url": store_url},
+        "guards": {
+            "calling_window": list(calling_window),
+            "default_region": "GB",
+            "calls_per_second": calls_per_second,
+        },
+        "readiness": {"after_call": after_call},
+        "rules": [
+            {
+                "name": "next-contact-when-ready",
+                "topic": "outdial.users.{userId}.ready",
+                "users": list(users),
+                "dial": {"user": "{userId}", "contact": "next"},
+            }
+        ],
+    }
+    return parse_config(data, "test", {"SECRET": platform.client_secret})
+
+
+class Watched:
+    """The daemon's log events with the time each was emitted, and the presence events it got."""
+
+    def __init__(self, daemon: Daemon, log: LogWatch, presences: list[Event]) -> None:
+        self.daemon = daemon
+        self.log = log
+        self.presences = presences
+
+    def times(self, name: str, **match: Any) -> list[float]:
+        return [e["_at"] for e in self.log.named(name, **match)]
+
+    async def until(self, name: str, count: int = 1, **match: Any) -> None:
+        await self.log.until(lambda: len(self.log.named(name, **match)) >= count)
+
+
+class TimedLogWatch(LogWatch):
+    """A :class:`LogWatch` that also notes when (monotonic, real) each event was emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "outdial", None)
+        if isinstance(fields, dict):
+            fields["_at"] = anyio.current_time()
+        super().emit(record)
+
+
+@asynccontextmanager
+async def daemon_for(
+    config: Config,
+    *,
+    contacts: Iterable[tuple[str, str]] = (),
+    clock: Clock | None = None,
+    store: Store | None = None,
+    wait: float = 20.0,
+) -> AsyncIterator[Watched]:
+    """Run the daemon for ``config``; its log events and live presence events are watched."""
+    log = TimedLogWatch(wait=wait)
+    logger = logging.getLogger("outdial")
+    level = logger.level
+    logger.addHandler(log)
+    logger.setLevel(logging.DEBUG)
+    presences: list[Event] = []
+    registry = HandlerRegistry()
+    users = sorted({u for rule in config.rules for u in rule.users})
+
+    @registry.on("v2.users.{userId}.presence", users=users)
+    async def on_presence(event: Event, match: object) -> None:
+        if event.channel_id != "refresh":
+            presences.append(event)
+
+    try:
+        async with open_store(config.store.url) if store is None else _given(store) as opened:
+            await opened.import_contacts([ContactRow(u, n) for u, n in contacts])
+            client = platform_from_config(config, clock)
+            daemon = Daemon(
+                config,
+                platform=client,
+                store=opened,
+                clock=clock or SystemClock(),
+                registry=registry,
+            )
+            try:
+                async with anyio.create_task_group() as tg:
+                    await tg.start(daemon.run)
+                    yield Watched(daemon, log, presences)
+                    tg.cancel_scope.cancel()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
+    finally:
+        logger.removeHandler(log)
+        logger.setLevel(level)
+
+
+@asynccontextmanager
+async def _given(store: Store) -> AsyncIterator[Store]:
+    yield store
+
+
+def sqlite(tmp_path: Path, name: str = "outdial.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+async def test_an_agent_who_stays_available_works_through_a_20_contact_list(
+    tmp_path: Path,
+) -> None:
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        for number in NUMBERS:
+            platform.set_outcome(number, Outcome.ANSWERED)
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, n) for n in NUMBERS]) as run:
+            await run.until("call.ended", len(NUMBERS))
+            placed, ended = run.times("dial.placed"), run.times("call.ended")
+            presences = list(run.presences)
+        dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
+    assert sorted(dialed) == sorted(NUMBERS)
+    assert len(placed) == len(NUMBERS)
+    for before, after in zip(ended, placed[1:], strict=False):
+        # One call at a time, each dial within after_call + 1 s of the previous call's end.
+        assert before + AFTER_CALL - 0.05 <= after <= before + AFTER_CALL + 1.0
+    assert presences == []  # no presence event at all: a call never changes presence
+
+
+async def test_an_agent_on_a_call_outdial_did_not_place_waits_for_it_and_its_wrap_up(
+    tmp_path: Path,
+) -> None:
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        platform.hold_acw(USER)
+        inbound = await platform.start_foreign_call(
+            USER, phone_number="+441212345699", direction="inbound", queue_id="queue-1"
+        )
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, NUMBERS[0])]) as run:
+            await run.until("agent.not_ready", user=USER)
+            assert platform.recorded.accepted_calls == []
+            await platform.end_foreign_call(inbound, by="customer")
+            await run.until("agent.not_ready", reason="in after-call work on 1 call(s)")
+            assert platform.recorded.accepted_calls == []
+            ended = anyio.current_time()
+            await platform.end_acw(inbound)
+            await run.until("dial.placed")
+            [placed] = run.times("dial.placed")
+    assert placed - ended <= AFTER_CALL + 1.0
+
+
+async def test_an_agent_who_goes_away_is_not_dialed_and_available_again_is(
+    tmp_path: Path,
+) -> None:
+    async with FakePlatform([USER], timing=FAST_TIMING, presence_case="upper") as platform:
+        await platform.set_presence(USER, "Away")
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, NUMBERS[0])]) as run:
+            await run.until("agent.not_ready", reason="presence AWAY")
+            assert platform.recorded.accepted_calls == []
+            await platform.set_presence(USER, "Available")
+            back = anyio.current_time()
+            await run.until("dial.placed")
+            [placed] = run.times("dial.placed")
+    assert platform.agent_presence(USER).upper() == "AVAILABLE"
+    assert placed - back <= 1.0
+
+
+async def test_a_window_opening_a_retry_coming_due_and_an_import_each_dial_within_a_second(
+    tmp_path: Path,
+) -> None:
+    la, berlin, later = "+12135550123", "+4930901820", "+4930901821"
+    clock = ManualClock(datetime(2026, 1, 5, 15, 50, tzinfo=UTC))  # 07:50 in Los Angeles
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        platform.set_outcome(berlin, Outcome.BUSY)
+        platform.set_outcome(la, Outcome.ANSWERED)
+        url = sqlite(tmp_path)
+        config = ready_config(platform, url, calling_window=("08:00", "21:00"))
+        async with daemon_for(config, contacts=[(USER, la), (USER, berlin)], clock=clock) as run:
+            # The closed LA contact does not block the open Berlin one behind it.
+            await run.until("call.ended")
+            assert [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls] == [berlin]
+            clock.advance(AFTER_CALL)
+            await run.until("dial.skipped", guard="contacts", user=USER)
+            # 08:00 in Los Angeles: dialed within a second of the window opening.
+            clock.set_wall(datetime(2026, 1, 5, 16, 0, tzinfo=UTC))
+            opened = anyio.current_time()
+            await run.until("dial.placed", 2)
+            assert run.times("dial.placed")[1] - opened <= 1.0
+            await run.until("call.ended", 2)
+            # Berlin was busy: due again after retry_after (600 s), dialed as it comes due.
+            clock.advance(600 - AFTER_CALL)
+            due = anyio.current_time()
+            await run.until("dial.placed", 3)
+            assert run.times("dial.placed")[2] - due <= 1.0
+            await run.until("call.ended", 3)
+            clock.advance(AFTER_CALL)
+            # Nothing left; a contact imported by another process is dialed within a second.
+            await run.until("dial.skipped", 2, guard="contacts", user=USER)
+            async with open_store(url) as other:
+                await other.import_contacts([ContactRow(USER, later)])
+            imported = anyio.current_time()
+            await run.until("dial.placed", 4)
+            assert run.times("dial.placed")[3] - imported <= 1.0
+    dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
+    assert dialed == [berlin, la, berlin, later]
+
+
+async def test_twenty_ready_agents_under_two_calls_a_second_are_all_dialed(
+    tmp_path: Path,
+) -> None:
+    agents = [f"agent-{i:02d}" for i in range(20)]
+    async with FakePlatform(agents, timing=FAST_TIMING, seed=3) as platform:
+        config = ready_config(platform, sqlite(tmp_path), agents, calls_per_second=2.0)
+        contacts = [(a, NUMBERS[i]) for i, a in enumerate(agents)]
+        started = anyio.current_time()
+        async with daemon_for(config, contacts=contacts) as run:
+            await run.until("dial.placed", len(agents))
+            last = max(run.times("dial.placed"))
+    assert sorted(c.user_id for c in platform.recorded.accepted_calls) == agents
+    assert last - started <= 12.0
+
+
+async def test_a_thousand_agents_are_re_read_in_ten_requests_and_none_is_dropped(
+    tmp_path: Path,
+) -> None:
+    agents = [f"agent-{i:04d}" for i in range(1000)]
+    async with FakePlatform(agents, timing=FAST_TIMING, ws_proxy=True, seed=3) as platform:
+        config = ready_config(platform, sqlite(tmp_path), agents)
+        async with daemon_for(config, wait=60.0) as run:
+            await run.until("daemon.refreshed")
+            reads = run.log.named("fake.http.request")
+            first = [r for r in reads if str(r.get("path", "")).startswith("/api/v2/users")]
+            await platform.drop_sockets()
+            await run.until("daemon.refreshed", 2)
+            reads = run.log.named("fake.http.request")
+            again = [r for r in reads if str(r.get("path", "")).startswith("/api/v2/users")]
+            verdicts = dict(run.daemon.handlers.pacer.verdicts)
+            unread = [e for e in run.log.named("daemon.refreshed") if e.get("unread")]
+    assert len(first) <= 10
+    assert len(again) - len(first) <= 10
+    assert unread == []
+    # Every agent was read: each has a verdict from its real state (no contacts to call).
+    assert sorted(verdicts) == agents
+    assert all(not v.reason.endswith("not known yet") for v in verdicts.values())
+
+
+async def test_dialing_resumes_after_a_gap_that_lost_the_calls_end(tmp_path: Path) -> None:
+    async with FakePlatform([USER], timing=FAST_TIMING, ws_proxy=True, seed=3) as platform:
+        platform.set_outcome(NUMBERS[0], Outcome.ANSWERED)
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, n) for n in NUMBERS[:2]]) as run:
+            await run.until("dial.placed")
+            proxy = platform.ws_proxy
+            proxy.refuse(True)
+            proxy.reset()
+            await platform.wait_for(lambda: not platform.connected_channels)
+            # The call plays out while nobody listens: its end is lost.
+            [call] = platform.recorded.accepted_calls
+            await platform.wait_for(
+                lambda: (
+                    (platform.conversation(call.conversation_id or "") or {})
+                    .get("participants", [{}])[0]
+                    .get("state")
+                    in ("disconnected", "terminated")
+                )
+            )
+            proxy.refuse(False)
+            await platform.wait_for(lambda: len(platform.connected_channels) == 1)
+            reconnected = anyio.current_time()
+            await run.until("dial.placed", 2)
+            resumed = run.times("dial.placed")[1]
+    assert resumed - reconnected <= 2.0
+
+
+async def test_two_daemons_on_one_postgresql_place_one_call_per_readiness(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    from outdial.store.postgres import PostgresStore
+
+    numbers = NUMBERS[:3]
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        for number in numbers:
+            platform.set_outcome(number, Outcome.ANSWERED)
+        config = ready_config(platform, "postgresql://unused")
+        first = await PostgresStore.connect(postgres_url, schema=postgres_schema)
+        second = await PostgresStore.connect(postgres_url, schema=postgres_schema)
+        try:
+            async with (
+                daemon_for(config, contacts=[(USER, n) for n in numbers], store=first) as a,
+                daemon_for(config, store=second) as b,
+            ):
+                await a.log.until(
+                    lambda: (
+                        len(a.log.named("call.ended")) + len(b.log.named("call.ended"))
+                        >= len(numbers)
+                    )
+                )
+                await a.log.until(lambda: bool(a.log.named("dial.skipped", guard="contacts")))
+        finally:
+            await first.aclose()
+            await second.aclose()
+    dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
+    assert sorted(dialed) == sorted(numbers)
+
+
+@pytest.mark.parametrize("purposes", ["agent-customer", "user-external"])
+async def test_the_callback_example_calls_back_when_the_customer_hangs_up_only(
+    tmp_path: Path, purposes: str
+) -> None:
+    from outdial.fake.pytest_plugin import fake_config
+
+    hung_up, kept_on = "+441212345611", "+441212345612"
+    async with FakePlatform([USER], timing=FAST_TIMING, purposes=purposes, seed=3) as platform:
+        # outdial's own callbacks end with the agent hanging up, so none of them
+        # looks like a customer hang-up itself (issue 12 covers that loop).
+        platform.set_hangup(hung_up, "agent")
+        config = fake_config(
+            platform,
+            CALLBACK_EXAMPLE,
+            store_url=sqlite(tmp_path),
+            env={"GENESYS_CLIENT_ID": "x", "GENESYS_CLIENT_SECRET": "y"},
+        )
+        async with daemon_for(config) as run:
+            await platform.wait_for_subscription(f"v2.users.{USER}.conversations.calls")
+            # The agent hangs up on one caller: no callback.
+            first = await platform.start_foreign_call(USER, phone_number=kept_on)
+            await platform.end_foreign_call(first, by="agent")
+            # A caller hangs up: called back.
+            second = await platform.start_foreign_call(USER, phone_number=hung_up)
+            await platform.end_foreign_call(second, by="customer")
+            await run.until("dial.placed")
+            await run.until("call.ended")
+        dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
+    assert dialed == [hung_up]
