@@ -1,8 +1,10 @@
 """``outdial demo``: the real daemon against the in-process fake platform.
 
 Three simulated agents, a few dozen contacts on their personal lists, the rules
-of ``examples/personal-dialing.toml``. Every dial and call state change is
-printed as it happens; after ``--duration`` seconds (or Ctrl-C) dialing stops,
+of ``examples/personal-dialing.toml`` (the ready topic: each agent works through
+the list one call at a time, ``after_call`` apart, on a fake that, like a real
+org, never changes presence because of a call). Every readiness, dial and call
+state change is printed as it happens; after ``--duration`` seconds (or Ctrl-C) dialing stops,
 the calls in flight are allowed to finish, and a per-agent summary is printed.
 """
 
@@ -62,6 +64,8 @@ class _DemoPrinter(logging.Handler):
             return f"{f.get('state'):<10} {number:<16} call {short}"
         if name == "call.ended":
             return f"ended      {number:<16} call {short}  {f.get('outcome')}"
+        if name == "agent.ready":
+            return "ready"
         if name in ("dial.skipped", "dial.failed", "dial.unknown"):
             reason = f.get("reason") or f.get("error") or f.get("guard")
             return f"{name.split('.')[1]:<10} {reason}"
@@ -117,31 +121,38 @@ async def run_demo(config_text: str, source: str, duration: float, seed: int) ->
     for handler in root.handlers:
         handler.setLevel(logging.WARNING)
     root.addHandler(printer)
-    with tempfile.TemporaryDirectory(prefix="outdial-demo-") as tmp:
-        store_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
-        timing = CallTiming(ring=(1.0, 3.0), talk=(2.0, 6.0), wrapup=1.0)
-        async with FakePlatform(agents=agents, seed=seed, timing=timing) as platform:
-            try:
-                config = _demo_config(data, source, platform, store_url)
-            except ConfigError as exc:
-                print(exc, file=sys.stderr)
-                return 1
-            print(
-                f"fake platform at {platform.api_url} with {len(agents)} agents; "
-                f"dialing for {duration:.0f}s (Ctrl-C to stop early)\n",
-                flush=True,
-            )
-            async with open_store(store_url) as store:
-                await store.import_contacts(demo_contacts(agents))
-                client = platform_from_config(config)
-                daemon = Daemon(config, platform=client, store=store, clock=SystemClock())
+    # The printer reads INFO events, whatever level the caller's logging left.
+    level = root.level
+    if root.getEffectiveLevel() > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        with tempfile.TemporaryDirectory(prefix="outdial-demo-") as tmp:
+            store_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+            timing = CallTiming(ring=(1.0, 3.0), talk=(2.0, 6.0), wrapup=1.0)
+            async with FakePlatform(agents=agents, seed=seed, timing=timing) as platform:
                 try:
-                    await _dial_then_drain(daemon, duration)
-                finally:
-                    await client.aclose()
-                summary = await store.call_summary()
-                contacts = await store.contacts_summary()
-    root.removeHandler(printer)
+                    config = _demo_config(data, source, platform, store_url)
+                except ConfigError as exc:
+                    print(exc, file=sys.stderr)
+                    return 1
+                print(
+                    f"fake platform at {platform.api_url} with {len(agents)} agents; "
+                    f"dialing for {duration:.0f}s (Ctrl-C to stop early)\n",
+                    flush=True,
+                )
+                async with open_store(store_url) as store:
+                    await store.import_contacts(demo_contacts(agents))
+                    client = platform_from_config(config)
+                    daemon = Daemon(config, platform=client, store=store, clock=SystemClock())
+                    try:
+                        await _dial_then_drain(daemon, duration)
+                    finally:
+                        await client.aclose()
+                    summary = await store.call_summary()
+                    contacts = await store.contacts_summary()
+    finally:
+        root.removeHandler(printer)
+        root.setLevel(level)
     print()
     print(format_summary(summary, printer.names))
     print(
