@@ -770,6 +770,8 @@ class Handlers:
             outcome=new.outcome.value,
             contact=new.contact_id,
             disconnect_type=update.disconnect_type,
+            ended_by=update.ended_by,
+            q850=update.q850,
             next_due_at=next_due_at.isoformat() if next_due_at else None,
             attempt_counted=counted,
         )
