@@ -32,6 +32,7 @@ __all__ = [
     "GuardsConfig",
     "HandlingConfig",
     "ListenerConfig",
+    "NumberLimit",
     "PlatformConfig",
     "ReadinessConfig",
     "ReconcileConfig",
@@ -172,8 +173,21 @@ class StoreConfig(_Strict):
         return value
 
 
+class NumberLimit(_Strict):
+    """At most ``count`` calls to one number in any ``per`` seconds (``count = 0``: no limit)."""
+
+    count: int = Field(default=3, ge=0)
+    per: float = Field(default=86400.0, gt=0)
+
+
 class GuardsConfig(_Strict):
-    """Compliance guards checked just before each dial."""
+    """Compliance guards checked just before each dial.
+
+    ``max_calls_per_number`` caps the calls to one number across every rule,
+    list contact or number from an event, and every replica sharing the store:
+    the last line against a rule that would call the same person again and
+    again.
+    """
 
     default_region: str = Field(default="US", min_length=2, max_length=2)
     calling_window: tuple[str, str] = ("08:00", "21:00")
@@ -183,6 +197,7 @@ class GuardsConfig(_Strict):
     )
     do_not_call_file: str | None = None
     calls_per_second: float = Field(default=5.0, gt=0)
+    max_calls_per_number: NumberLimit = Field(default_factory=NumberLimit)
 
     @field_validator("retry_after")
     @classmethod
@@ -264,6 +279,9 @@ class Rule(_Strict):
     users: list[str] = Field(default_factory=list)
     when: dict[str, Any] = Field(default_factory=dict)
     dial: DialSpec
+    #: Whether the rule also fires on events about calls outdial itself placed. Off:
+    #: a callback rule must not call back the end of its own callback, forever.
+    on_own_calls: bool = False
 
     @model_validator(mode="after")
     def _users_fill_topic(self) -> Rule:

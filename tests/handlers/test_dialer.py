@@ -17,7 +17,7 @@ from handlers_fakes import (
     presence,
 )
 
-from outdial.config import GuardsConfig
+from outdial.config import GuardsConfig, NumberLimit
 from outdial.platforms.base import (
     AmbiguousOutcome,
     DialRequest,
@@ -349,3 +349,23 @@ async def test_invalid_event_number_for_a_busy_agent_is_reported_as_busy() -> No
     assert result.reason == "agent_busy with conv-1"
     assert result.key is not None
     assert await h.store.get_claim(result.key) is None
+
+
+@pytest.mark.anyio
+async def test_a_number_called_its_max_times_is_passed_over_until_its_window_frees() -> None:
+    cap = NumberLimit(count=1, per=3600.0)
+    h = await make(None, contacts=2, guards=GuardsConfig(max_calls_per_number=cap))
+    first, second = await h.store.contacts(AGENT)
+    # Another rule called the first contact's number just now.
+    await h.store.claim_for_dial(
+        "elsewhere", "callback", "agent-2", h.clock.now(), phone_number=first.phone_number
+    )
+    result = await h.dial(presence())
+    assert result.status == "placed"
+    assert [r.phone_number for r in h.platform.requests] == [second.phone_number]
+    await end_call(h, "conv-1")
+    # The event's number, capped too: deferred until the cap frees, not dropped.
+    event = call_event("old", "disconnected", address=first.phone_number, disconnectType="peer")
+    skipped = await h.dial(event)
+    assert (skipped.status, skipped.guard) == ("skipped", "max_calls_per_number")
+    assert skipped.retry_at == h.clock.now() + timedelta(hours=1)

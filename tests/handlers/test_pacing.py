@@ -388,3 +388,64 @@ async def test_an_unknown_dial_is_found_on_the_agents_own_call_events_first() ->
         assert placed is not None
         assert (placed.state, placed.conversation_id) == ("placed", "conv-1")
         assert len(p.platform.requests) == 1
+
+
+def callback(on_own_calls: bool = False) -> Rule:
+    return Rule(
+        name="callback",
+        topic="v2.users.{userId}.conversations.calls",
+        users=[AGENT],
+        when={
+            "participants.purpose": ["customer", "external"],
+            "participants.disconnectType": "endpoint",
+        },
+        dial=DialSpec(user="{userId}", phone_number="{participants.address}"),
+        on_own_calls=on_own_calls,
+    )
+
+
+def hung_up(cid: str, number: str) -> Event:
+    """A call of the agent that the customer ended (their own leg: ``endpoint``)."""
+    return Event(
+        topic=f"v2.users.{AGENT}.conversations.calls",
+        body={
+            "id": cid,
+            "participants": [
+                {
+                    "id": "a",
+                    "purpose": "agent",
+                    "state": "disconnected",
+                    "user": {"id": AGENT},
+                    "disconnectType": "peer",
+                },
+                {
+                    "id": "c",
+                    "purpose": "customer",
+                    "address": f"tel:{number}",
+                    "state": "disconnected",
+                    "disconnectType": "endpoint",
+                    "connectedTime": "2026-01-05T11:59:00Z",
+                },
+            ],
+        },
+    )
+
+
+@pytest.mark.parametrize("on_own_calls", [False, True])
+async def test_a_rule_fires_on_outdials_own_calls_only_when_it_says_so(on_own_calls: bool) -> None:
+    async with pacing(callback(on_own_calls), contacts=[]) as p:
+        await p.send(hung_up("inbound-1", LONDON[0]))
+        assert p.numbers() == [LONDON[0]]  # a caller hung up: called back
+        # The callback itself ends the same way: outdial's own call.
+        await p.send(hung_up(p.platform.placed[-1], LONDON[0]))
+        assert p.numbers() == [LONDON[0]] * (2 if on_own_calls else 1)
+
+
+async def test_a_rate_limited_event_dial_is_offered_again_not_dropped() -> None:
+    async with pacing(callback(), contacts=[], guards=GuardsConfig(calls_per_second=1.0)) as p:
+        await p.send(hung_up("in-1", LONDON[0]))
+        await p.end_call(p.platform.placed[-1])
+        await p.send(hung_up("in-2", LONDON[1]))
+        assert p.numbers() == [LONDON[0]]  # the second waits for the next token
+        await p.advance(1.0)
+        assert p.numbers() == [LONDON[0], LONDON[1]]

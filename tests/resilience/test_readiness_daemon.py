@@ -355,16 +355,17 @@ async def test_two_daemons_on_one_postgresql_place_one_call_per_readiness(
 
 
 @pytest.mark.parametrize("purposes", ["agent-customer", "user-external"])
-async def test_the_callback_example_calls_back_when_the_customer_hangs_up_only(
+async def test_the_callback_example_calls_back_once_when_the_customer_hangs_up_only(
     tmp_path: Path, purposes: str
 ) -> None:
     from outdial.fake.pytest_plugin import fake_config
 
     hung_up, kept_on = "+441212345611", "+441212345612"
     async with FakePlatform([USER], timing=FAST_TIMING, purposes=purposes, seed=3) as platform:
-        # outdial's own callbacks end with the agent hanging up, so none of them
-        # looks like a customer hang-up itself (issue 12 covers that loop).
-        platform.set_hangup(hung_up, "agent")
+        # The callback itself is answered and ended by the customer too: it matches the
+        # rule's pattern, but it is outdial's own call, so it is no new trigger.
+        platform.set_outcome(hung_up, Outcome.ANSWERED)
+        platform.set_hangup(hung_up, "customer")
         config = fake_config(
             platform,
             CALLBACK_EXAMPLE,
@@ -381,5 +382,7 @@ async def test_the_callback_example_calls_back_when_the_customer_hangs_up_only(
             await platform.end_foreign_call(second, by="customer")
             await run.until("dial.placed")
             await run.until("call.ended")
+            # Its end reached the rules and was let go as outdial's own call.
+            await run.until("rule.own_call")
         dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
     assert dialed == [hung_up]

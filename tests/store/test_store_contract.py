@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from outdial.store import CallRecord, Claim, Contact, ContactRow, Store
-from outdial.store.base import ContactOutcome, DialClaim
+from outdial.store.base import ContactOutcome, DialClaim, NumberCap
 
 from .conftest import OpenReplica
 
@@ -727,3 +727,35 @@ async def test_last_ended_call_of_an_agent(store: Store) -> None:
     assert last is not None
     assert last.conversation_id == "c2"
     assert await store.last_ended_call("other") is None
+
+
+@pytest.mark.anyio
+async def test_the_number_cap_counts_calls_to_a_number_across_keys(store: Store) -> None:
+    number = "+441212345601"
+    window = timedelta(hours=24)
+    cap = NumberCap(2, NOW - window, window)
+    first = await store.claim_for_dial("k1", "r", AGENT, NOW, phone_number=number, number_cap=cap)
+    await store.claim_for_dial("k2", "r", "other", NOW, phone_number=number, number_cap=cap)
+    refused = await store.claim_for_dial(
+        "k3", "r", "third", NOW, phone_number=number, number_cap=cap
+    )
+    assert first.claim is not None
+    assert (refused.claim, refused.refused) == (None, "number_limit")
+    assert refused.free_at == NOW + window
+    assert await store.get_claim("k3") is None
+    # A dial that placed nothing does not count.
+    await store.mark_failed("k1", "refused")
+    again = await store.claim_for_dial("k4", "r", "third", NOW, phone_number=number, number_cap=cap)
+    assert again.claim is not None
+
+
+@pytest.mark.anyio
+async def test_due_contacts_names_the_numbers_the_cap_holds_back(store: Store) -> None:
+    await store.import_contacts(rows(2))
+    a, b = await store.contacts(AGENT)
+    window = timedelta(hours=24)
+    earlier = NOW - timedelta(hours=1)
+    await store.claim_for_dial("k1", "r", "other", earlier, phone_number=a.phone_number)
+    due = await store.due_contacts(AGENT, NOW, 10, number_cap=NumberCap(1, NOW - window, window))
+    assert dict(due.capped) == {a.phone_number: earlier + window}
+    assert [c.id for c in due.contacts] == [a.id, b.id]

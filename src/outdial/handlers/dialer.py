@@ -51,7 +51,7 @@ from outdial.platforms.base import (
     Platform,
     PlatformError,
 )
-from outdial.store.base import CallRecord, Claim, Store
+from outdial.store.base import CallRecord, Claim, NumberCap, Store
 
 __all__ = ["DialResult", "Dialer", "RetryPolicy", "idempotency_key"]
 
@@ -239,11 +239,18 @@ class Dialer:
         may be (``retry_at``), and nothing is claimed.
         """
         now = self.clock.now()
-        due = await self.store.due_contacts(spec.user_id, now, self.contacts_scanned, key=key)
+        due = await self.store.due_contacts(
+            spec.user_id, now, self.contacts_scanned, key=key, number_cap=self._number_cap(now)
+        )
         if due.claimed:
             return self._skipped(rule, key, "idempotency", "already_claimed")
         choice = choose_contact(
-            due.contacts, due.do_not_call, now, self.config, next_due_at=due.next_due_at
+            due.contacts,
+            due.do_not_call,
+            now,
+            self.config,
+            next_due_at=due.next_due_at,
+            capped=due.capped,
         )
         for contact, denied in choice.closed:
             await self.store.close_contact(contact.id, denied.reason.split(" ", 1)[0])
@@ -264,6 +271,14 @@ class Dialer:
         if deferred is not None:
             return deferred
         return await self._claim_and_place(rule, key, spec, contact=choice.contact.id)
+
+    def _number_cap(self, now: datetime) -> NumberCap | None:
+        """``[guards] max_calls_per_number`` as the store checks it, None when off."""
+        limit = self.config.max_calls_per_number
+        if limit.count <= 0:
+            return None
+        window = timedelta(seconds=limit.per)
+        return NumberCap(limit.count, now - window, window)
 
     def _take_rate_token(
         self, rule: str, key: str, *, user: str | None = None
@@ -302,17 +317,29 @@ class Dialer:
         # else the dial is claimed, and the claimed number's do-not-call entry
         # comes back with it. Under the agent's lock, so no dial of this
         # process for the agent can slip in either.
+        now = self.clock.now()
         outcome = await store.claim_for_dial(
             key,
             rule,
             spec.user_id,
-            self.clock.now(),
+            now,
             contact=contact,
             phone_number=phone_number,
             request=request_fields(spec),
+            number_cap=self._number_cap(now),
         )
         claim = outcome.claim
         if claim is None:
+            if outcome.refused == "number_limit":
+                limit = self.config.max_calls_per_number
+                return self._skipped(
+                    rule,
+                    key,
+                    "max_calls_per_number",
+                    f"max_calls_per_number {limit.count} in {limit.per:g}s",
+                    retry_at=outcome.free_at,
+                    user=spec.user_id,
+                )
             if outcome.refused == "busy":
                 decision = guards.check_one_active_call(
                     _busy(outcome.active_call, outcome.open_claims)

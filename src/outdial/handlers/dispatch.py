@@ -63,7 +63,7 @@ from outdial.handlers.pacer import (
 from outdial.handlers.readiness import CallLeg, ReadinessPolicy
 from outdial.handlers.reconcile import ReconcilePolicy, needs_reconciling
 from outdial.handlers.registry import HandlerRegistry
-from outdial.handlers.rules import RuleIndex
+from outdial.handlers.rules import Match, RuleIndex
 from outdial.handlers.templates import Template
 from outdial.platforms.base import AgentState, OutboundCall, Platform, PlatformError
 from outdial.store.base import CallRecord, ContactOutcome, Store
@@ -317,9 +317,11 @@ class Handlers:
             self._live_seen[event.topic] = self._live_seen.get(event.topic, 0) + 1
         user = topic_user_id(event.topic)
         tracked = self.pacer.is_tracked(user)
+        conversation: CallConversation | None = None
+        own = False
         if event.topic.startswith("v2.users.") and event.topic.endswith(_CALLS_SUFFIX):
             try:
-                conversation = await self._track_call(event)
+                conversation, own = await self._track_call(event)
                 if tracked and conversation is not None and user is not None:
                     self._observe_call(user, conversation)
             except Exception as exc:
@@ -332,13 +334,21 @@ class Handlers:
         except Exception as exc:
             self._error("rules.match", event, exc)
             return
+        if conversation is not None and any(not _fires_on_own(m) for m in matches):
+            own = own or await self._dialed_now(user, conversation)
+            if own:
+                ignored = [m.name for m in matches if not _fires_on_own(m)]
+                matches = [m for m in matches if _fires_on_own(m)]
+                log.emit(
+                    logger,
+                    "rule.own_call",
+                    user=user,
+                    conversation=conversation.id,
+                    rules=",".join(ignored),
+                    reason="a call outdial placed; set on_own_calls = true to fire on it",
+                )
         for match in matches if self.dialing_enabled else ():
-            try:
-                result = await self.dialer.dial(match)
-            except Exception as exc:
-                self._error(f"rule {match.name}", event, exc)
-                continue
-            await self._after_dial(result)
+            await self._dial_match(user, match)
         for handler, match in custom:
             try:
                 await handler(event, match)
@@ -346,6 +356,36 @@ class Handlers:
                 self._error(f"handler {match.name}", event, exc)
         if tracked and pace and user is not None:
             await self.pace(user)
+
+    async def _dial_match(self, user: str | None, match: Match) -> None:
+        """Dial for one rule match; a skip that time lifts is offered again then.
+
+        A dial held back by a rate limit (``calls_per_second``, the per-number
+        cap) keeps its trigger: the same match, so the same idempotency key,
+        is tried again when the limit lets it through, in the agent's turn.
+        """
+        try:
+            result = await self.dialer.dial(match)
+        except Exception as exc:
+            self._error(f"rule {match.name}", match.event, exc)
+            return
+        await self._after_dial(result)
+        if result.status == "skipped" and result.retry_at is not None:
+            target = user or ""
+
+            async def again() -> None:
+                if self.dialing_enabled:
+                    await self._dial_match(user, match)
+
+            if not self.pacer.call_at(target, result.retry_at, again):
+                log.emit(
+                    logger,
+                    "dial.deferred_dropped",
+                    logging.WARNING,
+                    rule=match.name,
+                    user=user,
+                    reason="too many deferred dials waiting",
+                )
 
     # -- readiness -------------------------------------------------------------
 
@@ -469,12 +509,13 @@ class Handlers:
             # Placed or in flight elsewhere: that dial is this readiness's.
             return pacer.set_offer(user_id, offer, consumed=True), False
         if result.retry_at is not None:
+            # A rate limit, a window, a retry or the per-number cap: look again then.
             pacer.wake_at(user_id, result.retry_at)
         if result.guard == "contacts":
             pacer.wait_for_contacts(user_id)
         elif result.guard == "one_active_call":
             pacer.wake_at(user_id, self.clock.now() + timedelta(seconds=_BUSY_RECHECK))
-        elif result.guard not in ("calls_per_second", "contacts"):
+        elif result.retry_at is None:
             # A skip that neither time nor contacts lift (a template error, ...).
             return pacer.set_offer(user_id, offer, consumed=True), False
         return offer, False
@@ -663,13 +704,17 @@ class Handlers:
             topic=topic, body=body, channel_id=_REFRESH, received_at=self.clock.monotonic()
         )
 
-    async def _track_call(self, event: Event) -> CallConversation | None:
-        """Advance the stored call an event is about; returns the parsed body (None: malformed)."""
+    async def _track_call(self, event: Event) -> tuple[CallConversation | None, bool]:
+        """Advance the stored call an event is about.
+
+        Returns the parsed body (None: malformed) and whether the call is one
+        outdial placed (it is tracked in the store).
+        """
         try:
             conversation = body_as(CallConversation, event.body)
         except ValidationError as exc:
             self._malformed(event.topic, exc, what="call.malformed")
-            return None
+            return None, False
         async with self._call_lock(conversation.id):
             record = await self.store.get_call(conversation.id)
             if record is None:
@@ -680,9 +725,29 @@ class Handlers:
                 self._early.move_to_end(conversation.id)
                 while len(self._early) > _EARLY_EVENTS:
                     self._early.popitem(last=False)
-                return conversation
+                return conversation, False
             await self._apply(record, update_from_conversation(conversation))
-        return conversation
+        return conversation, True
+
+    async def _dialed_now(self, user_id: str | None, conversation: CallConversation) -> bool:
+        """Whether an untracked call is one of outdial's whose dial is still open.
+
+        A dial whose answer is unknown (or not back yet) has no tracked call,
+        but its call's events already come: a call of the agent to a number
+        an open claim of the agent dials is taken as outdial's own.
+        """
+        customer = conversation.customer()
+        if user_id is None or customer is None or not customer.address:
+            return False
+        region = self.config.guards.default_region
+        number = guards.normalize_number(customer.address, region)
+        if not isinstance(number, guards.Allow):
+            return False
+        for claim in await self.store.open_claims(user_id):
+            claimed = guards.normalize_number(claim.phone_number or "", region)
+            if isinstance(claimed, guards.Allow) and claimed.value == number.value:
+                return True
+        return False
 
     def _malformed(self, topic: str, exc: ValidationError, what: str = "event.malformed") -> None:
         first = exc.errors()[0]
@@ -786,6 +851,11 @@ class Handlers:
             error=f"{type(exc).__name__}: {exc}",
             **fields,
         )
+
+
+def _fires_on_own(match: Match) -> bool:
+    """Whether a rule's match stands on an event about a call outdial placed."""
+    return match.rule is None or match.rule.on_own_calls
 
 
 def policy_from_config(config: Config) -> ReconcilePolicy:

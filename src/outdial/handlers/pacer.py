@@ -35,7 +35,10 @@ import anyio
 from outdial.clock import Clock
 from outdial.handlers.readiness import AgentFacts, Readiness
 
-__all__ = ["READY_TOPIC", "Offer", "Pacer", "ready_topic"]
+__all__ = ["MAX_DEFERRED", "READY_TOPIC", "Offer", "Pacer", "ready_topic"]
+
+#: Deferred steps (rate-limited dials waiting for their turn) kept at most.
+MAX_DEFERRED = 10_000
 
 #: The derived topic outdial publishes readiness on; rules subscribe to it like any topic.
 READY_TOPIC = "outdial.users.{userId}.ready"
@@ -91,6 +94,10 @@ class Pacer:
         self._seeded: set[str] = set()
         self._waiting_contacts: set[str] = set()
         self._timers: list[tuple[float, int, str]] = []
+        # Deferred steps (a rate-limited dial offered again): (deadline, seq, user, step).
+        self._calls: list[tuple[float, int, str, Callable[[], Awaitable[None]]]] = []
+        #: Deferred steps dropped because too many were waiting (see :data:`MAX_DEFERRED`).
+        self.deferred_dropped = 0
         self._due_at: dict[str, float] = {}
         self._seq = itertools.count()
         self._changed: anyio.Event | None = None
@@ -173,10 +180,40 @@ class Pacer:
         if self._changed is not None:
             self._changed.set()
 
+    def call_at(self, user_id: str, when: datetime, step: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``step`` as one of the agent's steps at wall time ``when`` (a deferred dial).
+
+        At most :data:`MAX_DEFERRED` wait at once; past that the oldest is dropped
+        (counted in :attr:`deferred_dropped`) and False is returned for it.
+        """
+        delay = (when - self.clock.now()).total_seconds()
+        deadline = self.clock.monotonic() + max(0.0, delay)
+        heapq.heappush(self._calls, (deadline, next(self._seq), user_id, step))
+        kept = True
+        if len(self._calls) > MAX_DEFERRED:
+            # The one due last goes: the others have waited longer for their turn.
+            latest = max(range(len(self._calls)), key=lambda i: self._calls[i][:2])
+            self._calls.pop(latest)
+            heapq.heapify(self._calls)
+            self.deferred_dropped += 1
+            kept = False
+        if self._changed is not None:
+            self._changed.set()
+        return kept
+
     def next_wake(self) -> float | None:
-        """The monotonic time of the earliest pending look, if any."""
+        """The monotonic time of the earliest pending look or deferred step, if any."""
         self._drop_stale()
-        return self._timers[0][0] if self._timers else None
+        times = [t[0] for t in (self._timers[:1] + self._calls[:1])]
+        return min(times) if times else None
+
+    def due_calls(self, now: float) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        """Take the deferred steps due at monotonic ``now``, earliest first."""
+        calls = []
+        while self._calls and self._calls[0][0] <= now:
+            _, _, user, step = heapq.heappop(self._calls)
+            calls.append((user, step))
+        return calls
 
     def due(self, now: float) -> list[str]:
         """Take the agents whose look is due at monotonic ``now``."""
@@ -214,6 +251,10 @@ class Pacer:
 
                 await look(user, fn)
 
+        async def deferred(user: str, fn: Callable[[], Awaitable[None]]) -> None:
+            async with slots:
+                await look(user, fn)
+
         async with anyio.create_task_group() as tg:
             while True:
                 changed = anyio.Event()
@@ -223,9 +264,12 @@ class Pacer:
                     await changed.wait()
                 elif deadline > self.clock.monotonic():
                     await _first_of(changed.wait(), self.clock.sleep_until(deadline))
-                for user in self.due(self.clock.monotonic()):
+                now = self.clock.monotonic()
+                for user in self.due(now):
                     if user in self.tracked:
                         tg.start_soon(one, user)
+                for user, fn in self.due_calls(now):
+                    tg.start_soon(deferred, user, fn)
 
 
 async def _first_of(first: Awaitable[None], second: Awaitable[None]) -> None:

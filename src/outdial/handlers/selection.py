@@ -14,7 +14,7 @@ the pacer can look again then.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,13 +63,16 @@ def choose_contact(
     config: GuardsConfig,
     *,
     next_due_at: datetime | None = None,
+    capped: Mapping[str, datetime] | None = None,
 ) -> ContactChoice:
     """The first contact of ``due`` (in list order) that every per-contact guard allows now.
 
     ``do_not_call`` holds the listed numbers among ``due``'s (E.164);
     ``next_due_at`` is when the agent's next contact that is not due yet
-    comes due, if any.
+    comes due, if any; ``capped`` the numbers that had their calls for now
+    (``[guards] max_calls_per_number``), with when they may be called again.
     """
+    capped = capped or {}
     closed: list[tuple[Contact, guards.Deny]] = []
     waiting: list[tuple[Contact, guards.Deny]] = []
     retry_at = next_due_at
@@ -89,7 +92,16 @@ def choose_contact(
         if isinstance(decision, guards.Deny):
             closed.append((contact, decision))
             continue
-        decision = guards.check_window(number, now, config.calling_window, contact.timezone)
+        free_at = capped.get(contact.phone_number) or capped.get(number)
+        if free_at is not None:
+            limit = config.max_calls_per_number
+            decision = guards.Deny(
+                "max_calls_per_number",
+                f"max_calls_per_number {limit.count} in {limit.per:g}s",
+                retry_at=free_at,
+            )
+        else:
+            decision = guards.check_window(number, now, config.calling_window, contact.timezone)
         if isinstance(decision, guards.Deny):
             waiting.append((contact, decision))
             if decision.retry_at is not None and (retry_at is None or decision.retry_at < retry_at):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "DialClaim",
     "DialContext",
     "DueContacts",
+    "NumberCap",
     "Store",
     "StoreError",
     "UserCallSummary",
@@ -162,10 +163,25 @@ class DialClaim:
     """
 
     claim: Claim | None
-    refused: Literal["claimed", "busy", "no_contact"] | None = None
+    refused: Literal["claimed", "busy", "no_contact", "number_limit"] | None = None
     open_claims: list[Claim] = field(default_factory=list)
     active_call: CallRecord | None = None
     do_not_call: bool = False
+    #: With ``"number_limit"``: when the number may be called again.
+    free_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumberCap:
+    """At most ``count`` calls to one number in a window of ``window`` that began at ``since``.
+
+    A call counts from its claim: placed, in flight, or unknown (a dial that
+    was refused or denied placed nothing and does not count).
+    """
+
+    count: int
+    since: datetime
+    window: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +198,8 @@ class DueContacts:
     do_not_call: frozenset[str] = frozenset()
     next_due_at: datetime | None = None
     claimed: bool = False
+    #: Numbers among the contacts' that the per-number cap holds back, and until when.
+    capped: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +249,18 @@ class Store(Protocol):
         ...
 
     async def due_contacts(
-        self, user_id: str, now: datetime, limit: int, *, key: str | None = None
+        self,
+        user_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        key: str | None = None,
+        number_cap: NumberCap | None = None,
     ) -> DueContacts:
         """The agent's contacts due at ``now`` in list order (at most ``limit``), which of
-        their numbers are on the do-not-call list, and the next due time after ``now``;
-        when ``key`` has a claim already, only that (``claimed``)."""
+        their numbers are on the do-not-call list, the next due time after ``now``, and
+        which numbers ``number_cap`` holds back; when ``key`` has a claim already, only
+        that (``claimed``)."""
         ...
 
     async def contacts_generation(self) -> int:
@@ -278,6 +303,7 @@ class Store(Protocol):
         contact: Literal["next"] | int | None = None,
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
+        number_cap: NumberCap | None = None,
     ) -> DialClaim:
         """What the dialer does before sending, in one operation and one transaction.
 

@@ -42,6 +42,7 @@ from outdial.store.base import (
     DialClaim,
     DialContext,
     DueContacts,
+    NumberCap,
     UserCallSummary,
 )
 
@@ -147,6 +148,8 @@ def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
 )""",
         "CREATE INDEX IF NOT EXISTS dial_claims_open ON dial_claims (user_id, created_at)"
         " WHERE state IN ('claimed', 'unknown')",
+        # The per-number cap counts a number's recent claims.
+        "CREATE INDEX IF NOT EXISTS dial_claims_number ON dial_claims (phone_number, created_at)",
         f"""CREATE TABLE IF NOT EXISTS calls (
     conversation_id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -237,6 +240,18 @@ class _NoContact(Exception):
     """Raised inside a claim's transaction to roll it back: no contact is due."""
 
 
+class _NumberCapped(Exception):
+    """Raised inside a claim's transaction to roll it back: the number had its calls."""
+
+    def __init__(self, free_at: datetime) -> None:
+        super().__init__(free_at.isoformat())
+        self.free_at = free_at
+
+
+#: Claims that stand for a call to their number (placed, or possibly placed).
+_CALLING_STATES = "('claimed', 'placed', 'unknown')"
+
+
 class SqlStore:
     """:class:`~outdial.store.base.Store` on a :class:`Database`; the backends subclass it."""
 
@@ -302,14 +317,21 @@ class SqlStore:
         return await self._run(run)
 
     async def due_contacts(
-        self, user_id: str, now: datetime, limit: int, *, key: str | None = None
+        self,
+        user_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        key: str | None = None,
+        number_cap: NumberCap | None = None,
     ) -> DueContacts:
         """The agent's due contacts in list order, their do-not-call entries, the next due time.
 
         One read: contacts ``due`` at ``now`` (never dialed first, then by due
         time, then by id), at most ``limit``; which of their numbers are on the
-        do-not-call list; the earliest ``next_due_at`` after ``now``; and
-        whether ``key`` is claimed already (then nothing else is read).
+        do-not-call list; the earliest ``next_due_at`` after ``now``; which of
+        their numbers ``number_cap`` holds back, and until when; and whether
+        ``key`` is claimed already (then nothing else is read).
         """
 
         def run(db: Database) -> DueContacts:
@@ -341,7 +363,12 @@ class SqlStore:
                 (user_id, at),
             ).one()
             next_due = db.parse_ts(later["due"]) if later else None
-            return DueContacts(contacts, frozenset(listed), next_due)
+            capped: dict[str, datetime] = {}
+            if number_cap is not None and numbers:
+                for number, (calls, oldest) in _number_calls(db, numbers, number_cap.since).items():
+                    if calls >= number_cap.count:
+                        capped[number] = oldest + number_cap.window
+            return DueContacts(contacts, frozenset(listed), next_due, capped=capped)
 
         return await self._run(run)
 
@@ -419,6 +446,7 @@ class SqlStore:
         contact: Literal["next"] | int | None = None,
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
+        number_cap: NumberCap | None = None,
     ) -> DialClaim:
         """Known key? agent busy? else :meth:`claim_dial`, plus its number's do-not-call entry.
 
@@ -431,6 +459,8 @@ class SqlStore:
         same: a key inserted elsewhere meanwhile still comes back
         ``"claimed"``. ``contact`` may name one contact by id (the one the
         dialer chose): it is taken only while still due, else ``"no_contact"``.
+        With ``number_cap``, a claim whose number has had that many calls
+        since its window began is rolled back as ``"number_limit"``.
         """
         if (contact is None) == (phone_number is None):
             raise ValueError('claim_for_dial needs exactly one of contact="next" or phone_number')
@@ -450,9 +480,13 @@ class SqlStore:
                     )
                     if claim is None:  # inserted by another process since the check
                         return DialClaim(None, "claimed")
+                    if number_cap is not None:
+                        _check_number_cap(db, key, claim.phone_number or "", number_cap)
                     listed = _is_do_not_call(db, claim.phone_number or "")
             except _NoContact:
                 return DialClaim(None, "no_contact")  # rolled back: no claim either
+            except _NumberCapped as capped:
+                return DialClaim(None, "number_limit", free_at=capped.free_at)
             return DialClaim(claim, do_not_call=listed)
 
         return await self._run(run)
@@ -742,6 +776,29 @@ def _insert_claim(
         created_at=db.decode_ts(at),
         request=json.loads(request_json) if request_json else {},
     )
+
+
+def _number_calls(
+    db: Database, numbers: Sequence[str], since: datetime, skip_key: str = ""
+) -> dict[str, tuple[int, datetime]]:
+    """Per number: how many claims stand for a call to it since ``since``, the oldest when."""
+    if not numbers:
+        return {}
+    marks = ", ".join("?" for _ in numbers)
+    rows = db.execute(
+        "SELECT phone_number, COUNT(*) AS calls, MIN(created_at) AS oldest FROM dial_claims"
+        f" WHERE phone_number IN ({marks}) AND state IN {_CALLING_STATES}"
+        " AND created_at > ? AND key <> ? GROUP BY phone_number",
+        (*numbers, db.ts(since), skip_key),
+    ).rows
+    return {r["phone_number"]: (int(r["calls"]), db.decode_ts(r["oldest"])) for r in rows}
+
+
+def _check_number_cap(db: Database, key: str, number: str, cap: NumberCap) -> None:
+    """Inside a claim's transaction: raise :class:`_NumberCapped` when ``number`` is capped."""
+    calls = _number_calls(db, [number], cap.since, skip_key=key).get(number)
+    if calls is not None and calls[0] >= cap.count:
+        raise _NumberCapped(calls[1] + cap.window)
 
 
 def _bump(db: Database, counter: str) -> None:
