@@ -133,6 +133,7 @@ class Daemon:
                 tg.start_soon(self._refresh_after_gaps)
                 tg.start_soon(self.handlers.pacer.run, self._run_for_user, self.handlers.pace)
                 tg.start_soon(self._watch_contacts)
+                tg.start_soon(self._renew_leases)
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
@@ -194,6 +195,19 @@ class Daemon:
                 self._gap_users |= unread
                 await anyio.sleep(self.config.listener.backoff_base)
                 self._gap_wakeup.set()
+
+    async def _renew_leases(self) -> None:
+        """Keep this process's claims in flight its own: renew their leases, lease / 3 apart.
+
+        A replica reconciles a claim whose lease ran out (its process is gone);
+        on this host a dead owner is noticed at once, lease or not.
+        """
+        while True:
+            await anyio.sleep(self.config.reconcile.lease / 3)
+            try:
+                await self.handlers.dialer.renew_leases()
+            except Exception as exc:  # the store's trouble shows elsewhere too
+                emit(log, "daemon.lease_renewal_failed", logging.WARNING, error=repr(exc))
 
     async def _watch_contacts(self) -> None:
         """Notice contacts imported while running (``outdial contacts import``, any process).

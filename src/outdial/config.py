@@ -219,14 +219,27 @@ class GuardsConfig(_Strict):
         return value
 
 
+#: Seconds the platform's call history may lag behind a call's creation (at least).
+HISTORY_LAG_FLOOR = 5.0
+
+
 class ReconcileConfig(_Strict):
-    """How dials with an unknown outcome (sent, no answer) are settled against the platform."""
+    """How dials with an unknown outcome (sent, no answer) are settled against the platform.
+
+    ``settle`` is how long after a dial became unknown "no call found" is
+    conclusive (and the dial may be sent again). It must cover the platform's
+    history lag and the longest a request can linger in flight, so it may not
+    be less than ``platform.request_timeout`` + :data:`HISTORY_LAG_FLOOR`
+    (checked on the whole config). ``lease``: how long a claim in flight is
+    its process's without a renewal; a replica may reconcile it after that.
+    """
 
     interval: float = Field(default=15.0, gt=0)
     settle: float = Field(default=60.0, ge=0)
     skew: float = Field(default=120.0, ge=0)
     max_retries: int = Field(default=2, ge=0)
     stale_after: float = Field(default=600.0, gt=0)
+    lease: float = Field(default=15.0, gt=0)
 
 
 class ReadinessConfig(_Strict):
@@ -301,6 +314,18 @@ class Config(_Strict):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)
     rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _settle_covers_a_lingering_request(self) -> Config:
+        floor = self.platform.request_timeout + HISTORY_LAG_FLOOR
+        if self.reconcile.settle < floor:
+            raise ValueError(
+                f"reconcile.settle = {self.reconcile.settle:g} is too short: a request may linger"
+                f" up to platform.request_timeout ({self.platform.request_timeout:g} s) and the"
+                f" platform's history lags at least {HISTORY_LAG_FLOOR:g} s; set it to {floor:g}"
+                " or more, or a dial could be sent twice"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> Config:

@@ -385,3 +385,46 @@ async def test_two_replicas_reconciling_send_at_most_once() -> None:
 def test_platform_fake_is_a_platform() -> None:
     platform: Platform = FakePlatform()
     assert platform is not None
+
+
+# Claim owners: a claim in flight of a process that is gone is reconciled at once
+
+ME = reconcile.ClaimOwner("host-a", 100, "n1")
+
+
+def owned(owner: str | None, lease_until: datetime | None = None) -> Claim:
+    return replace(claim(state="claimed", updated=T0), owner=owner, lease_until=lease_until)
+
+
+def test_an_owner_reads_back_from_its_text() -> None:
+    assert reconcile.ClaimOwner.parse(str(ME)) == ME
+    assert reconcile.ClaimOwner.parse("ip-10-0-0-1.internal:42:ab") == reconcile.ClaimOwner(
+        "ip-10-0-0-1.internal", 42, "ab"
+    )
+    for junk in (None, "", "host", "host:pid:n", ":1:n", "host:1:"):
+        assert reconcile.ClaimOwner.parse(junk) is None
+
+
+@pytest.mark.parametrize(
+    ("owner", "alive", "lease", "gone"),
+    [
+        (str(ME), False, None, False),  # our own claim: in flight here
+        ("host-a:200:n0", False, T0 + timedelta(hours=1), True),  # dead on this host: at once
+        ("host-a:200:n0", True, T0 + timedelta(hours=1), False),  # alive on this host
+        ("host-a:100:n0", True, T0 + timedelta(hours=1), True),  # our pid, an earlier start
+        ("host-b:200:n0", True, T0 + timedelta(seconds=1), False),  # elsewhere, lease holds
+        ("host-b:200:n0", True, T0, True),  # elsewhere, lease ran out
+        ("host-b:200:n0", True, None, False),  # no lease: stale_after decides
+        (None, False, None, False),  # older than owners: stale_after decides
+    ],
+)
+def test_when_the_owner_of_a_claim_in_flight_is_gone(
+    owner: str | None, alive: bool, lease: datetime | None, gone: bool
+) -> None:
+    assert reconcile.owner_gone(owned(owner, lease), T0, ME, lambda pid: alive) is gone
+    assert reconcile.needs_reconciling(owned(owner, lease), T0, POLICY, gone=gone) is gone
+
+
+def test_a_claim_that_settled_has_no_owner_to_lose() -> None:
+    placed = replace(owned("host-a:200:n0"), state="placed")
+    assert not reconcile.owner_gone(placed, T0, ME, lambda pid: False)

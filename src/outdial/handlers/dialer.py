@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import secrets
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -40,7 +43,7 @@ from outdial.clock import Clock
 from outdial.config import GuardsConfig
 from outdial.handlers import guards, reconcile
 from outdial.handlers.calls import CallState
-from outdial.handlers.reconcile import Found, ReconcilePolicy
+from outdial.handlers.reconcile import ClaimOwner, Found, ReconcilePolicy
 from outdial.handlers.rules import Match
 from outdial.handlers.selection import choose_contact
 from outdial.handlers.templates import RenderedDial, TemplateError
@@ -97,6 +100,22 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, retry_after)
         return rng.uniform(0.0, min(self.cap, self.base * (2**retry)))
+
+
+def this_process() -> ClaimOwner:
+    """This process as a claim owner: host name, pid, and a nonce of this start."""
+    return ClaimOwner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+
+
+def pid_alive_here(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host (signal 0 probes, sends nothing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def request_fields(dial: RenderedDial) -> dict[str, Any]:
@@ -165,6 +184,8 @@ class Dialer:
         reconcile_policy: ReconcilePolicy | None = None,
         contacts_scanned: int = 50,
         recent_calls: Callable[[str], Sequence[OutboundCall]] | None = None,
+        owner: ClaimOwner | None = None,
+        pid_alive: Callable[[int], bool] | None = None,
     ) -> None:
         self.platform = platform
         self.store = store
@@ -179,6 +200,9 @@ class Dialer:
         #: The agent's calls already seen on its events (not tracked yet): an unknown
         #: dial is looked for there first, before the platform's call history.
         self.recent_calls = recent_calls
+        #: This process, as the owner of the claims it makes (see :meth:`renew_leases`).
+        self.owner = owner or this_process()
+        self._pid_alive = pid_alive or pid_alive_here
         self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
         # Bounded by the agents the rules name: one lock per agent ever dialed for.
         self._user_locks: dict[str, anyio.Lock] = {}
@@ -192,6 +216,18 @@ class Dialer:
         key = idempotency_key(match.name, match.event.identity, spec)
         async with self._lock(spec.user_id):
             return await self._dial_locked(match.name, key, spec)
+
+    def needs_reconciling(self, claim: Claim, now: datetime) -> bool:
+        """Whether ``claim`` is reconciled now: unknown, or in flight for a process gone."""
+        gone = reconcile.owner_gone(claim, now, self.owner, self._pid_alive)
+        return reconcile.needs_reconciling(claim, now, self.reconcile_policy, gone=gone)
+
+    def _lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.reconcile_policy.lease)
+
+    async def renew_leases(self) -> int:
+        """Renew the leases of this process's claims in flight; call it every lease / 3."""
+        return await self.store.renew_leases(str(self.owner), self._lease_until(self.clock.now()))
 
     def _lock(self, user_id: str) -> anyio.Lock:
         return self._user_locks.setdefault(user_id, anyio.Lock())
@@ -208,8 +244,7 @@ class Dialer:
         async with self._lock(claim.user_id):
             # Re-read under the lock: a dial or another reconcile may have settled it.
             claim = await self.store.get_claim(key)
-            policy = self.reconcile_policy
-            if claim is None or not reconcile.needs_reconciling(claim, self.clock.now(), policy):
+            if claim is None or not self.needs_reconciling(claim, self.clock.now()):
                 return None
             return await self._reconcile_locked(claim, allow_retry=allow_retry)
 
@@ -327,6 +362,8 @@ class Dialer:
             phone_number=phone_number,
             request=request_fields(spec),
             number_cap=self._number_cap(now),
+            owner=str(self.owner),
+            lease_until=self._lease_until(now),
         )
         claim = outcome.claim
         if claim is None:
@@ -615,7 +652,13 @@ class Dialer:
 
     async def _resend(self, claim: Claim, now: datetime) -> DialResult:
         """Send an unknown dial again: the platform has no call for it."""
-        if not await self.store.retry_claim(claim.key, claim.retries, now):
+        if not await self.store.retry_claim(
+            claim.key,
+            claim.retries,
+            now,
+            owner=str(self.owner),
+            lease_until=self._lease_until(now),
+        ):
             # Another reconciler (a replica) took it first.
             return self._skipped(claim.rule, claim.key, "idempotency", "retried_elsewhere")
         fresh = await self.store.get_claim(claim.key)

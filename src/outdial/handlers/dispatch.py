@@ -61,7 +61,7 @@ from outdial.handlers.pacer import (
     ready_topic_user,
 )
 from outdial.handlers.readiness import CallLeg, ReadinessPolicy
-from outdial.handlers.reconcile import ReconcilePolicy, needs_reconciling
+from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.handlers.templates import Template
@@ -263,9 +263,8 @@ class Handlers:
         """
         settled = 0
         now = self.clock.now()
-        policy = self.dialer.reconcile_policy
         for claim in await self.store.open_claims():
-            if not needs_reconciling(claim, now, policy):
+            if not self.dialer.needs_reconciling(claim, now):
                 continue
             try:
                 result = await self.dialer.reconcile(claim.key, allow_retry=self.dialing_enabled)
@@ -866,6 +865,7 @@ def policy_from_config(config: Config) -> ReconcilePolicy:
         settle=settings.settle,
         stale_after=settings.stale_after,
         max_retries=settings.max_retries,
+        lease=settings.lease,
     )
 
 

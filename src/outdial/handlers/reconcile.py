@@ -28,7 +28,7 @@ retry in the rare case the call really was not placed.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +37,7 @@ from outdial.platforms.base import OutboundCall
 from outdial.store.base import Claim
 
 __all__ = [
+    "ClaimOwner",
     "Decision",
     "Found",
     "GiveUp",
@@ -46,6 +47,7 @@ __all__ = [
     "decide",
     "is_stale",
     "needs_reconciling",
+    "owner_gone",
     "search_window",
 ]
 
@@ -66,6 +68,9 @@ class ReconcilePolicy:
     stale_after: float = 600.0
     #: Second sends of one claim after reconciling found nothing; then give up.
     max_retries: int = 2
+    #: How long a claim in flight stays its process's without a renewal (the owner
+    #: renews it while it lives); another replica may reconcile it after that.
+    lease: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +115,64 @@ def is_stale(claim: Claim, now: datetime, policy: ReconcilePolicy) -> bool:
     )
 
 
-def needs_reconciling(claim: Claim, now: datetime, policy: ReconcilePolicy) -> bool:
-    """``unknown`` claims, and ``claimed`` ones left behind by a stopped process."""
-    return claim.state == "unknown" or is_stale(claim, now, policy)
+@dataclass(frozen=True, slots=True)
+class ClaimOwner:
+    """Which process a claim in flight belongs to: its host, its pid, and a nonce.
+
+    The nonce tells a restarted process that got the same pid from the one
+    that made the claim.
+    """
+
+    host: str
+    pid: int
+    nonce: str
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.nonce}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> ClaimOwner | None:
+        """The owner written as ``host:pid:nonce``; None for anything else."""
+        if not text:
+            return None
+        host, _, rest = text.rpartition(":")
+        host, _, pid = host.rpartition(":")
+        if not host or not pid.isdigit() or not rest:
+            return None
+        return cls(host, int(pid), rest)
+
+
+def owner_gone(
+    claim: Claim, now: datetime, me: ClaimOwner, pid_alive: Callable[[int], bool]
+) -> bool:
+    """True when the process that owns a ``claimed`` claim is known to be gone.
+
+    On this host a process that no longer runs (or whose pid now belongs to
+    another process of ours: a different nonce under our own pid) is gone at
+    once; elsewhere, once its lease has run out without a renewal. A claim
+    without an owner (made before owners) falls back to ``stale_after``.
+    """
+    if claim.state != "claimed":
+        return False
+    owner = ClaimOwner.parse(claim.owner)
+    if owner is None or owner == me:
+        return False
+    if owner.host == me.host and (owner.pid == me.pid or not pid_alive(owner.pid)):
+        return True
+    return claim.lease_until is not None and claim.lease_until <= now
+
+
+def needs_reconciling(
+    claim: Claim, now: datetime, policy: ReconcilePolicy, *, gone: bool = False
+) -> bool:
+    """``unknown`` claims, and ``claimed`` ones left behind by a stopped process.
+
+    ``gone`` is :func:`owner_gone` for the claim: its process stopped
+    mid-dial, so the claim need not wait for ``stale_after``.
+    """
+    if claim.state == "unknown":
+        return True
+    return claim.state == "claimed" and (gone or is_stale(claim, now, policy))
 
 
 def search_window(

@@ -19,6 +19,8 @@ import logging
 import math
 import random
 import re
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -66,6 +68,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("outdial.platform")
+
+#: Every connection closes with a reset (``SO_LINGER`` 0): a request abandoned at its
+#: timeout is dropped from the kernel's buffers at once, instead of being
+#: retransmitted and reaching the platform long after we gave up on it (and after
+#: a reconciled re-send could have placed the call a second time).
+ABORT_ON_CLOSE: list[tuple[int, int, bytes]] = [
+    (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+]
 
 #: Refresh the token this long before the platform says it expires.
 TOKEN_REFRESH_MARGIN = 60.0
@@ -529,7 +539,7 @@ class GenesysPlatform:
         )
         self._http = httpx.AsyncClient(
             timeout=timeout,
-            transport=transport,
+            transport=transport or httpx.AsyncHTTPTransport(socket_options=ABORT_ON_CLOSE),
             headers={"User-Agent": "outdial"},
         )
         self._token: str | None = None

@@ -98,6 +98,10 @@ class Claim:
     request: Mapping[str, Any] = field(default_factory=dict)
     retries: int = 0
     updated_at: datetime | None = None
+    #: The process whose dial this is while ``claimed`` (``host:pid:nonce``), and until
+    #: when its lease holds without a renewal; None on claims older than owners.
+    owner: str | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +308,8 @@ class Store(Protocol):
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
         number_cap: NumberCap | None = None,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> DialClaim:
         """What the dialer does before sending, in one operation and one transaction.
 
@@ -357,7 +363,19 @@ class Store(Protocol):
         """
         ...
 
-    async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
+    async def renew_leases(self, owner: str, until: datetime) -> int:
+        """Extend to ``until`` the leases of ``owner``'s claims still ``claimed``."""
+        ...
+
+    async def retry_claim(
+        self,
+        key: str,
+        retries: int,
+        now: datetime,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> bool:
         """Take an ``unknown`` claim back to ``claimed`` to send its dial again.
 
         Compare-and-set: only succeeds while the claim is ``unknown`` with

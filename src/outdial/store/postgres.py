@@ -56,6 +56,7 @@ _SCHEMA = schema(
     bigint="BIGINT",
     timestamp="TIMESTAMPTZ",
     json="JSONB",
+    add_columns=True,
 )
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

@@ -113,8 +113,18 @@ class Database(ABC):
         return None if value is None else self.decode_ts(value)
 
 
-def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
-    """The tables and indexes, given the backend's names for the column types that differ."""
+def schema(
+    *, serial: str, bigint: str, timestamp: str, json: str, add_columns: bool = False
+) -> list[str]:
+    """The tables and indexes, given the backend's names for the column types that differ.
+
+    With ``add_columns`` (a backend with ``ADD COLUMN IF NOT EXISTS``), the
+    columns added since the first release are added to older tables too.
+    """
+    added = [
+        f"ALTER TABLE dial_claims ADD COLUMN IF NOT EXISTS {name} {decl}"
+        for name, decl in (("owner", "TEXT"), ("lease_until", timestamp))
+    ]
     return [
         f"""CREATE TABLE IF NOT EXISTS contacts (
     id {serial},
@@ -144,7 +154,9 @@ def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
     created_at {timestamp} NOT NULL,
     request {json},
     retries INTEGER NOT NULL DEFAULT 0,
-    updated_at {timestamp}
+    updated_at {timestamp},
+    owner TEXT,
+    lease_until {timestamp}
 )""",
         "CREATE INDEX IF NOT EXISTS dial_claims_open ON dial_claims (user_id, created_at)"
         " WHERE state IN ('claimed', 'unknown')",
@@ -166,6 +178,7 @@ def schema(*, serial: str, bigint: str, timestamp: str, json: str) -> list[str]:
         # running daemon notices contacts imported by `outdial contacts import`.
         f"CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value {bigint} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS calls_ended ON calls (user_id, ended_at)",
+        *(added if add_columns else []),
     ]
 
 
@@ -181,7 +194,7 @@ _CALL_COLUMNS = (
 _CLAIM_SELECT = (
     "SELECT k.key, k.rule, k.user_id, k.contact_id, k.phone_number, k.state,"
     " k.conversation_id, k.error, k.created_at, CAST(k.request AS TEXT) AS request,"
-    " k.retries, k.updated_at,"
+    " k.retries, k.updated_at, k.owner, k.lease_until,"
     " c.id AS c_id, c.user_id AS c_user_id, c.phone_number AS c_phone_number,"
     " c.name AS c_name, c.external_id AS c_external_id, c.timezone AS c_timezone,"
     " c.attempts AS c_attempts, c.last_outcome AS c_last_outcome,"
@@ -220,6 +233,8 @@ def _claim(db: Database, row: Row) -> Claim:
         request=request if isinstance(request, dict) else {},
         retries=int(row["retries"]),
         updated_at=db.parse_ts(row["updated_at"]),
+        owner=row["owner"],
+        lease_until=db.parse_ts(row["lease_until"]),
     )
 
 
@@ -447,6 +462,8 @@ class SqlStore:
         phone_number: str | None = None,
         request: Mapping[str, Any] | None = None,
         number_cap: NumberCap | None = None,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> DialClaim:
         """Known key? agent busy? else :meth:`claim_dial`, plus its number's do-not-call entry.
 
@@ -460,7 +477,8 @@ class SqlStore:
         ``"claimed"``. ``contact`` may name one contact by id (the one the
         dialer chose): it is taken only while still due, else ``"no_contact"``.
         With ``number_cap``, a claim whose number has had that many calls
-        since its window began is rolled back as ``"number_limit"``.
+        since its window began is rolled back as ``"number_limit"``. ``owner``
+        and ``lease_until`` say whose claim it is while it is in flight.
         """
         if (contact is None) == (phone_number is None):
             raise ValueError('claim_for_dial needs exactly one of contact="next" or phone_number')
@@ -476,7 +494,16 @@ class SqlStore:
                     if open_claims or active is not None:
                         return DialClaim(None, "busy", open_claims, active)
                     claim = _insert_claim(
-                        db, key, rule, user_id, now, contact, phone_number, request_json
+                        db,
+                        key,
+                        rule,
+                        user_id,
+                        now,
+                        contact,
+                        phone_number,
+                        request_json,
+                        owner,
+                        lease_until,
                     )
                     if claim is None:  # inserted by another process since the check
                         return DialClaim(None, "claimed")
@@ -526,16 +553,37 @@ class SqlStore:
 
         return await self._run(run)
 
-    async def retry_claim(self, key: str, retries: int, now: datetime) -> bool:
-        """``unknown`` with ``retries`` retries -> ``claimed`` with one more; True if it was."""
+    async def retry_claim(
+        self,
+        key: str,
+        retries: int,
+        now: datetime,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> bool:
+        """``unknown`` with ``retries`` retries -> ``claimed`` with one more (and ``owner``'s
+        lease); True if it was."""
 
         def run(db: Database) -> bool:
             result = db.execute(
                 "UPDATE dial_claims SET state = 'claimed', retries = retries + 1,"
-                " updated_at = ? WHERE key = ? AND state = 'unknown' AND retries = ?",
-                (db.ts(now), key, retries),
+                " updated_at = ?, owner = ?, lease_until = ?"
+                " WHERE key = ? AND state = 'unknown' AND retries = ?",
+                (db.ts(now), owner, db.opt_ts(lease_until), key, retries),
             )
             return result.rowcount == 1
+
+        return await self._run(run)
+
+    async def renew_leases(self, owner: str, until: datetime) -> int:
+        """Extend the leases of ``owner``'s claims still in flight; returns how many."""
+
+        def run(db: Database) -> int:
+            return db.execute(
+                "UPDATE dial_claims SET lease_until = ? WHERE owner = ? AND state = 'claimed'",
+                (db.ts(until), owner),
+            ).rowcount
 
         return await self._run(run)
 
@@ -751,6 +799,8 @@ def _insert_claim(
     contact: Literal["next"] | int | None,
     phone_number: str | None,
     request_json: str | None,
+    owner: str | None = None,
+    lease_until: datetime | None = None,
 ) -> Claim | None:
     """Inside a transaction: claim ``key``; None if it is claimed already.
 
@@ -760,9 +810,9 @@ def _insert_claim(
     at = db.ts(now)
     if not db.execute(
         "INSERT INTO dial_claims"
-        " (key, rule, user_id, phone_number, state, created_at, request)"
-        " VALUES (?, ?, ?, ?, 'claimed', ?, ?) ON CONFLICT (key) DO NOTHING",
-        (key, rule, user_id, phone_number, at, request_json),
+        " (key, rule, user_id, phone_number, state, created_at, request, owner, lease_until)"
+        " VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, rule, user_id, phone_number, at, request_json, owner, db.opt_ts(lease_until)),
     ).rowcount:
         return None  # claimed before: a duplicate trigger
     picked = _take_next_contact(db, key, user_id, at, contact) if contact is not None else None
@@ -775,6 +825,8 @@ def _insert_claim(
         state="claimed",
         created_at=db.decode_ts(at),
         request=json.loads(request_json) if request_json else {},
+        owner=owner,
+        lease_until=lease_until,
     )
 
 

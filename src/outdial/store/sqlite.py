@@ -31,6 +31,8 @@ _CLAIM_COLUMNS_ADDED = (
     ("request", "TEXT"),
     ("retries", "INTEGER NOT NULL DEFAULT 0"),
     ("updated_at", "TEXT"),
+    ("owner", "TEXT"),
+    ("lease_until", "TEXT"),
 )
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
