@@ -90,3 +90,29 @@ def test_rule_names_are_unique() -> None:
 def test_store_url_scheme_is_checked() -> None:
     problems = _problems(_data(store={"url": "mysql://x"}))
     assert "sqlite:///PATH or postgresql://" in problems["store.url"]
+
+
+def test_settle_may_not_be_shorter_than_a_request_can_linger() -> None:
+    problems = _problems(_data(reconcile={"settle": 0}))
+    [(where, why)] = problems.items()
+    assert where == "(root)"
+    assert "reconcile.settle = 0 is too short" in why
+    assert "set it to 15 or more" in why  # request_timeout 10 s + a 5 s history lag
+    late = _data(platform={**_data()["platform"], "request_timeout": 30}, reconcile={"settle": 20})
+    assert "set it to 35 or more" in next(iter(_problems(late).values()))
+    assert parse_config(_data(reconcile={"settle": 15}), "outdial.toml", ENV).reconcile.settle == 15
+
+
+def test_rules_skip_outdials_own_calls_and_numbers_are_capped_by_default() -> None:
+    rule = {
+        "name": "callback",
+        "topic": "v2.users.{userId}.conversations.calls",
+        "users": ["u1"],
+        "dial": {"user": "{userId}", "phone_number": "{participants.address}"},
+    }
+    config = parse_config(_data(rules=[rule]), "outdial.toml", ENV)
+    assert config.rules[0].on_own_calls is False
+    assert (config.guards.max_calls_per_number.count, config.guards.max_calls_per_number.per) == (
+        3,
+        86400.0,
+    )

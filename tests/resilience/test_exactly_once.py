@@ -32,6 +32,7 @@ from listener_harness import LogWatch, daemon_config
 
 from outdial.app import Daemon
 from outdial.clock import SystemClock
+from outdial.config import HISTORY_LAG_FLOOR
 from outdial.fake import CallTiming, FakePlatform, Outcome
 from outdial.handlers.dialer import Dialer, RetryPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
@@ -432,3 +433,57 @@ async def test_a_working_day_of_faults_calls_every_contact_exactly_once(tmp_path
         epochs = [e["epoch"] for e in run.log.named("agent.ready")]
         assert len(epochs) == len(set(epochs)) >= contacts
         assert run.requests > run.accepted  # the 503s happened, and were retried
+
+
+async def test_a_request_abandoned_at_its_timeout_is_reset_not_delivered_later(
+    tmp_path: Path,
+) -> None:
+    """The request crawls through the network and the client gives up on it.
+
+    The client closes such a connection with a reset, so what the network
+    still held is dropped instead of being delivered after the client gave up;
+    once ``settle`` has passed, the dial is sent once more: one call in all.
+    """
+    timeout = 0.3
+    settle = timeout + HISTORY_LAG_FLOOR
+    async with running(tmp_path, rest_proxy=True, client_timeout=timeout, settle=settle) as run:
+        await run.log.until(lambda: bool(run.log.named("daemon.refreshed")))
+        proxy = run.platform.rest_proxy
+        proxy.latency(1.0)  # every chunk a second late: the answer cannot come in time
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: bool(run.log.named("dial.unknown")))
+        # The reset reached the proxy: the chunks it still held for the platform are gone.
+        await run.platform.wait_for(lambda: proxy.active_connections == 0, timeout=WAIT)
+        proxy.clear()
+        assert run.requests == 0
+        run.clock.advance_wall(settle)
+        await run.daemon.handlers.reconcile_unknown()
+        await run.log.until(lambda: bool(run.log.named("dial.placed")))
+        assert run.requests == run.accepted == 1
+        assert len(run.log.named("dial.resend")) == 1
+
+
+async def test_a_request_the_platform_handles_after_the_client_gave_up_places_one_call(
+    tmp_path: Path,
+) -> None:
+    """It got through, but the platform acts on it only after the client's timeout.
+
+    Nothing is sent again before ``settle``, which may not be shorter than the
+    request timeout plus the platform's history lag (config validation): by
+    then the late call is in the history, and it is tracked, not placed twice.
+    """
+    timeout = 0.3
+    settle = timeout + HISTORY_LAG_FLOOR
+    async with running(tmp_path, client_timeout=timeout, settle=settle) as run:
+        run.platform.stall_next(CALL_PATH, 1.0, method="POST", after_effect=False)
+        await run.platform.publish(PRESENCE, available())
+        await run.log.until(lambda: bool(run.log.named("dial.unknown")))
+        assert run.accepted == 0
+        await run.platform.wait_for_calls(1, timeout=WAIT)  # handled late, after the timeout
+        run.clock.advance_wall(settle / 2)
+        await run.daemon.handlers.reconcile_unknown()
+        run.clock.advance_wall(settle)
+        await run.daemon.handlers.reconcile_unknown()
+        await run.log.until(lambda: bool(run.log.named("dial.placed")))
+        assert run.requests == run.accepted == 1
+        assert run.log.named("dial.resend") == []
