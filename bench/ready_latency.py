@@ -38,6 +38,9 @@ monotonic clock. For the call-end path ``after_call`` is subtracted: what is
 left is the time the dialer adds to the rest it must wait. The request is
 attributed to the agent's one trigger waiting for a dial.
 
+The ratio of the call-end path compares with a timer's jitter (about 0 ms), so
+the time outdial adds to the baseline is printed too.
+
 Every trigger counts. One that is never followed by a dial (within the window:
 until every trigger is dialed, or nothing has been dialed for a while) is
 *undialed* and enters the percentiles as infinitely late; a p99 shown as
@@ -59,6 +62,7 @@ import argparse
 import inspect
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -221,6 +225,14 @@ def agent_leg_end(body: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _parse_time(value: str) -> datetime | None:
+    """A platform time as an aware datetime (the baseline's own parse), or None."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 class TimingTransport(httpx.AsyncBaseTransport):
     """Hands each call request's agent and send time to the book, then sends it."""
 
@@ -370,13 +382,6 @@ async def run_baseline(args: argparse.Namespace) -> tuple[Book, dict[str, Any]]:
             published["failed_requests"] = failures
             published["channels"] = len(uris)
     return book, published
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def expected_triggers(args: argparse.Namespace) -> int:
@@ -560,6 +565,12 @@ def _ratio(ours: float, base: float) -> str:
     return f"x{ours / base:.1f}"
 
 
+def _added(ours: float, base: float) -> str:
+    if math.isinf(ours) or math.isnan(ours) or math.isnan(base):
+        return "n/a"
+    return f"{(ours - base) * 1000:+.1f} ms"
+
+
 def report(
     args: argparse.Namespace,
     base: Book,
@@ -638,14 +649,19 @@ def report(
     print(f"call end (agent leg ended) -> next dial, minus after_call ({args.after_call:g} s)")
     print(_row("  baseline: sleep to endTime + after_call", b_end, b_end_missing))
     print(_row("  outdial: full daemon (pacer's timer)", o_end, o_end_missing))
-    print(
-        "ratio outdial / baseline: ready -> dial "
-        f"p50 {_ratio(_p(o_ready, o_ready_missing, 50), _p(b_ready, b_ready_missing, 50))}, "
-        f"p99 {_ratio(_p(o_ready, o_ready_missing, 99), _p(b_ready, b_ready_missing, 99))}; "
-        "call end -> next dial "
-        f"p50 {_ratio(_p(o_end, o_end_missing, 50), _p(b_end, b_end_missing, 50))}, "
-        f"p99 {_ratio(_p(o_end, o_end_missing, 99), _p(b_end, b_end_missing, 99))}"
-    )
+    pairs = {
+        "ready -> dial": ((o_ready, o_ready_missing), (b_ready, b_ready_missing)),
+        "call end -> next dial": ((o_end, o_end_missing), (b_end, b_end_missing)),
+    }
+    ratios, added = [], []
+    for label, (ours_, base_) in pairs.items():
+        p50 = (_p(*ours_, 50), _p(*base_, 50))
+        p99 = (_p(*ours_, 99), _p(*base_, 99))
+        ratios.append(f"{label} p50 {_ratio(*p50)}, p99 {_ratio(*p99)}")
+        added.append(f"{label} p50 {_added(*p50)}, p99 {_added(*p99)}")
+    # The call-end baseline is a timer's jitter (about 0): its ratio says less than the time added.
+    print(f"ratio outdial / baseline: {'; '.join(ratios)}")
+    print(f"outdial adds to baseline: {'; '.join(added)}")
 
 
 async def measure(args: argparse.Namespace) -> int:
@@ -722,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"each; {calls}, after_call {args.after_call:g} s",
                 "server: bench/servers/miniplatform.py --mode ready, in its own process; "
                 "sent = handed to httpx's transport; undialed triggers count as infinitely late",
+                # Other work on the machine moves these figures far more than the code does.
+                "load average at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
             ],
         ),
         flush=True,
