@@ -97,6 +97,9 @@ READINESS_SUFFIXES = (".presence", ".routingStatus", ".conversationsummary", ".c
 READY, CALL_END = "ready", "call end"
 #: After the ramp, the window closes once nothing was dialed for this long (+ a call).
 QUIET_SECONDS = 3.0
+#: ... and at the latest this long after every contact could have been dialed: room for
+#: a saturated daemon's backlog of several seconds, within a bounded run.
+GRACE_SECONDS = 20.0
 
 
 @dataclass
@@ -265,7 +268,7 @@ def server_args(args: argparse.Namespace) -> list[str]:
 def window_seconds(args: argparse.Namespace) -> float:
     """The longest a run may take after its ramp (every agent's contacts dialed, + grace)."""
     rest = float(args.call_seconds + args.after_call)
-    return int(args.contacts - 1) * rest + float(args.call_seconds) + 10.0
+    return int(args.contacts - 1) * rest + float(args.call_seconds) + GRACE_SECONDS
 
 
 async def drain(book: Book, args: argparse.Namespace) -> None:
@@ -560,13 +563,13 @@ def _p(values: Sequence[float], undialed: int, q: float) -> float:
 
 
 def _ratio(ours: float, base: float) -> str:
-    if math.isinf(ours) or math.isnan(ours) or math.isnan(base) or base <= 0:
+    if not (math.isfinite(ours) and math.isfinite(base)) or base <= 0:
         return "n/a"
     return f"x{ours / base:.1f}"
 
 
 def _added(ours: float, base: float) -> str:
-    if math.isinf(ours) or math.isnan(ours) or math.isnan(base):
+    if not (math.isfinite(ours) and math.isfinite(base)):
         return "n/a"
     return f"{(ours - base) * 1000:+.1f} ms"
 
