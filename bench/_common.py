@@ -44,12 +44,15 @@ __all__ = [
     "call_bodies",
     "header",
     "is_trigger",
+    "iso_now",
     "median",
     "percentile",
     "presence_body",
     "rss_kib",
     "stream_frames",
     "stream_users",
+    "summary_body",
+    "user_call_bodies",
     "valid_number",
 ]
 
@@ -122,15 +125,23 @@ def _fixture(name: str) -> Any:
 
 _PRESENCE = _fixture("presence-available.json")
 _CALL_SEQUENCE = _fixture("call-answered-sequence.json")
+_USER_CALL_SEQUENCE = _fixture("call-nonacd-agent-hangs-up-sequence.json")
+_SUMMARY = _fixture("conversation-summary-sequence.json")[0]["eventBody"]
 _PRESENCE_IDS = {
     "Available": "6a3af858-942f-489d-9700-5f9bcdcdae9b",
     "Busy": "31fe3bac-dea6-44b7-bed7-47f91660a1a0",
+    "Away": "5e5c5c66-ea97-4e7f-ac41-6424784829f2",
 }
 _BASE_TIME = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 
 def _iso(offset: float) -> str:
     return (_BASE_TIME + timedelta(seconds=offset)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def iso_now() -> str:
+    """The wall clock now as the platform writes times (``2026-11-23T09:16:41.010Z``)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def stream_users(count: int, prefix: str = "a") -> list[str]:
@@ -165,6 +176,40 @@ def call_bodies(user_id: str, conversation_id: str, number: str) -> list[dict[st
                 participant["address"] = f"tel:{number}"
         bodies.append(body)
     return bodies
+
+
+def user_call_bodies(
+    user_id: str, conversation_id: str, number: str, *, at: str
+) -> list[dict[str, Any]]:
+    """The three bodies of ``call-nonacd-agent-hangs-up-sequence.json`` for one call.
+
+    The agent leg has purpose ``user`` and the customer's ``external`` (a call placed
+    for a user, not from a queue); the last body ends both legs, ``wrapupRequired``
+    false. Every time in them is ``at``; the caller rewrites the end times when the
+    call really ends.
+    """
+    bodies = []
+    for step in _USER_CALL_SEQUENCE:
+        body: dict[str, Any] = copy.deepcopy(step["eventBody"])
+        body["id"] = conversation_id
+        for participant in body["participants"]:
+            for key in ("startTime", "connectedTime", "endTime"):
+                if key in participant:
+                    participant[key] = at
+            if participant.get("purpose") == "user":
+                participant["user"]["id"] = user_id
+            else:
+                participant["address"] = f"tel:{number}"
+        bodies.append(body)
+    return bodies
+
+
+def summary_body(user_id: str, active: int) -> dict[str, Any]:
+    """A ``v2.users.{id}.conversationsummary`` body: ``active`` non-ACD calls, no ACW."""
+    body: dict[str, Any] = copy.deepcopy(_SUMMARY)
+    body["userId"] = user_id
+    body["call"]["enterprise"]["active"] = active
+    return body
 
 
 def envelope(topic: str, body: Mapping[str, Any], correlation: str) -> str:

@@ -140,10 +140,16 @@ class Driver:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, server: str, agents: int, seed: int) -> AsyncIterator[Driver]:
-        """Start the server process, wait until it is ready, stop it (that process only)."""
+    async def running(
+        cls, server: str, agents: int, seed: int, extra: Sequence[str] = ()
+    ) -> AsyncIterator[Driver]:
+        """Start the server process, wait until it is ready, stop it (that process only).
+
+        ``extra`` are more arguments for the server (``--mode ready``, ...).
+        """
         module = "servers.miniplatform" if server == "mini" else "servers.fakedriver"
         command = [sys.executable, "-m", module, "--agents", str(agents), "--seed", str(seed)]
+        command += extra
         process = await anyio.open_process(command, cwd=BENCH_DIR, stderr=None)
         driver = cls(process)
         try:

@@ -1,24 +1,41 @@
-"""A minimal Genesys-shaped platform (REST + WebSocket on one port) for the latency run.
+"""A minimal Genesys-shaped platform (REST + WebSocket on one port) for the latency runs.
 
 Just enough of the platform contract for ``GenesysPlatform`` and the listener:
-token, channels, subscriptions, the call request, a call read, agent state.
-Kept cheap (hand-written HTTP/1.1 keep-alive and pre-encoded WebSocket frames
-on plain asyncio), so at 1,000 events/s it is never the bottleneck, which the
-full fake platform (validation, call play-out in Python) is at that rate.
+token, channels, subscriptions, the call request, a call read, agent state
+(the bulk ``GET /api/v2/users?id=..&expand=presence,routingStatus,
+conversationSummary`` in the shape of ``users-expand-rest.json``, paged as the
+platform pages it, ``GET /api/v2/users/{id}?expand=..``, and the single reads
+``/presences/purecloud`` and ``/routingstatus``). Kept cheap (hand-written
+HTTP/1.1 keep-alive and pre-encoded WebSocket frames on plain asyncio), so at
+1,000 events/s it is never the bottleneck, which the full fake platform
+(validation, call play-out in Python) is at that rate.
 
-Every accepted call plays out as the three call events of
-``tests/fixtures/genesys/call-answered-sequence.json`` (dialing, connected,
-disconnected), 20 ms apart, on the agent's ``conversations.calls`` topic, so
-a dialer that tracks its calls sees them end. Agents read over REST are
-``Busy`` (a startup refresh dials no one); only the schedule makes them
-Available.
+Two modes (``--mode``):
+
+- ``latency`` (``bench/latency.py``): every accepted call plays out as the
+  three call events of ``tests/fixtures/genesys/call-answered-sequence.json``
+  (dialing, connected, disconnected), 20 ms apart, on the agent's
+  ``conversations.calls`` topic, so a dialer that tracks its calls sees them
+  end. Agents read over REST are ``Busy`` (a startup refresh dials no one);
+  only the schedule makes them Available.
+- ``ready`` (``bench/ready_latency.py``): agents start ``Away``, ``OFF_QUEUE``,
+  with an idle conversation summary, and REST reads say what the agent is now.
+  A call plays out as the agent sees it on a direct call
+  (``call-nonacd-agent-hangs-up-sequence.json``: ``user`` and ``external``
+  legs): 20 ms after the request the summary shows one active call and the call
+  is dialing, 20 ms later it is connected, ``--call-seconds`` after the request
+  both legs are disconnected (``endTime`` now, ``wrapupRequired`` false) and
+  the summary shows none. Presence never changes because of a call.
 
 Prints one JSON line when ready (``api_url``, ``login_url``, ``client_id``,
 ``client_secret``, ``agents``), then reads commands on standard input:
 ``go RATE COUNT SHARE`` publishes COUNT presence events at RATE per second on
 an absolute schedule, a SHARE of them Available (dial triggers, round-robin
 over the agents) and the rest Away, and prints what it did;
-``stats`` prints ``{"calls_accepted": N}``; ``quit`` stops.
+``ready RATE`` makes every agent Available in turn, RATE agents per second (a
+presence event with a fresh ``modifiedDate`` each), and prints what it did;
+``summaries`` publishes each agent's conversation summary once, as it is now;
+``stats`` prints ``{"calls_accepted": N, "requests": {...}}``; ``quit`` stops.
 """
 
 from __future__ import annotations
@@ -29,14 +46,39 @@ import json
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
-from _common import call_bodies, envelope, is_trigger, presence_body, stream_users
+from _common import (
+    call_bodies,
+    envelope,
+    is_trigger,
+    iso_now,
+    presence_body,
+    stream_users,
+    summary_body,
+    user_call_bodies,
+)
 from servers.stream import accept_upgrade, frame, read_client, read_head
 
 CALL_STEP = 0.02
+#: The platform's page size of ``GET /api/v2/users`` when none is asked for, and its maximum.
+USERS_PAGE_DEFAULT = 25
+USERS_PAGE_MAX = 500
+_SINCE = "2026-11-23T08:00:00.000Z"
+
+
+@dataclass(eq=False)
+class _Agent:
+    """What the platform knows of one agent now."""
+
+    id: str
+    presence: str
+    modified: str = _SINCE
+    routing: str = "OFF_QUEUE"
+    active_calls: int = 0
 
 
 @dataclass(eq=False)
@@ -49,14 +91,19 @@ class _Channel:
 class MiniPlatform:
     """Channels, subscriptions and calls in memory; one port for REST and WebSocket."""
 
-    def __init__(self, agents: list[str]) -> None:
+    def __init__(self, agents: list[str], mode: str = "latency", call_seconds: float = 1.0) -> None:
         self.agents = agents
+        self.mode = mode
+        self.call_seconds = call_seconds
         self.port = 0
         self.channels: dict[str, _Channel] = {}
         self.by_topic: dict[str, _Channel] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.calls_accepted = 0
+        self.requests: Counter[str] = Counter()
         self.serial = 0
+        initial = "Away" if mode == "ready" else "Busy"
+        self.state = {a: _Agent(a, initial) for a in agents}
         self._loop = asyncio.get_running_loop()
 
     def send(self, topic: str, body: dict[str, Any]) -> bool:
@@ -74,13 +121,14 @@ class MiniPlatform:
         try:
             while True:
                 method, target, headers = read_head(await reader.readuntil(b"\r\n\r\n"))
-                path = urlsplit(target).path
+                url = urlsplit(target)
+                path = url.path
                 if headers.get("upgrade", "").lower() == "websocket":
                     await self._socket(path, reader, writer, headers)
                     return
                 length = int(headers.get("content-length", "0"))
                 body = await reader.readexactly(length) if length else b""
-                status, answer = self.route(method, path, body)
+                status, answer = self.route(method, path, body, parse_qsl(url.query))
                 data = b"" if answer is None else json.dumps(answer).encode()
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
@@ -111,9 +159,12 @@ class MiniPlatform:
             if channel.writer is writer:
                 channel.writer = None
 
-    def route(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    def route(
+        self, method: str, path: str, body: bytes, query: list[tuple[str, str]] | None = None
+    ) -> tuple[int, Any]:
         """The answer to one REST request: (status, JSON body or None)."""
         parts = path.strip("/").split("/")
+        query = query or []
         if path == "/oauth/token":
             return 200, {"access_token": "mini", "token_type": "bearer", "expires_in": 86399}
         if path == "/api/v2/notifications/channels" and method == "POST":
@@ -128,11 +179,77 @@ class MiniPlatform:
         if parts[:4] == ["api", "v2", "conversations", "calls"] and len(parts) == 5:
             call = self.calls.get(parts[4])
             return (404, {"message": "not found", "status": 404}) if call is None else (200, call)
-        if parts[:3] == ["api", "v2", "users"] and parts[-1] == "purecloud":
-            return 200, presence_body("Busy")
-        if parts[:3] == ["api", "v2", "users"] and parts[-1] == "routingstatus":
-            return 200, {"userId": parts[3], "status": "OFF_QUEUE", "startTime": None}
+        if parts[:3] == ["api", "v2", "users"] and method == "GET":
+            return self._users_route(parts, query)
         return 404, {"message": f"no route {method} {path}", "status": 404}
+
+    def _users_route(self, parts: list[str], query: list[tuple[str, str]]) -> tuple[int, Any]:
+        expands = {e for k, v in query if k == "expand" for e in v.split(",") if e}
+        if len(parts) == 3:
+            self.requests["users.list"] += 1
+            return 200, self._list_users(query, expands)
+        agent = self.state.get(parts[3])
+        if agent is None:
+            return 404, {"message": f"user {parts[3]} not found", "status": 404}
+        if len(parts) == 4:
+            self.requests["users.one"] += 1
+            return 200, self._user(agent, expands)
+        if parts[4:] == ["presences", "purecloud"]:
+            self.requests["presence"] += 1
+            return 200, self._rest_presence(agent)
+        if parts[4:] == ["routingstatus"]:
+            self.requests["routingstatus"] += 1
+            return 200, self._rest_routing(agent)
+        return 404, {"message": f"no route GET /{'/'.join(parts)}", "status": 404}
+
+    def _list_users(self, query: list[tuple[str, str]], expands: set[str]) -> dict[str, Any]:
+        """``GET /api/v2/users?id=..``: the known ids asked for (repeated or comma-separated)."""
+        ids = [i for k, v in query if k == "id" for i in v.split(",") if i]
+        params = dict(query)
+        size = min(int(params.get("pageSize", USERS_PAGE_DEFAULT)), USERS_PAGE_MAX)
+        number = max(1, int(params.get("pageNumber", 1)))
+        known = [self.state[i] for i in dict.fromkeys(ids) if i in self.state]
+        page = known[(number - 1) * size : number * size]
+        return {
+            "entities": [self._user(agent, expands) for agent in page],
+            "pageSize": size,
+            "pageNumber": number,
+            "total": len(known),
+            "pageCount": max(1, -(-len(known) // size)),
+        }
+
+    def _user(self, agent: _Agent, expands: set[str]) -> dict[str, Any]:
+        """One user as ``users-expand-rest.json`` has it, with the expands asked for."""
+        user: dict[str, Any] = {
+            "id": agent.id,
+            "name": f"Agent {agent.id[-6:]}",
+            "state": "active",
+            "selfUri": f"/api/v2/users/{agent.id}",
+        }
+        if "presence" in expands:
+            user["presence"] = self._rest_presence(agent)
+        if "routingStatus" in expands:
+            user["routingStatus"] = self._rest_routing(agent)
+        if "conversationSummary" in expands:
+            user["conversationSummary"] = summary_body(agent.id, agent.active_calls)
+        return user
+
+    def _rest_presence(self, agent: _Agent) -> dict[str, Any]:
+        """``user-presence-rest.json``: the event's fields and a few more."""
+        body = presence_body(agent.presence)
+        body["modifiedDate"] = agent.modified
+        body.update(
+            {
+                "id": "PURECLOUD",
+                "name": "PURECLOUD",
+                "sourceId": "PURECLOUD",
+                "selfUri": f"/api/v2/users/{agent.id}/presences/PURECLOUD",
+            }
+        )
+        return body
+
+    def _rest_routing(self, agent: _Agent) -> dict[str, Any]:
+        return {"userId": agent.id, "status": agent.routing, "startTime": _SINCE}
 
     def _channel_route(self, method: str, parts: list[str], body: bytes) -> tuple[int, Any]:
         channel = self.channels.get(parts[4])
@@ -153,13 +270,79 @@ class MiniPlatform:
 
     def _place(self, user: str, request: dict[str, Any]) -> dict[str, Any]:
         self.calls_accepted += 1
+        self.requests["call.place"] += 1
         conversation = str(uuid.uuid4())
-        bodies = call_bodies(user, conversation, str(request.get("phoneNumber")))
-        self.calls[conversation] = bodies[-1]
+        number = str(request.get("phoneNumber"))
         topic = f"v2.users.{user}.conversations.calls"
-        for step, body in enumerate(bodies, start=1):
-            self._loop.call_later(step * CALL_STEP, self.send, topic, body)
+        if self.mode == "ready" and user in self.state:
+            bodies = user_call_bodies(user, conversation, number, at=iso_now())
+            self.calls[conversation] = bodies[0]
+            agent = self.state[user]
+            self._loop.call_later(CALL_STEP, self._call_starts, agent, conversation, bodies[0])
+            self._loop.call_later(2 * CALL_STEP, self._call_connects, agent, bodies[1])
+            self._loop.call_later(self.call_seconds, self._call_ends, agent, bodies[2])
+        else:
+            bodies = call_bodies(user, conversation, number)
+            self.calls[conversation] = bodies[-1]
+            for step, body in enumerate(bodies, start=1):
+                self._loop.call_later(step * CALL_STEP, self.send, topic, body)
         return {"id": conversation, "selfUri": f"/api/v2/conversations/calls/{conversation}"}
+
+    def _call_starts(self, agent: _Agent, conversation: str, body: dict[str, Any]) -> None:
+        agent.active_calls += 1
+        self.send(f"v2.users.{agent.id}.conversationsummary", summary_body(agent.id, 1))
+        self.send(f"v2.users.{agent.id}.conversations.calls", body)
+
+    def _call_connects(self, agent: _Agent, body: dict[str, Any]) -> None:
+        body["participants"][1]["connectedTime"] = iso_now()
+        self.calls[body["id"]] = body
+        self.send(f"v2.users.{agent.id}.conversations.calls", body)
+
+    def _call_ends(self, agent: _Agent, body: dict[str, Any]) -> None:
+        """Both legs end now; then the summary shows the agent free of it."""
+        ended = iso_now()
+        for participant in body["participants"]:
+            participant["endTime"] = ended
+        self.calls[body["id"]] = body
+        agent.active_calls = max(0, agent.active_calls - 1)
+        self.send(f"v2.users.{agent.id}.conversations.calls", body)
+        self.send(
+            f"v2.users.{agent.id}.conversationsummary",
+            summary_body(agent.id, agent.active_calls),
+        )
+
+    async def make_ready(self, rate: float) -> dict[str, Any]:
+        """Every agent Available in turn, RATE per second, on an absolute schedule."""
+        start = time.monotonic()
+        delivered = 0
+        most_late = 0.0
+        for i, user in enumerate(self.agents):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                most_late = max(most_late, -delay)
+            agent = self.state[user]
+            agent.presence, agent.modified = "Available", iso_now()
+            body = presence_body("Available")
+            body["modifiedDate"] = agent.modified
+            delivered += self.send(f"v2.users.{user}.presence", body)
+        took = time.monotonic() - start
+        return {
+            "published": len(self.agents),
+            "delivered": delivered,
+            "seconds": took,
+            "rate": len(self.agents) / took if took > 0 else 0.0,
+            "most_late": most_late,
+        }
+
+    def publish_summaries(self) -> dict[str, Any]:
+        """Each agent's conversation summary as it is now, once."""
+        delivered = sum(
+            self.send(f"v2.users.{a.id}.conversationsummary", summary_body(a.id, a.active_calls))
+            for a in self.state.values()
+        )
+        return {"summaries": delivered}
 
     async def publish(self, rate: float, count: int, share: float) -> dict[str, Any]:
         """COUNT presence events at RATE per second: ``share`` Available, the rest Away."""
@@ -192,7 +375,7 @@ class MiniPlatform:
 
 async def main(args: argparse.Namespace) -> None:
     """Serve until ``quit`` on standard input."""
-    platform = MiniPlatform(stream_users(args.agents, "lat"))
+    platform = MiniPlatform(stream_users(args.agents, "lat"), args.mode, args.call_seconds)
     server = await asyncio.start_server(platform.connection, "127.0.0.1", 0)
     platform.port = server.sockets[0].getsockname()[1]
     base = f"http://127.0.0.1:{platform.port}"
@@ -213,12 +396,21 @@ async def main(args: argparse.Namespace) -> None:
             if line[0] == "go":
                 stats = await platform.publish(float(line[1]), int(line[2]), float(line[3]))
                 print(json.dumps(stats), flush=True)
+            elif line[0] == "ready":
+                print(json.dumps(await platform.make_ready(float(line[1]))), flush=True)
+            elif line[0] == "summaries":
+                print(json.dumps(platform.publish_summaries()), flush=True)
             elif line[0] == "stats":
-                print(json.dumps({"calls_accepted": platform.calls_accepted}), flush=True)
+                stats = {"calls_accepted": platform.calls_accepted, "requests": platform.requests}
+                print(json.dumps(stats), flush=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--agents", type=int, default=400)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mode", choices=("latency", "ready"), default="latency")
+    parser.add_argument(
+        "--call-seconds", type=float, default=1.0, help="ready mode: request to both legs ended"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 RUNS = {
     "throughput": ["throughput.py", "--events", "200", "--quick"],
     "latency": ["latency.py", "--quick"],
+    "ready_latency": ["ready_latency.py", "--quick"],
     "memory": ["memory.py", "--quick"],
     "recovery": ["recovery.py", "--quick"],
     "soak": ["soak.py", "--duration", "4"],
