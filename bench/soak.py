@@ -3,11 +3,13 @@
 The real daemon (``Daemon``: listener, handlers, dialer, SQLite store, the
 Genesys REST client) runs against ``FakePlatform`` with a fault proxy in front
 of both its WebSocket and its REST API, for ``--duration`` seconds. Agents
-dial their contact lists the whole time (the fake makes an agent Available
-again after each call's wrap-up), and a background stream of presence events
-adds traffic. A seeded schedule starts every fault kind the fake knows at
-least once (``--seed`` picks the order, times and lengths; the schedule is
-printed), in the window between a warm-up and a quiet tail.
+dial their contact lists the whole time on the ready topic (the fake, like a
+real org, leaves presence alone; each agent is ready again ``after_call``
+after its last call), and a background stream of presence events (the agents
+choosing Available again, each with its own ``modifiedDate``) adds traffic.
+A seeded schedule starts every fault kind the fake knows at least once
+(``--seed`` picks the order, times and lengths; the schedule is printed), in
+the window between a warm-up and a quiet tail.
 
 Then a report, with the invariants that must hold:
 
@@ -16,7 +18,7 @@ Then a report, with the invariants that must hold:
   missed outside any gap (**must be 0**). An event counts as inside a gap when
   it was published between the gap's start (less the longest in-flight time
   seen, since a gap starts at the last frame *received*) and its end;
-- dial triggers, call requests the fake accepted, and duplicate calls (**must
+- Available events, call requests the fake accepted, and duplicate calls (**must
   be 0**): an accepted call the daemon's store does not track is a second call
   for one claim, unless its dial is still ``unknown`` (being reconciled);
 - reconnects, rotations, the longest recovery; memory at start and end.
@@ -122,12 +124,12 @@ def _config(fake: FakePlatform, agents: Sequence[str]) -> Config:
                 "calling_window": ["00:00", "23:59"],
                 "calls_per_second": 1000,
             },
+            "readiness": {"after_call": 0.2},
             "rules": [
                 {
-                    "name": "next-contact-when-available",
-                    "topic": "v2.users.{userId}.presence",
+                    "name": "next-contact-when-ready",
+                    "topic": "outdial.users.{userId}.ready",
                     "users": list(agents),
-                    "when": {"presenceDefinition.systemPresence": "Available"},
                     "dial": {"user": "{userId}", "contact": "next", "caller_id": "+441214999999"},
                 }
             ],
@@ -177,7 +179,7 @@ def _instrument(fake: FakePlatform, daemon: Daemon, ledger: Ledger) -> None:
 
 
 async def _background(fake: FakePlatform, agents: Sequence[str], rate: float) -> None:
-    """Presence traffic that triggers nothing (Away), each body unique."""
+    """Presence traffic: agents choosing Available again, each body unique."""
     serial = 0
     start = anyio.current_time()
     while True:
@@ -186,7 +188,7 @@ async def _background(fake: FakePlatform, agents: Sequence[str], rate: float) ->
         if delay > 0:
             await anyio.sleep(delay)
         user = agents[serial % len(agents)]
-        await fake.publish(f"v2.users.{user}.presence", presence_body("Away", float(serial)))
+        await fake.publish(f"v2.users.{user}.presence", presence_body("Available", float(serial)))
 
 
 @dataclass
@@ -355,7 +357,7 @@ async def soak(args: argparse.Namespace) -> int:
         f"{missed.slack * 1000:.0f} ms)"
     )
     print(
-        f"  dial triggers       {calls.triggers:>8,}  (+{calls.refresh_triggers:,} re-read "
+        f"  Available events    {calls.triggers:>8,}  (+{calls.refresh_triggers:,} re-read "
         "after gaps)"
     )
     print(f"  call requests       {calls.requests:>8,}")
