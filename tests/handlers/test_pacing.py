@@ -211,29 +211,7 @@ async def test_a_retry_that_comes_due_is_dialed_then() -> None:
         await p.idle_agent()
         cid = p.platform.placed[-1]
         # Busy: never connected, the customer leg ended on its own side.
-        busy = Event(
-            topic=f"v2.users.{AGENT}.conversations.calls",
-            body={
-                "id": cid,
-                "participants": [
-                    {
-                        "id": "a",
-                        "purpose": "agent",
-                        "state": "disconnected",
-                        "user": {"id": AGENT},
-                        "disconnectType": "peer",
-                        "endTime": p.clock.now().isoformat(),
-                    },
-                    {
-                        "id": "c",
-                        "purpose": "customer",
-                        "address": f"tel:{LONDON[0]}",
-                        "state": "disconnected",
-                        "disconnectType": "endpoint",
-                    },
-                ],
-            },
-        )
+        busy = hung_up(cid, LONDON[0], answered=False, at=p.clock.now())
         await p.send(busy, summary())
         retry = p.handlers.config.guards.retry_after["busy"]
         await p.advance(retry - 1)
@@ -404,30 +382,30 @@ def callback(on_own_calls: bool = False) -> Rule:
     )
 
 
-def hung_up(cid: str, number: str) -> Event:
-    """A call of the agent that the customer ended (their own leg: ``endpoint``)."""
+def hung_up(cid: str, number: str, *, answered: bool = True, at: datetime | None = None) -> Event:
+    """A call of the agent that the customer ended (their own leg: ``endpoint``);
+    never ``answered``, it is a busy line."""
+    agent: dict[str, Any] = {
+        "id": "a",
+        "purpose": "agent",
+        "state": "disconnected",
+        "user": {"id": AGENT},
+        "disconnectType": "peer",
+    }
+    if at is not None:
+        agent["endTime"] = at.isoformat()
+    customer: dict[str, Any] = {
+        "id": "c",
+        "purpose": "customer",
+        "address": f"tel:{number}",
+        "state": "disconnected",
+        "disconnectType": "endpoint",
+    }
+    if answered:
+        customer["connectedTime"] = "2026-01-05T11:59:00Z"
     return Event(
         topic=f"v2.users.{AGENT}.conversations.calls",
-        body={
-            "id": cid,
-            "participants": [
-                {
-                    "id": "a",
-                    "purpose": "agent",
-                    "state": "disconnected",
-                    "user": {"id": AGENT},
-                    "disconnectType": "peer",
-                },
-                {
-                    "id": "c",
-                    "purpose": "customer",
-                    "address": f"tel:{number}",
-                    "state": "disconnected",
-                    "disconnectType": "endpoint",
-                    "connectedTime": "2026-01-05T11:59:00Z",
-                },
-            ],
-        },
+        body={"id": cid, "participants": [agent, customer]},
     )
 
 
