@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from outdial import __version__
 from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
+from outdial.log import mask_url
 
 __all__ = ["main"]
 
@@ -215,7 +216,8 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
             return await store.import_contacts(rows)
 
     count = anyio.run(store_rows)
-    print(f"imported {count} contacts from {len(args.files)} file(s) into {config.store.url}")
+    where = mask_url(config.store.url)
+    print(f"imported {count} contacts from {len(args.files)} file(s) into {where}")
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from outdial.log import mask_url
+
 __all__ = [
     "GENESYS_REGIONS",
     "Config",
@@ -76,7 +78,9 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
-        self.problems = problems
+        # A problem may quote the value it is about: a store URL with its password.
+        self.problems = [(where, mask_url(why)) for where, why in problems]
+        problems = self.problems
         lines = "\n".join(f"  {where}: {why}" for where, why in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
