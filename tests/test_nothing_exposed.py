@@ -4,6 +4,9 @@ and a warning for a platform reached over plain HTTP."""
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,7 +15,7 @@ import pytest
 from outdial.cli import main
 from outdial.config import ConfigError, load_config
 from outdial.log import emit, mask_url
-from outdial.store import StoreError
+from outdial.store import SqliteStore, StoreError, open_store
 
 SECRET = "hunter2"
 
@@ -134,3 +137,37 @@ def test_contacts_import_prints_the_store_url_without_its_password(
     assert "imported 1 contacts" in out
     assert secret not in out
     assert f":***@{parts.hostname}" in out
+
+
+# -- SQLite file modes -------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.anyio
+async def test_sqlite_store_and_its_wal_and_shm_are_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "outdial.db"
+    old = os.umask(0o022)  # the usual default, under which SQLite alone makes 0644 files
+    try:
+        async with open_store(f"sqlite:///{db}") as store:
+            await store.import_contacts([])
+            await store.add_do_not_call(["+441212345601"])  # a write: the WAL has content
+            files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
+            assert all(f.exists() for f in files), [f.name for f in files if not f.exists()]
+            assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.anyio
+async def test_sqlite_store_left_world_readable_is_tightened(tmp_path: Path) -> None:
+    db = tmp_path / "outdial.db"
+    sqlite3.connect(db).close()  # as a release before this one left it
+    db.chmod(0o644)
+    store = SqliteStore(db)
+    try:
+        assert _mode(db) == 0o640  # other users lose access; the group is the operator's
+    finally:
+        await store.aclose()
