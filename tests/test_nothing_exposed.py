@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import stat
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -171,3 +172,37 @@ async def test_sqlite_store_left_world_readable_is_tightened(tmp_path: Path) -> 
         assert _mode(db) == 0o640  # other users lose access; the group is the operator's
     finally:
         await store.aclose()
+
+
+# -- plain-http platform URLs ------------------------------------------------------------------
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_plain_http_platform_url_off_loopback_warns_once_naming_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = f"dialer-{uuid.uuid4().hex[:8]}.example.test"  # warned once per process: a new one
+    path = _config(tmp_path, api_url=f"http://{host}", login_url=f"https://{host}")
+    with caplog.at_level(logging.WARNING, logger="outdial"):
+        load_config(path)
+        load_config(path)  # a reload (SIGHUP) does not repeat it
+    warned = _warnings(caplog)
+    assert len(warned) == 1, warned
+    assert "platform.api_url" in warned[0]
+    assert host in warned[0]
+    assert "login_url" not in warned[0]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"]
+)
+def test_plain_http_on_loopback_is_quiet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, url: str
+) -> None:
+    path = _config(tmp_path, api_url=url, login_url=url)
+    with caplog.at_level(logging.WARNING, logger="outdial"):
+        load_config(path)
+    assert _warnings(caplog) == []
