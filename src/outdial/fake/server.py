@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from outdial.fake.control import control_token
 from outdial.fake.platform import DEFAULT_AGENTS, FakePlatform
 from outdial.fake.scenario import Scenario, load_scenario, platform_from_scenario
 from outdial.fake.script import CallTiming, Outcome
@@ -30,6 +31,7 @@ def banner(platform: FakePlatform) -> str:
         f"  login_url     {platform.login_url}",
         f"  ws_url        {platform.connect_url}",
         f"  control_url   {platform.control_url}",
+        f"  control_token {control_token(platform)}  (Authorization: Bearer <control_token>)",
         f"  client_id     {platform.client_id}",
         f"  client_secret {platform.client_secret}",
         "  agents        " + ", ".join(platform.agents),
