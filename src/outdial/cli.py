@@ -88,7 +88,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_fake_server(args: argparse.Namespace) -> int:
     """Serve the fake platform until Ctrl-C."""
     from outdial.fake import serve
+    from outdial.fake.server import remote_bind_refusal
 
+    refusal = remote_bind_refusal(args.host, allow_remote=args.allow_remote)
+    if refusal is not None:
+        print(f"outdial fake-server: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
     agents = args.agent or [f"agent-{i + 1}" for i in range(args.agents)]
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
@@ -99,6 +104,7 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 host=args.host,
                 scenario=args.scenario,
+                allow_remote=args.allow_remote,
             )
         )
     return EXIT_OK
@@ -326,7 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     fake = sub.add_parser("fake-server", help="serve the fake platform")
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    fake.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond loopback (the fake's credentials are well known)",
+    )
     fake.add_argument("--port", type=int, default=8080, help="REST port (0: any free port)")
     fake.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any free port)")
     fake.add_argument("--agents", type=int, default=3, help="how many agents to simulate")

@@ -1,5 +1,5 @@
 """The fake's control endpoints answer only their token, on the fake's own addresses, and never a
-web page from elsewhere in the user's browser."""
+web page from elsewhere in the user's browser; the fake listens beyond loopback only when asked."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from outdial.fake import FakePlatform
+from outdial.cli import main
+from outdial.fake import FakePlatform, serve
 from outdial.fake.control import control_headers, control_refusal, control_token
 from outdial.fake.http import Request
 from outdial.fake.pytest_plugin import fake_control_client
+from outdial.fake.server import remote_bind_refusal
 
 pytestmark = pytest.mark.anyio
 
@@ -166,3 +168,29 @@ async def test_fake_server_prints_the_token_and_requires_it(fake_server: dict[st
         authorized = await client.get("/state", headers={"Authorization": f"Bearer {token}"})
         assert authorized.status_code == 200
         assert len(authorized.json()["agents"]) == 1
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.7", "fake.example"])
+def test_fake_server_refuses_to_listen_beyond_loopback(
+    host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fake-server", "--host", host, "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--allow-remote" in lines[0]
+    assert "platform is ready" not in captured.out
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_loopback_hosts_need_no_flag(host: str) -> None:
+    assert remote_bind_refusal(host, allow_remote=False) is None
+
+
+def test_allow_remote_is_the_explicit_way_out() -> None:
+    assert remote_bind_refusal("0.0.0.0", allow_remote=True) is None
+
+
+async def test_serve_itself_refuses_a_remote_host() -> None:
+    with pytest.raises(ValueError, match="--allow-remote"):
+        await serve(host="0.0.0.0", on_ready=None)
