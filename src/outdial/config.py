@@ -11,7 +11,6 @@ import ipaddress
 import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,12 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from outdial.files import TextFileError, load_toml
 from outdial.log import emit, mask_url
 
 __all__ = [
     "GENESYS_REGIONS",
     "Config",
     "ConfigError",
+    "ConfigFileError",
     "DialSpec",
     "GuardsConfig",
     "HandlingConfig",
@@ -90,6 +91,19 @@ class ConfigError(Exception):
         problems = self.problems
         lines = "\n".join(f"  {where}: {why}" for where, why in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class ConfigFileError(ConfigError):
+    """A config file that cannot be read as TOML at all; its text is one line.
+
+    ``FILE, line N: cause`` (not UTF-8, too large, nested too deeply, a
+    syntax error); ``problems`` holds the same as one ``(place, cause)`` pair.
+    """
+
+    def __init__(self, error: TextFileError) -> None:
+        self.source = error.path
+        self.problems = [(error.where.removeprefix(", ") or "(file)", error.cause)]
+        Exception.__init__(self, str(error))
 
 
 class _Strict(BaseModel):
@@ -413,16 +427,16 @@ def _warn_plain_http(config: Config, source: str) -> None:
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate a TOML config file."""
+    """Read, expand and validate a TOML config file.
+
+    Raises :class:`ConfigFileError` when the file is not readable TOML (one
+    line) and :class:`ConfigError` listing every problem of a valid one.
+    """
     path = Path(path)
     try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [("(toml)", str(exc))]) from None
+        data = load_toml(path, what="a config file")
+    except TextFileError as exc:
+        raise ConfigFileError(exc) from None
     config = parse_config(data, str(path), os.environ if env is None else env)
     _warn_plain_http(config, str(path))
     return config

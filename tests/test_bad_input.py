@@ -1,0 +1,137 @@
+"""Bad files through the real command line: one line naming the file, the line and the cause;
+exit 1 (the CLI's code for bad input); never a traceback, never part of a file imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from outdial.cli import main
+from outdial.files import (
+    MAX_DEPTH,
+    MAX_SETTINGS_BYTES,
+    TextFileError,
+    check_depth,
+    decode_text,
+    nesting_line,
+)
+
+EXIT_BAD_INPUT = 1
+
+CONFIG = """\
+[platform]
+kind = "genesys"
+region = "mypurecloud.ie"
+client_id = "id"
+client_secret = "secret"
+"""
+
+#: name -> (bytes of a bad TOML file, the line it names, words of the cause)
+BAD_TOML: dict[str, tuple[bytes, int | None, str]] = {
+    "utf-16 with bom": (CONFIG.encode("utf-16"), 1, "UTF-16 (little-endian)"),
+    "utf-16 without bom": (CONFIG.encode("utf-16-le"), 1, "looks like UTF-16"),
+    "latin-1": (CONFIG.replace('"id"', '"caf\u00e9"').encode("latin-1"), 4, "0xE9 is not UTF-8"),
+    "binary": (b"\x7fELF\x02\x01\x01\x00\x00\x00", 1, "binary"),
+    "xlsx": (b"PK\x03\x04\x14\x00\x06\x00", None, "ZIP archive"),
+    "too large": (b"#" * (MAX_SETTINGS_BYTES + 1), None, "too large"),
+    "nested arrays": (
+        (CONFIG + "x = " + "[" * 3000 + "]" * 3000 + "\n").encode(),
+        6,
+        f"nested more than {MAX_DEPTH} levels",
+    ),
+    "nested dotted keys": (
+        (CONFIG + "\n" + ".".join(["a"] * 5000) + " = 1\n").encode(),
+        7,
+        f"nested more than {MAX_DEPTH} levels",
+    ),
+    "toml syntax": ((CONFIG + "rules = = 1\n").encode(), 6, "not TOML"),
+}
+
+
+def _one_line(err: str, path: Path) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(str(path)), lines[0]
+    return lines[0]
+
+
+def _where(line: int | None) -> str:
+    return f", line {line}" if line is not None else ":"
+
+
+# -- the config --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(BAD_TOML))
+def test_a_bad_config_file_is_one_line_naming_file_line_and_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    data, line, cause = BAD_TOML[case]
+    path = tmp_path / "outdial.toml"
+    path.write_bytes(data)
+    assert main(["check", "--config", str(path)]) == EXIT_BAD_INPUT
+    shown = _one_line(capsys.readouterr().err, path)
+    assert shown.startswith(f"{path}{_where(line)}"), shown
+    assert cause in shown
+
+
+def test_a_config_saved_with_a_utf8_bom_is_fine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "outdial.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + CONFIG.encode())
+    assert main(["check", "--config", str(path)]) == 0
+
+
+def test_deep_toml_through_the_installed_command_is_no_traceback(tmp_path: Path) -> None:
+    # A RecursionError deep in a parser is the case most likely to escape: a real process.
+    path = tmp_path / "outdial.toml"
+    path.write_text(CONFIG + "x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "outdial", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == EXIT_BAD_INPUT
+    shown = _one_line(done.stderr, path)
+    assert f"{path}, line 6: nested more than {MAX_DEPTH} levels deep" == shown
+
+
+# -- the pure helpers --------------------------------------------------------------------------
+
+
+def test_decode_text_accepts_utf8_with_and_without_bom() -> None:
+    assert decode_text("caf\u00e9\n".encode(), "f") == "caf\u00e9\n"
+    assert decode_text(b"\xef\xbb\xbfid\n", "f") == "id\n"
+
+
+def test_decode_text_names_the_line_and_column_of_a_bad_byte() -> None:
+    with pytest.raises(TextFileError) as caught:
+        decode_text(b"ok\nalso ok\nna\xefve\n", "f.csv")
+    assert caught.value.line == 3
+    assert caught.value.column == 3
+    assert str(caught.value).startswith("f.csv, line 3, column 3: byte 0xEF is not UTF-8")
+
+
+def test_nesting_line_skips_strings_and_comments() -> None:
+    text = 'a = "[[[[[["  # [[[[[[\nb = [[[[[[1]]]]]]\n'
+    assert nesting_line(text, 5) == 2
+    assert nesting_line(text, 6) is None
+
+
+def test_check_depth_measures_without_recursion() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(10_000):
+        child: dict[str, object] = {}
+        node["a"] = child
+        node = child
+    with pytest.raises(TextFileError, match="nested more than"):
+        check_depth(deep, "", "f")
+    check_depth({"a": [{"b": 1}]}, "", "f")
