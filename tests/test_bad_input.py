@@ -12,6 +12,7 @@ import pytest
 from outdial.cli import main
 from outdial.files import (
     MAX_DEPTH,
+    MAX_LIST_BYTES,
     MAX_SETTINGS_BYTES,
     TextFileError,
     check_depth,
@@ -135,3 +136,121 @@ def test_check_depth_measures_without_recursion() -> None:
     with pytest.raises(TextFileError, match="nested more than"):
         check_depth(deep, "", "f")
     check_depth({"a": [{"b": 1}]}, "", "f")
+
+
+# -- contact lists -----------------------------------------------------------------------------
+
+ROWS = [f"u{n % 3},+4412123456{n:02d},Contact {n}" for n in range(1, 13)]
+GOOD_CSV = "\n".join(ROWS) + "\n"
+
+
+def _with_line(n: int, text: str) -> str:
+    rows = list(ROWS)
+    rows[n - 1] = text
+    return "\n".join(rows) + "\n"
+
+
+#: name -> (bytes of a bad contact list, the line it names, words of the cause)
+BAD_CSV: dict[str, tuple[bytes, int | None, str]] = {
+    "excel utf-16": (GOOD_CSV.encode("utf-16"), 1, "UTF-16 (little-endian)"),
+    "windows-1252": (_with_line(5, "u1,+441212345605,Ren\u00e9e").encode("cp1252"), 5, "0xE9"),
+    "xlsx": (b"PK\x03\x04" + b"\x00" * 40, None, "Excel .xlsx"),
+    "binary": (b"u1,+441212345601\n\x00\x01\x02", 2, "binary"),
+    # The probe: "1 contacts ok" for these 12 lines; the quote on line 2 took the rest.
+    "unbalanced quote": (_with_line(2, 'u2,+441212345602,"Ada').encode(), 2, "unbalanced quote"),
+    "field over 128 KiB": (
+        _with_line(4, "u1,+441212345604," + "x" * 200_000).encode(),
+        4,
+        "131,072",
+    ),
+}
+
+
+@pytest.fixture
+def import_config(tmp_path: Path) -> tuple[Path, Path]:
+    db = tmp_path / "outdial.db"
+    config = tmp_path / "outdial.toml"
+    config.write_text(
+        CONFIG + f'\n[store]\nurl = "sqlite:///{db}"\n[guards]\ndefault_region = "GB"\n'
+    )
+    return config, db
+
+
+def _stored(config: Path, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert main(["contacts", "list", "--config", str(config)]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", list(BAD_CSV))
+def test_a_bad_contact_list_is_one_line_and_nothing_is_imported(
+    tmp_path: Path,
+    import_config: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    config, _db = import_config
+    data, line, cause = BAD_CSV[case]
+    bad = tmp_path / "contacts.csv"
+    bad.write_bytes(data)
+    good = tmp_path / "good.csv"
+    good.write_text("u9,+441212345699\n")
+    # A good file in the same import is refused with it: all or nothing.
+    assert main(["contacts", "import", "--config", str(config), str(good), str(bad)]) == 1
+    shown = _one_line(capsys.readouterr().err, bad)
+    assert shown.startswith(f"{bad}{_where(line)}"), shown
+    assert cause in shown
+    assert _stored(config, capsys) == []
+
+
+def test_a_contact_list_over_the_size_cap_is_refused_unread(
+    tmp_path: Path, import_config: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _db = import_config
+    path = tmp_path / "contacts.csv"
+    with path.open("wb") as handle:
+        handle.truncate(MAX_LIST_BYTES + 1)  # sparse: the size is known without writing it
+    assert main(["contacts", "import", "--config", str(config), str(path)]) == 1
+    shown = _one_line(capsys.readouterr().err, path)
+    assert shown == (
+        f"{path}: too large: it is {MAX_LIST_BYTES + 1:,} bytes; "
+        "a contact list may be at most 64 MiB"
+    )
+    assert _stored(config, capsys) == []
+
+
+def test_a_quote_inside_an_unquoted_field_is_just_text(
+    tmp_path: Path, import_config: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The csv module keeps a quote that does not open a field: no runaway, nothing refused.
+    config, _db = import_config
+    path = tmp_path / "contacts.csv"
+    path.write_text(_with_line(9, 'u0,+441212345609,Grace "Amazing" Hopper'))
+    assert main(["contacts", "import", "--config", str(config), str(path)]) == 0
+    assert "imported 12 contacts" in capsys.readouterr().out
+    assert any('Grace "Amazing" Hopper' in line for line in _stored(config, capsys))
+
+
+def test_check_reports_the_unbalanced_quote_instead_of_a_short_ok(
+    tmp_path: Path, import_config: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _db = import_config
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(BAD_CSV["unbalanced quote"][0])
+    assert main(["check", "--config", str(config), "--contacts", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "contacts ok" not in captured.out
+    assert f"{path}, line 2: unbalanced quote" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_an_excel_utf8_export_with_bom_and_crlf_imports(
+    tmp_path: Path, import_config: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _db = import_config
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfuser_id,phone_number,name\r\n" + GOOD_CSV.replace("\n", "\r\n").encode()
+    )
+    assert main(["contacts", "import", "--config", str(config), str(path)]) == 0
+    assert "imported 12 contacts" in capsys.readouterr().out
+    assert len(_stored(config, capsys)) == 12
