@@ -254,3 +254,55 @@ def test_an_excel_utf8_export_with_bom_and_crlf_imports(
     assert main(["contacts", "import", "--config", str(config), str(path)]) == 0
     assert "imported 12 contacts" in capsys.readouterr().out
     assert len(_stored(config, capsys)) == 12
+
+
+# -- the do-not-call list ----------------------------------------------------------------------
+
+DNC = "# never call\n+44 121 234 5601\n0121 234 5602\n"
+
+BAD_DNC: dict[str, tuple[bytes, int | None, str]] = {
+    "utf-16": (DNC.encode("utf-16"), 1, "UTF-16 (little-endian)"),
+    "windows-1252": ((DNC + "+441212345603  # Ren\u00e9e\n").encode("cp1252"), 4, "0xE9"),
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00", 3, "binary"),  # after its two line breaks
+}
+
+
+def _dnc_config(tmp_path: Path, dnc: Path) -> Path:
+    config = tmp_path / "outdial.toml"
+    config.write_text(
+        CONFIG + f'\n[store]\nurl = "sqlite:///{tmp_path / "outdial.db"}"\n'
+        f'[guards]\ndefault_region = "GB"\ndo_not_call_file = "{dnc}"\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize("case", list(BAD_DNC))
+def test_check_names_a_bad_do_not_call_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    data, line, cause = BAD_DNC[case]
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_bytes(data)
+    assert main(["check", "--config", str(_dnc_config(tmp_path, dnc))]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    problem = [line for line in err.splitlines() if str(dnc) in line]
+    assert len(problem) == 1, err
+    assert f"guards.do_not_call_file {dnc}{_where(line)}" in problem[0]
+    assert cause in problem[0]
+
+
+def test_run_stops_on_a_bad_do_not_call_file_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The list is read before the daemon connects: it never starts with half a list.
+    dnc = tmp_path / "dnc.txt"
+    dnc.write_bytes(BAD_DNC["utf-16"][0])
+    assert main(["run", "--config", str(_dnc_config(tmp_path, dnc))]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    stopped = [line for line in err.splitlines() if line.startswith("outdial: stopped:")]
+    assert stopped == [
+        f"outdial: stopped: guards.do_not_call_file {dnc}, line 1: cannot read it: the file "
+        "is UTF-16 (little-endian) text, not UTF-8: save it as UTF-8"
+    ]

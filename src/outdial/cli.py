@@ -162,12 +162,16 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
 
 
 def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
-    from outdial.handlers.donotcall import parse_do_not_call
+    from outdial.handlers.donotcall import (
+        DoNotCallFileError,
+        parse_do_not_call,
+        read_do_not_call_text,
+    )
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        return [f"guards.do_not_call_file: {path}: {exc.strerror or exc}"]
+        text = read_do_not_call_text(path)
+    except DoNotCallFileError as exc:
+        return [str(exc)]
     _numbers, bad = parse_do_not_call(text, guards.default_region)
     return [f"{path}, line {b.line}: {b.reason}" for b in bad]
 
