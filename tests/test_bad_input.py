@@ -306,3 +306,65 @@ def test_run_stops_on_a_bad_do_not_call_file_with_one_line(
         f"outdial: stopped: guards.do_not_call_file {dnc}, line 1: cannot read it: the file "
         "is UTF-16 (little-endian) text, not UTF-8: save it as UTF-8"
     ]
+
+
+# -- a call request ----------------------------------------------------------------------------
+
+CALL = '{\n  "phoneNumber": "+441212345601",\n  "callerIdName": "Acme"\n}\n'
+
+BAD_JSON: dict[str, tuple[bytes, int | None, str]] = {
+    "utf-16": (CALL.encode("utf-16"), 1, "UTF-16 (little-endian)"),
+    "latin-1": (CALL.replace("Acme", "Acm\u00e9").encode("latin-1"), 3, "0xE9 is not UTF-8"),
+    "binary": (b"\x00\x01\x02\x03", 1, "binary"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, 1, f"nested more than {MAX_DEPTH} levels"),
+    "syntax": (CALL.replace('"Acme"', "Acme").encode(), 3, "not JSON"),
+    "too large": (b" " * (MAX_SETTINGS_BYTES + 1), None, "a call request may be at most 1 MiB"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_JSON))
+def test_check_call_names_a_bad_json_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    data, line, cause = BAD_JSON[case]
+    path = tmp_path / "call.json"
+    path.write_bytes(data)
+    assert main(["check", "call", str(path)]) == EXIT_BAD_INPUT
+    shown = _one_line(capsys.readouterr().err, path)
+    assert shown.startswith(f"{path}{_where(line)}"), shown
+    assert cause in shown
+
+
+# -- the fake's scenario -----------------------------------------------------------------------
+
+SCENARIO = 'seed = 7\nagents = ["a1"]\n[weights]\nanswered = 1.0\n'
+
+BAD_SCENARIO: dict[str, tuple[bytes, int | None, str]] = {
+    "utf-16": (SCENARIO.encode("utf-16"), 1, "UTF-16 (little-endian)"),
+    "latin-1": ((SCENARIO + "# caf\u00e9\n").encode("latin-1"), 5, "0xE9 is not UTF-8"),
+    "deep": (
+        (SCENARIO + "x = " + "[" * 3000 + "]" * 3000 + "\n").encode(),
+        5,
+        f"nested more than {MAX_DEPTH} levels",
+    ),
+    "syntax": ((SCENARIO + "seed = = 1\n").encode(), 5, "not TOML"),
+    "missing": (b"", None, "No such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SCENARIO))
+def test_fake_server_names_a_bad_scenario_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    data, line, cause = BAD_SCENARIO[case]
+    path = tmp_path / "scenario.toml"
+    if case != "missing":
+        path.write_bytes(data)
+    assert main(["fake-server", "--port", "0", "--scenario", str(path)]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert "platform is ready" not in captured.out  # refused before anything listens
+    assert "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"outdial fake-server: scenario {path}{_where(line)}"), lines[0]
+    assert cause in lines[0]

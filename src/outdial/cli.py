@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from outdial import __version__
 from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
+from outdial.files import TextFileError, load_json
 from outdial.log import mask_url
 
 __all__ = ["main"]
@@ -88,12 +89,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_fake_server(args: argparse.Namespace) -> int:
     """Serve the fake platform until Ctrl-C."""
     from outdial.fake import serve
+    from outdial.fake.scenario import Scenario, ScenarioError, load_scenario
     from outdial.fake.server import remote_bind_refusal
 
     refusal = remote_bind_refusal(args.host, allow_remote=args.allow_remote)
     if refusal is not None:
         print(f"outdial fake-server: {refusal}", file=sys.stderr)
         return EXIT_USAGE
+    scenario: Scenario | None = None
+    if args.scenario is not None:
+        # Read before anything listens: a bad file is one line, not a traceback.
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            print(f"outdial fake-server: {exc}", file=sys.stderr)
+            return EXIT_PROBLEMS
     agents = args.agent or [f"agent-{i + 1}" for i in range(args.agents)]
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
@@ -103,7 +113,7 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
                 agents=agents,
                 seed=args.seed,
                 host=args.host,
-                scenario=args.scenario,
+                scenario=scenario,
                 allow_remote=args.allow_remote,
             )
         )
@@ -181,12 +191,9 @@ def check_call_file(path: Path) -> int:
     from outdial.platforms.genesys import CreateCallRequest, validation_error
 
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        print(f"{path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    except json.JSONDecodeError as exc:
-        print(f"{path}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}", file=sys.stderr)
+        payload = load_json(path, what="a call request")
+    except TextFileError as exc:
+        print(exc, file=sys.stderr)
         return EXIT_PROBLEMS
     if not isinstance(payload, dict):
         print(
