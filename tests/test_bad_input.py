@@ -368,3 +368,13 @@ def test_fake_server_names_a_bad_scenario_in_one_line(
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"outdial fake-server: scenario {path}{_where(line)}"), lines[0]
     assert cause in lines[0]
+
+
+def test_demo_names_a_bad_config_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_bytes(BAD_TOML["nested arrays"][0])
+    assert main(["demo", "--config", str(path), "--duration", "0"]) == EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"outdial demo: {path}, line 6: nested more than {MAX_DEPTH} levels deep"]

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from outdial import __version__
 from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
-from outdial.files import TextFileError, load_json
+from outdial.files import TextFileError, load_json, load_toml
 from outdial.log import mask_url
 
 __all__ = ["main"]
@@ -81,6 +81,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        # Checked here, so a file that is not UTF-8 TOML is one line like every config.
+        load_toml(path, what="a config file")
+    except TextFileError as exc:
+        print(f"outdial demo: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
     return anyio.run(
         run_demo, path.read_text(encoding="utf-8"), str(path), args.duration, args.seed
     )

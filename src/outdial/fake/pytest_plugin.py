@@ -49,7 +49,6 @@ say where an agent is now. Like the platform, the fake refuses a token's
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -161,10 +160,11 @@ def fake_config(
     it accepts their calls and you can publish their presence.
     """
     from outdial.config import parse_config
+    from outdial.files import load_toml
 
     if isinstance(config, str | Path):
         source = str(config)
-        data: dict[str, Any] = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        data: dict[str, Any] = load_toml(config, what="a config file")
     else:
         source, data = "<test config>", dict(config)
     settings = {
