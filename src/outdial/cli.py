@@ -17,6 +17,8 @@ from pydantic import ValidationError
 from outdial import __version__
 from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
+from outdial.files import TextFileError, load_json, load_toml
+from outdial.log import mask_url
 
 __all__ = ["main"]
 
@@ -79,6 +81,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    try:
+        # Checked here, so a file that is not UTF-8 TOML is one line like every config.
+        load_toml(path, what="a config file")
+    except TextFileError as exc:
+        print(f"outdial demo: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
     return anyio.run(
         run_demo, path.read_text(encoding="utf-8"), str(path), args.duration, args.seed
     )
@@ -87,7 +95,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_fake_server(args: argparse.Namespace) -> int:
     """Serve the fake platform until Ctrl-C."""
     from outdial.fake import serve
+    from outdial.fake.scenario import Scenario, ScenarioError, load_scenario
+    from outdial.fake.server import remote_bind_refusal
 
+    refusal = remote_bind_refusal(args.host, allow_remote=args.allow_remote)
+    if refusal is not None:
+        print(f"outdial fake-server: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    scenario: Scenario | None = None
+    if args.scenario is not None:
+        # Read before anything listens: a bad file is one line, not a traceback.
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as exc:
+            print(f"outdial fake-server: {exc}", file=sys.stderr)
+            return EXIT_PROBLEMS
     agents = args.agent or [f"agent-{i + 1}" for i in range(args.agents)]
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(
@@ -97,7 +119,8 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
                 agents=agents,
                 seed=args.seed,
                 host=args.host,
-                scenario=args.scenario,
+                scenario=scenario,
+                allow_remote=args.allow_remote,
             )
         )
     return EXIT_OK
@@ -155,12 +178,16 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
 
 
 def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
-    from outdial.handlers.donotcall import parse_do_not_call
+    from outdial.handlers.donotcall import (
+        DoNotCallFileError,
+        parse_do_not_call,
+        read_do_not_call_text,
+    )
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        return [f"guards.do_not_call_file: {path}: {exc.strerror or exc}"]
+        text = read_do_not_call_text(path)
+    except DoNotCallFileError as exc:
+        return [str(exc)]
     _numbers, bad = parse_do_not_call(text, guards.default_region)
     return [f"{path}, line {b.line}: {b.reason}" for b in bad]
 
@@ -170,12 +197,9 @@ def check_call_file(path: Path) -> int:
     from outdial.platforms.genesys import CreateCallRequest, validation_error
 
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        print(f"{path}: {exc.strerror}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    except json.JSONDecodeError as exc:
-        print(f"{path}: not JSON: line {exc.lineno} column {exc.colno}: {exc.msg}", file=sys.stderr)
+        payload = load_json(path, what="a call request")
+    except TextFileError as exc:
+        print(exc, file=sys.stderr)
         return EXIT_PROBLEMS
     if not isinstance(payload, dict):
         print(
@@ -215,7 +239,8 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
             return await store.import_contacts(rows)
 
     count = anyio.run(store_rows)
-    print(f"imported {count} contacts from {len(args.files)} file(s) into {config.store.url}")
+    where = mask_url(config.store.url)
+    print(f"imported {count} contacts from {len(args.files)} file(s) into {where}")
     return EXIT_OK
 
 
@@ -324,7 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     fake = sub.add_parser("fake-server", help="serve the fake platform")
-    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    fake.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host beyond loopback (the fake's credentials are well known)",
+    )
     fake.add_argument("--port", type=int, default=8080, help="REST port (0: any free port)")
     fake.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any free port)")
     fake.add_argument("--agents", type=int, default=3, help="how many agents to simulate")

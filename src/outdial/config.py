@@ -7,12 +7,14 @@ reported with its location (``rules[1].dial.user``) and the reason, all at once.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -24,10 +26,14 @@ from pydantic import (
     model_validator,
 )
 
+from outdial.files import TextFileError, load_toml
+from outdial.log import emit, mask_url
+
 __all__ = [
     "GENESYS_REGIONS",
     "Config",
     "ConfigError",
+    "ConfigFileError",
     "DialSpec",
     "GuardsConfig",
     "HandlingConfig",
@@ -39,8 +45,12 @@ __all__ = [
     "Rule",
     "StoreConfig",
     "expand_env",
+    "is_loopback_host",
     "load_config",
+    "plain_http_urls",
 ]
+
+_log = logging.getLogger("outdial.config")
 
 #: Genesys Cloud domains; the API is at ``api.<domain>``, OAuth at ``login.<domain>``.
 GENESYS_REGIONS = frozenset(
@@ -77,9 +87,24 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
-        self.problems = problems
+        # A problem may quote the value it is about: a store URL with its password.
+        self.problems = [(where, mask_url(why)) for where, why in problems]
+        problems = self.problems
         lines = "\n".join(f"  {where}: {why}" for where, why in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class ConfigFileError(ConfigError):
+    """A config file that cannot be read as TOML at all; its text is one line.
+
+    ``FILE, line N: cause`` (not UTF-8, too large, nested too deeply, a
+    syntax error); ``problems`` holds the same as one ``(place, cause)`` pair.
+    """
+
+    def __init__(self, error: TextFileError) -> None:
+        self.source = error.path
+        self.problems = [(error.where.removeprefix(", ") or "(file)", error.cause)]
+        Exception.__init__(self, str(error))
 
 
 class _Strict(BaseModel):
@@ -393,15 +418,68 @@ def parse_config(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -
     return config
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for names and addresses that never leave this machine (``localhost``, 127/8, ::1)."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_urls(platform: PlatformConfig) -> list[tuple[str, str]]:
+    """``(key, url)`` of each platform URL sent in clear text to another machine.
+
+    The token request carries the client secret and every API call the
+    bearer token: over ``http://`` they can be read on the way. Loopback is
+    exempt (the fake platform, or a local TLS-terminating proxy).
+    """
+    found: list[tuple[str, str]] = []
+    for key, url in (
+        ("platform.api_url", platform.api_url),
+        ("platform.login_url", platform.login_url),
+    ):
+        if url is None or not url.lower().startswith("http://"):
+            continue
+        host = urlsplit(url).hostname or ""
+        if not is_loopback_host(host):
+            found.append((key, url))
+    return found
+
+
+# Keys and URLs already warned about: a reload (SIGHUP) of the same config stays quiet.
+_warned_plain_http: set[tuple[str, str]] = set()
+
+
+def _warn_plain_http(config: Config, source: str) -> None:
+    for key, url in plain_http_urls(config.platform):
+        if (key, url) in _warned_plain_http:
+            continue
+        _warned_plain_http.add((key, url))
+        emit(
+            _log,
+            "config.plain_http",
+            logging.WARNING,
+            file=source,
+            key=key,
+            url=url,
+            advice="the client secret and tokens cross the network unencrypted; use https://",
+        )
+
+
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate a TOML config file."""
+    """Read, expand and validate a TOML config file.
+
+    Raises :class:`ConfigFileError` when the file is not readable TOML (one
+    line) and :class:`ConfigError` listing every problem of a valid one.
+    """
     path = Path(path)
     try:
-        raw = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), [("(toml)", str(exc))]) from None
-    return parse_config(data, str(path), os.environ if env is None else env)
+        data = load_toml(path, what="a config file")
+    except TextFileError as exc:
+        raise ConfigFileError(exc) from None
+    config = parse_config(data, str(path), os.environ if env is None else env)
+    _warn_plain_http(config, str(path))
+    return config

@@ -4,11 +4,20 @@ Numbers are normalized to E.164 with ``phonenumbers`` (national formats use the
 configured default region) and time zones are checked against the IANA
 database, so a bad row is reported with its line number before anything is
 stored. A header row (first cell ``user_id``) is optional.
+
+A list is imported whole or not at all. What the ``csv`` module would get
+wrong without a word is refused with one line naming the place: a file that
+is not UTF-8 text (an Excel export in UTF-16 or a legacy code page), one
+larger than :data:`~outdial.files.MAX_LIST_BYTES`, a field over the module's
+128 KiB limit, and a quote that is never closed on its line, which would
+otherwise swallow the rest of the file into one field (no contact field
+spans lines, so a row that does is always that mistake).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +25,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from outdial.files import MAX_LIST_BYTES, TextFileError, read_text_file
 from outdial.store.base import ContactRow
 
-__all__ = ["ContactListError", "RowProblem", "normalize_number", "parse_contacts", "read_contacts"]
+__all__ = [
+    "ContactListError",
+    "RowProblem",
+    "csv_rows",
+    "normalize_number",
+    "parse_contacts",
+    "read_contacts",
+]
+
+#: The advice for a list in another encoding: where spreadsheets hide UTF-8.
+SAVE_AS = "save it as UTF-8 (in Excel: Save As, CSV UTF-8)"
 
 COLUMNS = ("user_id", "phone_number", "name", "external_id", "timezone")
 
@@ -36,14 +56,28 @@ class RowProblem:
 
 
 class ContactListError(ValueError):
-    """A contact list with problems; nothing from it was imported."""
+    """A contact list with problems; nothing from it was imported.
+
+    Problems with rows are listed one a line under a count; a problem with
+    the file as a whole (``column == "file"``: unreadable, not UTF-8, a
+    broken quote) is the one line ``FILE, line N: cause``.
+    """
 
     def __init__(self, source: str, problems: list[RowProblem]) -> None:
         self.source = source
         self.problems = problems
+        if len(problems) == 1 and problems[0].column == "file":
+            where = f", line {problems[0].line}" if problems[0].line else ""
+            super().__init__(f"{source}{where}: {problems[0].reason}")
+            return
         shown = "\n".join(f"  {p}" for p in problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"{source}: {len(problems)} problem(s)\n{shown}{more}")
+
+    @classmethod
+    def whole_file(cls, source: str, reason: str, line: int = 0) -> ContactListError:
+        """The error for a file that cannot be read as a list at all (``line`` 0: no line)."""
+        return cls(source, [RowProblem(line, "file", reason)])
 
 
 def normalize_number(raw: str, default_region: str) -> str:
@@ -116,15 +150,66 @@ def parse_contacts(
     return contacts
 
 
-def read_contacts(path: str | Path, *, default_region: str) -> list[ContactRow]:
-    """Read and validate a contact list file."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            return parse_contacts(
-                csv.reader(handle), source=str(path), default_region=default_region
+def csv_rows(text: str, *, source: str) -> list[list[str]]:
+    """The rows of CSV ``text``, one per line; :class:`ContactListError` where that fails.
+
+    Refused, with the line: a field over the ``csv`` module's limit, and a
+    quoted field that runs over more than one line (an unbalanced quote:
+    the line named is where it opened).
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[list[str]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as exc:
+            if reader.line_num > start:
+                raise ContactListError.whole_file(
+                    source,
+                    f"a quote opened on this line is not closed before line "
+                    f"{reader.line_num} (and the field grew past the csv limit): "
+                    "close it, or remove the stray quote",
+                    start,
+                ) from None
+            if "field limit" in str(exc):
+                limit = csv.field_size_limit()
+                raise ContactListError.whole_file(
+                    source,
+                    f"a field is longer than {limit:,} characters (the csv module's limit)",
+                    start,
+                ) from None
+            raise ContactListError.whole_file(source, f"not CSV: {exc}", start) from None
+        if reader.line_num > start:
+            opened, end = _quote_line(row, start), reader.line_num
+            raise ContactListError.whole_file(
+                source,
+                f"unbalanced quote: the quoted field opened on this line runs on to line {end}, "
+                f"taking {end - opened} more line(s) with it; close the quote, or remove it",
+                opened,
             )
-    except OSError as exc:
-        raise ContactListError(
-            str(path), [RowProblem(0, "file", exc.strerror or str(exc))]
-        ) from None
+        rows.append(row)
+
+
+def _quote_line(row: list[str], start: int) -> int:
+    # The line where the field holding a line break began: start plus the
+    # line breaks in the fields before it.
+    line = start
+    for cell in row:
+        if "\n" in cell or "\r" in cell:
+            return line
+        line += cell.count("\n")
+    return start
+
+
+def read_contacts(path: str | Path, *, default_region: str) -> list[ContactRow]:
+    """Read and validate a contact list file (all of it, or :class:`ContactListError`)."""
+    source = str(path)
+    try:
+        text = read_text_file(path, limit=MAX_LIST_BYTES, what="a contact list", save_as=SAVE_AS)
+    except TextFileError as exc:
+        raise ContactListError.whole_file(source, exc.cause, exc.line or 0) from None
+    rows = csv_rows(text, source=source)
+    return parse_contacts(rows, source=source, default_region=default_region)

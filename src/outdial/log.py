@@ -3,7 +3,9 @@
 Every state change outdial makes (connection states, dials, call outcomes) goes
 through :func:`emit`, which logs ``name key=value ...`` on the given logger and
 attaches the fields as ``record.outdial`` for JSON formatters and tests. Field
-names that look like credentials are redacted here, once, for every caller.
+names that look like credentials are redacted here, once, for every caller,
+and so are the passwords of URLs in any string field (:func:`mask_url`, the one
+rule for every URL outdial prints or logs).
 """
 
 from __future__ import annotations
@@ -13,21 +15,46 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REDACTED", "emit", "redact"]
+__all__ = ["REDACTED", "emit", "mask_url", "redact"]
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(r"(secret|token|password|authorization|credential)", re.IGNORECASE)
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# The userinfo of a URL runs to its *last* "@": a password may hold an unencoded
+# "@", "/" or "?", and stopping early would print the rest of it. A "@" later
+# in the URL (in a query) only makes the mask hide more than the password.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^\s]*@")
+# libpq also takes the password as a parameter: ``?password=...``.
+_SECRET_PARAM = re.compile(r"(?i)(?P<key>[?&][^=&#\s]*(?:password|secret|token)[^=&#\s]*=)[^&#\s]*")
+_MASK = "***"
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it masked.
+
+    ``postgresql://outdial:s3cret@db/outdial`` becomes
+    ``postgresql://outdial:***@db/outdial``; ``?password=...`` (and other
+    ``*secret*``/``*token*`` parameters) keep their name and lose their value.
+    Everything else (user, host, port, database) stays, so the message still
+    says where outdial tried to go. Use it wherever a URL is shown.
+    """
+    if "://" not in text:
+        return text
+    masked = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{_MASK}@", text)
+    return _SECRET_PARAM.sub(lambda m: f"{m['key']}{_MASK}", masked)
 
 
 def redact(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``fields`` with credential-like keys and bearer strings masked."""
+    """A copy of ``fields`` with credential-like keys, bearer strings and URL passwords masked."""
     clean: dict[str, Any] = {}
     for key, value in fields.items():
         if _SECRET_KEY.search(key):
             clean[key] = REDACTED
         elif isinstance(value, str):
-            clean[key] = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value)
+            clean[key] = mask_url(_BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", value))
+        elif isinstance(value, BaseException) and "://" in str(value):
+            # An error naming a URL (a store that cannot be reached) keeps its text, masked.
+            clean[key] = mask_url(str(value))
         else:
             clean[key] = value
     return clean

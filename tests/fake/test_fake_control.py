@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from fake_helpers import FAST, api, channel, next_event
 from websockets.asyncio.client import connect
 
 from outdial.fake import FakePlatform
+from outdial.fake.pytest_plugin import fake_control_client
 
 pytestmark = pytest.mark.anyio
 
@@ -19,7 +19,7 @@ async def test_recorded_lists_tokens_channels_subscriptions_and_calls() -> None:
     async with (
         FakePlatform(seed=0, timing=FAST) as platform,
         api(platform) as client,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         created = await channel(client, [PRESENCE])
         await client.post(
@@ -44,7 +44,7 @@ async def test_state_shows_agents_channels_and_proxies() -> None:
     async with (
         FakePlatform([USER], seed=0, ws_proxy=True) as platform,
         api(platform) as client,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         created = await channel(client, [PRESENCE])
         async with connect(created["connectUri"]):
@@ -68,7 +68,7 @@ async def test_state_shows_agents_channels_and_proxies() -> None:
 async def test_faults_over_http_apply_and_clear() -> None:
     async with (
         FakePlatform([USER], seed=0, ws_proxy=True) as platform,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         response = await control.post("/faults/freeze")
         assert response.status_code == 200
@@ -92,7 +92,7 @@ async def test_faults_over_http_apply_and_clear() -> None:
 async def test_fault_with_a_duration_is_undone() -> None:
     async with (
         FakePlatform([USER], seed=0, ws_proxy=True) as platform,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         await control.post("/faults/freeze", json={"duration": 0.02})
         await platform.ws_proxy.wait_for(lambda: not platform.ws_proxy.frozen)
@@ -101,7 +101,7 @@ async def test_fault_with_a_duration_is_undone() -> None:
 async def test_bad_fault_requests_name_the_field() -> None:
     async with (
         FakePlatform([USER], seed=0) as platform,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         unknown = await control.post("/faults/meteor")
         assert unknown.status_code == 400
@@ -122,7 +122,7 @@ async def test_schedule_publish_presence_and_outcome() -> None:
     async with (
         FakePlatform([USER], seed=0, timing=FAST) as platform,
         api(platform) as client,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         created = await channel(client, [PRESENCE])
         async with connect(created["connectUri"]) as ws:

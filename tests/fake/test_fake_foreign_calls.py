@@ -20,6 +20,7 @@ from fake_helpers import (
 from websockets.asyncio.client import connect
 
 from outdial.fake import FakePlatform
+from outdial.fake.pytest_plugin import fake_control_client
 
 pytestmark = pytest.mark.anyio
 
@@ -138,7 +139,7 @@ async def test_foreign_call_refusals() -> None:
 async def test_control_endpoints_start_and_end_calls_and_wrap_up() -> None:
     async with (
         FakePlatform([USER], seed=0, timing=FAST) as platform,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         held = await control.put(f"/agents/{USER}/acw", json={"hold": True})
         assert held.json() == {"userId": USER, "hold": True}

@@ -11,6 +11,7 @@ from fake_helpers import api, channel
 
 from outdial.clock import ManualClock
 from outdial.fake import FakePlatform
+from outdial.fake.pytest_plugin import fake_control_client
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +119,7 @@ async def test_three_hundred_a_minute_by_default() -> None:
     async with (
         FakePlatform(seed=0, clock=clock) as platform,
         api(platform) as client,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         for _ in range(150):
             assert (await client.head("/api/v2/notifications/channels/nope")).status_code == 404

@@ -12,6 +12,7 @@ from fake_helpers import FAST, api, fixture
 
 from outdial.events import ConversationSummary, body_as
 from outdial.fake import FakePlatform
+from outdial.fake.pytest_plugin import fake_control_client
 
 pytestmark = pytest.mark.anyio
 
@@ -141,7 +142,7 @@ async def test_drop_expand_over_the_control_endpoint() -> None:
     async with (
         FakePlatform([A], seed=0, timing=FAST) as platform,
         api(platform) as client,
-        httpx.AsyncClient(base_url=platform.control_url) as control,
+        fake_control_client(platform) as control,
     ):
         set_rule = await control.put("/expands/routingStatus", json={"userId": A})
         assert set_rule.json() == {

@@ -1,10 +1,23 @@
 """Control endpoints under ``/fake/`` on the fake's REST port, for driving a fake that runs in
 another process (``outdial fake-server``) from any language or ``curl``.
 
-They need no token, are never failed, stalled or slowed by REST faults, and
-are not recorded. Errors use the platform's error body (``details`` names the
+They are never failed, stalled or slowed by REST faults, and are not
+recorded. Errors use the platform's error body (``details`` names the
 field). :attr:`FakePlatform.control_url
 <outdial.fake.platform.FakePlatform.control_url>` is their base URL.
+
+Anyone who can reach them can place calls and end them, so each request must
+carry the platform's control token, ``Authorization: Bearer <token>``
+(:func:`control_token`; ``outdial fake-server`` prints it as
+``control_token``, :func:`control_headers` builds the header, the pytest
+plugin's ``fake_control`` client sends it); without it the answer is 401.
+Before the token, two checks keep a web page in the user's browser out (it
+could otherwise POST here, or read answers through DNS rebinding), each a
+403: the ``Host`` header must name a loopback address or ``localhost``, the
+address the connection arrived at, or the host of ``control_url``; and a
+request a browser marks as from elsewhere (an ``Origin`` other than the
+fake's own, or ``Sec-Fetch-Site`` other than ``same-origin``/``none``) is
+refused.
 
 ==============================================  ==================================================
 ``GET  /fake/state``                            agents (presence, routing status, call counts),
@@ -43,11 +56,15 @@ field). :attr:`FakePlatform.control_url
 
 from __future__ import annotations
 
+import secrets
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter, ValidationError
 
+from outdial.config import is_loopback_host
 from outdial.fake.errors import ApiError, FieldDetail, status_error
 from outdial.fake.http import Request, Response, Router
 from outdial.fake.schedule import Fault
@@ -58,7 +75,15 @@ if TYPE_CHECKING:
     from outdial.fake.platform import FakePlatform, Recorded
     from outdial.fake.proxy import FaultProxy
 
-__all__ = ["CONTROL_PREFIX", "handle_control", "proxy_json", "recorded_json"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "control_headers",
+    "control_refusal",
+    "control_token",
+    "handle_control",
+    "proxy_json",
+    "recorded_json",
+]
 
 CONTROL_PREFIX = "/fake"
 """Every control endpoint's path starts with this."""
@@ -87,11 +112,106 @@ def _router() -> Router:
 
 _ROUTER = _router()
 
+# One token per platform, made the first time it is asked for (the banner asks
+# at start); kept beside the platform rather than on it, and gone with it.
+_TOKENS: weakref.WeakKeyDictionary[FakePlatform, str] = weakref.WeakKeyDictionary()
+
+#: ``Sec-Fetch-Site`` values a browser sends for the fake's own pages or a typed URL.
+_OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+
+
+def control_token(platform: FakePlatform) -> str:
+    """The token ``platform``'s control endpoints require (random, one per platform)."""
+    token = _TOKENS.get(platform)
+    if token is None:
+        token = _TOKENS[platform] = secrets.token_urlsafe(24)
+    return token
+
+
+def control_headers(platform: FakePlatform) -> dict[str, str]:
+    """The header that authorizes a request to ``platform``'s control endpoints."""
+    return {"Authorization": f"Bearer {control_token(platform)}"}
+
+
+def control_refusal(
+    request: Request, *, token: str, own_hosts: frozenset[str] = frozenset()
+) -> ApiError | None:
+    """Why ``request`` may not use the control endpoints (None when it may).
+
+    ``own_hosts``: host names the fake is reached by besides loopback and the
+    address the connection arrived at (``request.local_host``). Checked in
+    order: the ``Host`` header (403), a cross-site browser request (403), the
+    token (401).
+    """
+    host = request.header("host")
+    if not host or not _own_host(host, request.local_host, own_hosts):
+        return ApiError(
+            403,
+            "host.not.allowed",
+            "Host {host} is not an address of the fake: use its control_url",
+            {"host": host or "(none)"},
+            [FieldDetail("Host", "not.allowed")],
+        )
+    origin = request.header("origin")
+    if origin is not None and origin.lower() != f"http://{host}".lower():
+        return ApiError(
+            403,
+            "cross.site.request",
+            "Requests from {origin} may not use the control endpoints",
+            {"origin": origin},
+            [FieldDetail("Origin", "not.allowed")],
+        )
+    site = request.header("sec-fetch-site")
+    if site is not None and site.lower() not in _OWN_FETCH_SITES:
+        return ApiError(
+            403,
+            "cross.site.request",
+            "A {site} request may not use the control endpoints",
+            {"site": site},
+            [FieldDetail("Sec-Fetch-Site", "not.allowed")],
+        )
+    scheme, _, given = (request.header("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        return ApiError(
+            401,
+            "bad.credentials",
+            "The control endpoints need Authorization: Bearer <control_token> "
+            "(outdial fake-server prints it)",
+            {},
+            [FieldDetail("Authorization", "required")],
+        )
+    return None
+
+
+def _own_host(header: str, local_host: str | None, own_hosts: frozenset[str]) -> bool:
+    # Only names that cannot be re-pointed by someone else's DNS: loopback,
+    # the address dialled, or a name the fake itself was started with.
+    try:
+        parts = urlsplit(f"//{header}")
+        name, _port = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if is_loopback_host(name) or name in own_hosts:
+        return True
+    return local_host is not None and name == local_host.lower()
+
 
 async def handle_control(platform: FakePlatform, request: Request) -> Response:
-    """Answer one ``/fake/...`` request."""
+    """Answer one ``/fake/...`` request (after :func:`control_refusal` lets it through)."""
     correlation = str(uuid.uuid4())
     headers = [("ININ-Correlation-Id", correlation)]
+    own = urlsplit(platform.control_url).hostname
+    refusal = control_refusal(
+        request, token=control_token(platform), own_hosts=frozenset({own} if own else ())
+    )
+    if refusal is not None:
+        if refusal.status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="outdial fake control"'))
+        return Response.json(refusal.status, refusal.body(correlation), headers)
     match = _ROUTER.resolve(request.method, request.path)
     try:
         if isinstance(match, int):

@@ -39,6 +39,8 @@ class Request:
 
     ``query`` keeps the last value of each parameter; ``query_pairs`` keeps every
     one, in order, for repeatable parameters such as ``id=a&id=b``.
+    ``local_host`` is the address the connection arrived at (the server's
+    side), when the stream is a socket: what a ``Host`` header may name.
     """
 
     method: str
@@ -47,6 +49,7 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     query_pairs: tuple[tuple[str, str], ...] = ()
+    local_host: str | None = None
 
     def header(self, name: str) -> str | None:
         """A header's value (the last one when repeated), by case-insensitive name."""
@@ -134,10 +137,12 @@ class HttpServer:
     async def serve_connection(self, stream: anyio.abc.ByteStream) -> None:
         """Answer requests on ``stream`` until the client closes it or asks to close."""
         conn = h11.Connection(h11.SERVER)
+        local = stream.extra(anyio.abc.SocketAttribute.local_address, None)
+        local_host = str(local[0]) if isinstance(local, tuple) and local else None
         async with stream:
             while True:
                 try:
-                    request = await self._read_request(conn, stream)
+                    request = await self._read_request(conn, stream, local_host)
                 except h11.RemoteProtocolError as exc:
                     await self._refuse(conn, stream, exc.error_status_hint, str(exc))
                     return
@@ -154,7 +159,7 @@ class HttpServer:
                 conn.start_next_cycle()
 
     async def _read_request(
-        self, conn: h11.Connection, stream: anyio.abc.ByteStream
+        self, conn: h11.Connection, stream: anyio.abc.ByteStream, local_host: str | None = None
     ) -> Request | None:
         head: h11.Request | None = None
         body = bytearray()
@@ -181,6 +186,7 @@ class HttpServer:
             headers=headers,
             body=bytes(body),
             query_pairs=pairs,
+            local_host=local_host,
         )
 
     async def _call_app(self, request: Request) -> Response:

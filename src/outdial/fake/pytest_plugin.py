@@ -8,6 +8,9 @@ Installed with outdial, it gives every test suite:
 * ``fake_platform_factory``: ``fake_platform_factory(**options)`` builds a
   platform with the same fast defaults and your options (agents, seed,
   ``ws_proxy=True``, ...); use it as ``async with ... as platform``.
+* ``fake_control``: an ``httpx.AsyncClient`` on ``fake_platform``'s control
+  endpoints (``/fake/...``, see :mod:`outdial.fake.control`) that sends its
+  control token; :func:`fake_control_client` makes one for any platform.
 
 and helpers to run the real daemon in-process against it:
 
@@ -46,7 +49,6 @@ say where an agent is now. Like the platform, the fake refuses a token's
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -54,8 +56,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 import pytest
 
+from outdial.fake.control import control_headers
 from outdial.fake.platform import FakePlatform
 from outdial.fake.script import CallTiming
 
@@ -68,6 +72,8 @@ __all__ = [
     "FAST_TIMING",
     "always_open_window",
     "fake_config",
+    "fake_control",
+    "fake_control_client",
     "fake_platform",
     "fake_platform_factory",
     "running_daemon",
@@ -100,6 +106,23 @@ def fake_platform_factory() -> Callable[..., FakePlatform]:
         return FakePlatform(**{**_FAST_DEFAULTS, **options})
 
     return make
+
+
+def fake_control_client(platform: FakePlatform, **options: Any) -> httpx.AsyncClient:
+    """An HTTP client on ``platform``'s control endpoints that sends its control token.
+
+    Paths are relative to ``/fake``: ``await client.get("/state")``. ``options``
+    go to ``httpx.AsyncClient``. Use it as ``async with``.
+    """
+    headers = {**control_headers(platform), **dict(options.pop("headers", {}))}
+    return httpx.AsyncClient(base_url=platform.control_url, headers=headers, **options)
+
+
+@pytest.fixture
+async def fake_control(fake_platform: FakePlatform) -> AsyncIterator[httpx.AsyncClient]:
+    """:func:`fake_control_client` on the ``fake_platform`` fixture's platform."""
+    async with fake_control_client(fake_platform) as client:
+        yield client
 
 
 def always_open_window(now: datetime | None = None) -> tuple[str, str]:
@@ -137,10 +160,11 @@ def fake_config(
     it accepts their calls and you can publish their presence.
     """
     from outdial.config import parse_config
+    from outdial.files import load_toml
 
     if isinstance(config, str | Path):
         source = str(config)
-        data: dict[str, Any] = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        data: dict[str, Any] = load_toml(config, what="a config file")
     else:
         source, data = "<test config>", dict(config)
     settings = {

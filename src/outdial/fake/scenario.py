@@ -52,7 +52,6 @@ plays the faults (``outdial fake-server --scenario FILE`` does both).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -61,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from outdial.fake.platform import DEFAULT_RATE_LIMIT, FakePlatform
 from outdial.fake.schedule import Fault
 from outdial.fake.script import CallTiming, Outcome
+from outdial.files import TextFileError, load_toml
 
 __all__ = ["Scenario", "ScenarioError", "load_scenario", "platform_from_scenario"]
 
@@ -120,9 +120,10 @@ class Scenario(BaseModel):
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; raise :class:`ScenarioError` naming what is wrong."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ScenarioError(f"scenario {path}: {exc}") from None
+        data = load_toml(path, what="a scenario")
+    except TextFileError as exc:
+        # One line: "scenario FILE, line N: cause" (not UTF-8, too large, too deep, syntax).
+        raise ScenarioError(f"scenario {exc}") from None
     try:
         scenario = Scenario.model_validate(data)
         scenario.call_timing()

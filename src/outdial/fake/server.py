@@ -15,11 +15,28 @@ from typing import Any
 
 import anyio
 
+from outdial.config import is_loopback_host
+from outdial.fake.control import control_token
 from outdial.fake.platform import DEFAULT_AGENTS, FakePlatform
 from outdial.fake.scenario import Scenario, load_scenario, platform_from_scenario
 from outdial.fake.script import CallTiming, Outcome
 
-__all__ = ["banner", "print_banner", "serve"]
+__all__ = ["banner", "print_banner", "remote_bind_refusal", "serve"]
+
+
+def remote_bind_refusal(host: str, *, allow_remote: bool) -> str | None:
+    """Why listening on ``host`` is refused (None when it is loopback or ``allow_remote``).
+
+    Beyond loopback, anyone on the network could log in with the fake's
+    well-known credentials and read or drive its calls.
+    """
+    if allow_remote or is_loopback_host(host):
+        return None
+    shown = host or "(all interfaces)"
+    return (
+        f"--host {shown} would serve the fake beyond this machine; use 127.0.0.1, "
+        "or pass --allow-remote to mean it"
+    )
 
 
 def banner(platform: FakePlatform) -> str:
@@ -30,6 +47,7 @@ def banner(platform: FakePlatform) -> str:
         f"  login_url     {platform.login_url}",
         f"  ws_url        {platform.connect_url}",
         f"  control_url   {platform.control_url}",
+        f"  control_token {control_token(platform)}  (Authorization: Bearer <control_token>)",
         f"  client_id     {platform.client_id}",
         f"  client_secret {platform.client_secret}",
         "  agents        " + ", ".join(platform.agents),
@@ -56,8 +74,12 @@ async def serve(
     outcome_weights: Mapping[Outcome, float] | None = None,
     scenario: str | Path | Scenario | None = None,
     on_ready: Callable[[FakePlatform], None] | None = print_banner,
+    allow_remote: bool = False,
 ) -> None:
     """Serve the fake platform until cancelled; call ``on_ready`` once it listens.
+
+    A ``host`` other than loopback raises :class:`ValueError` unless
+    ``allow_remote`` (see :func:`remote_bind_refusal`).
 
     ``scenario`` names a TOML file (see :mod:`outdial.fake.scenario`) or is a
     loaded :class:`Scenario`. Its agents, seed, timing, weights, heartbeat
@@ -65,6 +87,9 @@ async def serve(
     before the first request and its fault schedule starts once the platform
     listens.
     """
+    refusal = remote_bind_refusal(host, allow_remote=allow_remote)
+    if refusal is not None:
+        raise ValueError(refusal)
     options: dict[str, Any] = {
         "agents": agents,
         "seed": seed,

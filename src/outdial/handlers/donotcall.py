@@ -10,9 +10,11 @@ Format (``guards.do_not_call_file``)::
 Blank lines and everything after ``#`` are ignored. Every number is normalized
 to E.164 (as the dialer normalizes what it dials) so the dial-time check is an
 exact match. A line that is not a valid number stops the daemon from starting:
-a list that silently lost an entry would let that number be called. The file
-only adds to the store's list; removing a number from the file does not make
-it callable again.
+a list that silently lost an entry would let that number be called; so does
+a file that is not UTF-8 text or is larger than
+:data:`~outdial.files.MAX_LIST_BYTES` (one line naming the file, the line and
+the cause). The file only adds to the store's list; removing a number from the
+file does not make it callable again.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
+import anyio.to_thread
 
+from outdial.files import MAX_LIST_BYTES, TextFileError, read_text_file
 from outdial.handlers import guards
 
-__all__ = ["BadLine", "DoNotCallFileError", "load_do_not_call_file", "parse_do_not_call"]
+__all__ = [
+    "BadLine",
+    "DoNotCallFileError",
+    "load_do_not_call_file",
+    "parse_do_not_call",
+    "read_do_not_call_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +48,20 @@ class BadLine:
 class DoNotCallFileError(Exception):
     """The do-not-call file cannot be read or has lines that are not numbers."""
 
-    def __init__(self, path: str, problems: list[BadLine], *, unreadable: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        problems: list[BadLine],
+        *,
+        unreadable: str | None = None,
+        line: int | None = None,
+    ):
         self.path = path
         self.problems = problems
+        self.line = line
         if unreadable is not None:
-            message = f"guards.do_not_call_file {path}: cannot read it ({unreadable})"
+            where = f", line {line}" if line else ""
+            message = f"guards.do_not_call_file {path}{where}: cannot read it: {unreadable}"
         else:
             lines = "\n".join(f"  line {p.line}: {p.text!r}: {p.reason}" for p in problems)
             message = (
@@ -70,13 +88,17 @@ def parse_do_not_call(text: str, default_region: str) -> tuple[list[str], list[B
     return list(numbers), bad
 
 
+def read_do_not_call_text(path: str | Path) -> str:
+    """The file's text; :class:`DoNotCallFileError` (one line) when it is not usable text."""
+    try:
+        return read_text_file(path, limit=MAX_LIST_BYTES, what="a do-not-call list")
+    except TextFileError as exc:
+        raise DoNotCallFileError(str(path), [], unreadable=exc.cause, line=exc.line) from None
+
+
 async def load_do_not_call_file(path: str | Path, default_region: str) -> list[str]:
     """Read and parse the file; raise :class:`DoNotCallFileError` naming every bad line."""
-    try:
-        text = await anyio.Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DoNotCallFileError(str(path), [], unreadable=reason) from None
+    text = await anyio.to_thread.run_sync(read_do_not_call_text, path)
     numbers, bad = parse_do_not_call(text, default_region)
     if bad:
         raise DoNotCallFileError(str(path), bad)

@@ -32,7 +32,7 @@ from outdial.config import ListenerConfig
 from outdial.events import Event, Gap, SocketClosing
 from outdial.listener.backoff import Backoff
 from outdial.listener.plan import rotation_delay, subscription_change
-from outdial.listener.session import SessionEnd, SocketSession
+from outdial.listener.session import SessionEnd, SocketSession, WarningLimiter
 from outdial.log import emit
 from outdial.platforms.base import (
     ChannelGone,
@@ -116,6 +116,9 @@ class ChannelSupervisor:
         )
         self._deliver = deliver
         self._report_gap = report_gap
+        # Shared by the channel's successive sockets: a reconnect storm of bad
+        # frames still logs one summary per interval, not one line per socket.
+        self._malformed_log = WarningLimiter()
         self._rotation_started = rotation_started
         self._rotation_finished = rotation_finished
         self._closing_warned = anyio.Event()
@@ -184,8 +187,14 @@ class ChannelSupervisor:
                     if live.session.stats.silent_for_when_dead is not None:
                         self.stats.last_dead_after = live.session.stats.silent_for_when_dead
                     self.stats.reconnects += 1
+                    ended = live.session.stats
                     live = None
-                    self._set_state(ChannelState.DEGRADED, reason=gap_reason)
+                    self._set_state(
+                        ChannelState.DEGRADED,
+                        reason=gap_reason,
+                        close_code=ended.close_code,
+                        closed_by=ended.closed_by or None,
+                    )
                     await self._forget_channel_if_gone()
                     await self._sleep_backoff(None)
         finally:
@@ -238,6 +247,7 @@ class ChannelSupervisor:
                 on_event=self._on_event,
                 on_closing=self._on_closing,
                 open_timeout=self._settings.connect_timeout,
+                malformed_log=self._malformed_log,
             )
         )
         try:

@@ -40,6 +40,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 
+from outdial.log import mask_url
 from outdial.store.base import StoreError
 from outdial.store.sql import Database, Result, SqlStore, schema
 
@@ -68,9 +69,8 @@ def _pyformat(query: str) -> str:
     return query.replace("%", "%%").replace("?", "%s")
 
 
-def _safe_url(url: str) -> str:
-    # Never log or raise with a password in it.
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+# Never log or raise with a password in it: the one masking rule for every URL.
+_safe_url = mask_url
 
 
 class _PostgresDatabase(Database):

@@ -7,11 +7,19 @@ one shared connection, one at a time. SQLite serialises writers anyway, and
 ``BEGIN IMMEDIATE`` takes the write lock at the start of every transaction, so
 two processes on the same file cannot both pick the same contact either.
 Times are stored as fixed-width UTC text, so text order is time order.
+
+The file holds agents' contacts (names and numbers), so it is created
+readable by its owner only (0600); SQLite gives its ``-wal`` and ``-shm``
+files the database file's mode. A file an older release left readable by
+every local user loses those "other" bits when opened (group bits are the
+operator's to choose).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -85,11 +93,36 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE dial_claims ADD COLUMN {name} {decl}")
 
 
+def _private_file(path: str) -> None:
+    """Create the database file 0600 (before SQLite would create it 0644 under umask 022).
+
+    SQLite's unix VFS opens ``-wal``, ``-shm`` and ``-journal`` with the
+    database file's permission bits, so the one ``os.open`` here covers all
+    of them; no process-wide umask change, which other threads would see.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing directory and the like: sqlite3.connect says so in its own words
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = os.stat(name).st_mode
+            if stat.S_ISREG(mode) and mode & 0o007:
+                os.chmod(name, stat.S_IMODE(mode) & ~0o007)
+        except OSError:
+            continue  # absent, or not ours to change: SQLite opens it as before
+
+
 class SqliteStore(SqlStore):
     """:class:`~outdial.store.base.Store` on one SQLite file (or ``:memory:``)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        if self.path != ":memory:":
+            _private_file(self.path)
         db = _SqliteDatabase(self.path)
         conn = db.conn
         conn.execute("PRAGMA busy_timeout = 5000")
