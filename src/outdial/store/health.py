@@ -40,18 +40,20 @@ class StoreHealth:
         self.since: float | None = None
         #: The failure that made it away, or the latest one since (None while healthy).
         self.error: StoreUnavailable | None = None
-        self._next_probe = 0.0
+        # When an operation last went to the database while it was away (a
+        # failure, or a probe taken): the next probe is due an interval later.
+        self._last_try = 0.0
         self._listeners: list[Callable[[], None]] = []
 
     def admits(self, now: float) -> bool:
         """Would an operation go to the database now? (No state changes.)"""
-        return self.healthy or now >= self._next_probe
+        return self.healthy or now >= self._last_try + self.probe_interval
 
     def take_probe(self, now: float) -> bool:
         """While away: True if this operation is the one to probe (the next is due later)."""
-        if self.healthy or now < self._next_probe:
+        if not self.admits(now) or self.healthy:
             return False
-        self._next_probe = now + self.probe_interval
+        self._last_try = now
         return True
 
     def down_error(self, now: float, operation: str | None = None) -> StoreUnavailable:
@@ -68,7 +70,7 @@ class StoreHealth:
     def failed(self, error: StoreUnavailable, now: float) -> bool:
         """An operation failed with ``error``; True if the store was healthy until now."""
         self.error = error
-        self._next_probe = max(self._next_probe, now + self.probe_interval)
+        self._last_try = max(self._last_try, now)
         if not self.healthy:
             return False
         self.healthy = False
@@ -87,7 +89,6 @@ class StoreHealth:
         self.healthy = True
         self.since = None
         self.error = None
-        self._next_probe = 0.0
         return outage
 
     def notify_recovered(self) -> None:
