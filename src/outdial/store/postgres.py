@@ -311,9 +311,12 @@ class _PostgresDatabase(Database):
         conn = self.pool.getconn(timeout=timeout)
         if _hung_up(conn):
             # Closed by the server while idle: replace it now rather than fail
-            # the operation on it (it was never sent anything).
+            # the operation on it (it was never sent anything). A server that
+            # went down (not one that only dropped us) refuses a connection at
+            # once: fail now instead of waiting out the pool's reconnecting.
             conn.close()
             self.pool.putconn(conn)
+            self.probe()
             conn = self.pool.getconn(timeout=timeout)
         return conn
 
