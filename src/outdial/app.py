@@ -14,6 +14,13 @@ the next re-read): each agent's re-read runs as a step queued in that agent's
 worker, so it is handled in order with the agent's live events and never holds
 up other agents' events for longer than one step.
 
+A store whose database goes away (see :mod:`outdial.store.health`) does not
+stop the daemon: the sockets stay up, events are still read, dials fail
+closed (a dial whose claim cannot be written is never sent), and
+:attr:`Daemon.store_healthy` is False. When the database answers again every
+agent is re-read as after a gap, so those that could not be handled meanwhile
+are looked at again within a second or so.
+
 Shutdown is cancellation of the daemon's task group: every socket closes and
 the store is closed by its context manager.
 """
@@ -44,7 +51,7 @@ from outdial.log import emit
 from outdial.platforms.base import Platform
 from outdial.platforms.genesys import GenesysPlatform
 from outdial.store import open_store
-from outdial.store.base import Store
+from outdial.store.base import Store, StoreUnavailable
 
 __all__ = ["Daemon", "open_daemon", "platform_from_config", "run_until_signalled"]
 
@@ -109,6 +116,11 @@ class Daemon:
         # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
         self._gap_users: set[str] = set()
 
+    @property
+    def store_healthy(self) -> bool:
+        """False while the store's database is away: the daemon is not ready (nothing dials)."""
+        return self.store.health.healthy
+
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
@@ -116,6 +128,7 @@ class Daemon:
         emit(log, "daemon.start", rules=len(self.config.rules), topics=len(self.listener.topics))
         handling = self.config.handling
         self._gap_wakeup = anyio.Event()
+        unsubscribe = self.store.health.on_recovered(self._store_recovered)
         try:
             await self.handlers.start()
             async with AsyncExitStack() as streams, anyio.create_task_group() as tg:
@@ -138,6 +151,7 @@ class Daemon:
                 async for item in self.listener:
                     await self._consume(item)
         finally:
+            unsubscribe()
             self.handlers.run_for_user = run_inline
             self._workers = []
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
@@ -168,6 +182,18 @@ class Daemon:
         if item.error is not None:
             raise item.error
 
+    def _store_recovered(self) -> None:
+        """The store's database answers again: re-read every agent, as after a gap.
+
+        While it was away, events were read but not acted on (a call's end not
+        recorded, a ready agent not dialed); the refresh re-reads the calls
+        and agents from the platform and looks at each agent again.
+        """
+        users = {uid for t in self.listener.topics if (uid := topic_user_id(t)) is not None}
+        self._gap_users |= users | self.handlers.pacer.tracked
+        self._gap_wakeup.set()
+        emit(log, "daemon.store_recovered", users=len(self._gap_users))
+
     async def _refresh_after_gaps(self) -> None:
         """Re-read the agents of reported gaps, one refresh at a time.
 
@@ -181,7 +207,11 @@ class Daemon:
             users = sorted(self._gap_users)
             self._gap_users.clear()
             started = anyio.current_time()
-            unread = await self.handlers.refresh(users)
+            try:
+                unread = await self.handlers.refresh(users)
+            except Exception as exc:  # never let one refresh stop the next
+                emit(log, "daemon.refresh_failed", logging.ERROR, error=repr(exc))
+                unread = set(users)
             elapsed = anyio.current_time() - started
             emit(
                 log,
@@ -193,6 +223,8 @@ class Daemon:
             if unread:
                 # Never dropped: read again after a pause (the platform was failing).
                 self._gap_users |= unread
+                if not self.store_healthy:
+                    continue  # the store coming back wakes us (_store_recovered)
                 await anyio.sleep(self.config.listener.backoff_base)
                 self._gap_wakeup.set()
 
@@ -214,19 +246,24 @@ class Daemon:
 
         The store keeps a counter that every import moves on; a cheap read of
         it, twice a second, wakes the agents that were ready with nothing to
-        call.
+        call. While the store is away this read is also what probes it
+        (:mod:`outdial.store.health`), so its coming back is noticed within
+        about a poll.
         """
-        generation = await self.handlers.store.contacts_generation()
+        generation: int | None = None  # not read yet: the store may be away
         while True:
-            await anyio.sleep(CONTACTS_POLL)
+            current: int | None = None
             try:
                 current = await self.handlers.store.contacts_generation()
+            except StoreUnavailable:
+                pass  # said once by the store (store.unavailable)
             except Exception as exc:  # the store's own trouble shows elsewhere too
                 emit(log, "daemon.contacts_poll_failed", logging.WARNING, error=repr(exc))
-                continue
-            if current != generation:
+            if current is not None:
+                if generation is not None and current != generation:
+                    await self.handlers.contacts_changed()
                 generation = current
-                await self.handlers.contacts_changed()
+            await anyio.sleep(CONTACTS_POLL)
 
     async def _reconcile_periodically(self) -> None:
         """Settle dials whose outcome is unknown (sent, then no answer), on a timer.
@@ -238,6 +275,8 @@ class Daemon:
             await anyio.sleep(self.config.reconcile.interval)
             try:
                 settled = await self.handlers.reconcile_unknown()
+            except StoreUnavailable:
+                continue  # said once by the store; its recovery re-reads everything
             except Exception as exc:  # never let bookkeeping stop the daemon
                 emit(log, "daemon.reconcile_failed", logging.ERROR, error=repr(exc))
             else:
@@ -310,7 +349,7 @@ async def open_daemon(
     :class:`~outdial.handlers.registry.HandlerRegistry`) to the config's rules.
     """
     clock = clock or SystemClock()
-    async with open_store(config.store.url) as store:
+    async with open_store(config.store.url, config.store.settings()) as store:
         platform = platform_from_config(config, clock)
         try:
             yield Daemon(

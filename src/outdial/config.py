@@ -28,6 +28,7 @@ from pydantic import (
 
 from outdial.files import TextFileError, load_toml
 from outdial.log import emit, mask_url
+from outdial.store.base import StoreSettings
 
 __all__ = [
     "GENESYS_REGIONS",
@@ -186,9 +187,24 @@ class HandlingConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    """Where outdial keeps contacts, dial claims and calls."""
+    """Where outdial keeps contacts, dial claims and calls, and how it talks to it.
+
+    ``statement_timeout``: seconds one statement may take (PostgreSQL
+    cancels it, and a server that does not answer at all is given up on at
+    the same moment; SQLite waits that long for a file another process has
+    locked). ``connect_timeout``: seconds to connect to PostgreSQL.
+    ``keepalives_idle``, ``keepalives_interval``, ``keepalives_count``: TCP
+    keepalives on PostgreSQL connections (seconds idle before the first
+    probe, seconds between probes, probes unanswered before the connection
+    is dead). These win over the same parameters in a PostgreSQL URL.
+    """
 
     url: str = "sqlite:///outdial.db"
+    statement_timeout: float = Field(default=5.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=3600)
+    keepalives_idle: int = Field(default=10, ge=1)
+    keepalives_interval: int = Field(default=5, ge=1)
+    keepalives_count: int = Field(default=3, ge=1)
 
     @field_validator("url")
     @classmethod
@@ -196,6 +212,16 @@ class StoreConfig(_Strict):
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError(f"store url must be sqlite:///PATH or postgresql://..., got {value!r}")
         return value
+
+    def settings(self) -> StoreSettings:
+        """These keys (all but ``url``) as the store takes them."""
+        return StoreSettings(
+            statement_timeout=self.statement_timeout,
+            connect_timeout=self.connect_timeout,
+            keepalives_idle=self.keepalives_idle,
+            keepalives_interval=self.keepalives_interval,
+            keepalives_count=self.keepalives_count,
+        )
 
 
 class NumberLimit(_Strict):

@@ -17,6 +17,12 @@ Exactly one call per trigger comes from the order of the steps:
    under the same claim, a bounded number of times. A lookup that fails
    leaves the claim ``unknown`` for the next :meth:`Dialer.reconcile`.
 
+A store whose database is away fails a dial closed: a claim that cannot be
+written is never sent. What the platform answered to a request already sent
+(placed, refused, no answer) is written once the store takes it again,
+however long that is: dropping it would leave a call untracked, or its claim
+looking in flight.
+
 Per agent, dials run one at a time (an anyio lock per agent), so "at most one
 active call per agent" is checked and claimed without a race in this process.
 A claim still open (in flight elsewhere, or unknown) counts as the agent's
@@ -54,13 +60,17 @@ from outdial.platforms.base import (
     Platform,
     PlatformError,
 )
-from outdial.store.base import CallRecord, Claim, NumberCap, Store
+from outdial.store.base import CallRecord, Claim, NumberCap, Store, StoreUnavailable
 
 __all__ = ["DialResult", "Dialer", "RetryPolicy", "idempotency_key"]
 
 logger = logging.getLogger("outdial.dialer")
 
 DialStatus = Literal["placed", "skipped", "failed", "unknown"]
+
+#: Pauses (first, longest) between tries of a write recording the answer to a
+#: dial already sent, while the store is away.
+_WRITE_RETRY = (0.05, 0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -536,23 +546,61 @@ class Dialer:
     async def _record_placed(self, claim: Claim, conversation_id: str, number: str) -> None:
         # One transaction: a crash cannot leave a placed claim without its
         # tracked call, nor a tracked call whose claim still looks open.
-        await self.store.record_placed(
-            claim.key,
-            CallRecord(
-                conversation_id=conversation_id,
-                user_id=claim.user_id,
-                contact_id=claim.contact.id if claim.contact else None,
-                phone_number=number,
-                state=CallState.DIALING.value,
-                outcome=None,
-                updated_at=self.clock.now(),
-            ),
+        call = CallRecord(
+            conversation_id=conversation_id,
+            user_id=claim.user_id,
+            contact_id=claim.contact.id if claim.contact else None,
+            phone_number=number,
+            state=CallState.DIALING.value,
+            outcome=None,
+            updated_at=self.clock.now(),
         )
+        await self._write_after_send(
+            claim, "placed", lambda: self.store.record_placed(claim.key, call)
+        )
+
+    async def _write_after_send(
+        self, claim: Claim, what: str, write: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Write what became of ``claim``'s sent request, waiting for the store if it is away.
+
+        Tried again until the store takes it (idempotent writes), under the
+        agent's lock: this agent's next dial waits for it. Cancelled with
+        the daemon (the claim is then reconciled as one left in flight).
+        """
+        pause = _WRITE_RETRY[0]
+        deferred = False
+        while True:
+            try:
+                await write()
+            except StoreUnavailable as exc:
+                if not deferred:
+                    deferred = True
+                    log.emit(
+                        logger,
+                        "dial.write_deferred",
+                        logging.WARNING,
+                        rule=claim.rule,
+                        user=claim.user_id,
+                        key=claim.key,
+                        write=what,
+                        reason=exc.reason,
+                    )
+                await self._sleep(pause)
+                pause = min(pause * 2, _WRITE_RETRY[1])
+                continue
+            if deferred:
+                log.emit(
+                    logger, "dial.write_done", rule=claim.rule, user=claim.user_id, key=claim.key
+                )
+            return
 
     async def _unknown(self, claim: Claim, error: str, level: int) -> DialResult:
         """Sent without an answer: record it, then reconcile right away."""
         now = self.clock.now()
-        await self.store.mark_unknown(claim.key, error, now)
+        await self._write_after_send(
+            claim, "unknown", lambda: self.store.mark_unknown(claim.key, error, now)
+        )
         log.emit(
             logger,
             "dial.unknown",
@@ -679,12 +727,16 @@ class Dialer:
         return await self._place(fresh, request_for(fresh, number))
 
     async def _failed(self, claim: Claim, error: str, exc: PlatformError | None) -> DialResult:
-        await self.store.mark_failed(claim.key, error)
-        if claim.contact is not None:
-            attempts = claim.contact.attempts + 1
-            now = self.clock.now()
-            due = guards.next_due_at("failed", attempts, now, self.config)
-            await self.store.record_outcome(claim.contact.id, "failed", now, due)
+        contact = claim.contact
+        now = self.clock.now()
+
+        async def write() -> None:
+            await self.store.mark_failed(claim.key, error)
+            if contact is not None:
+                due = guards.next_due_at("failed", contact.attempts + 1, now, self.config)
+                await self.store.record_outcome(contact.id, "failed", now, due)
+
+        await self._write_after_send(claim, "failed", write)
         log.emit(
             logger,
             "dial.failed",

@@ -9,6 +9,10 @@ settles dials whose answer never came (see :mod:`outdial.handlers.reconcile`).
 
 ``handle`` never raises for one bad event or one failing rule: it logs and goes
 on, because one malformed notification must not stop dialing for everyone.
+Neither does a store whose database is away (``StoreUnavailable``): what
+needed it is skipped (a dial fails closed: nothing is sent without its
+claim), logged at debug level only (the store says once that it is away),
+and done when the daemon re-reads everything after the store is back.
 
 ``handle`` may run for several agents at once (the daemon handles each agent's
 events in order, different agents' concurrently): the dialer's per-agent locks
@@ -66,7 +70,7 @@ from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.handlers.templates import Template
 from outdial.platforms.base import AgentState, OutboundCall, Platform, PlatformError
-from outdial.store.base import CallRecord, ContactOutcome, Store
+from outdial.store.base import CallRecord, ContactOutcome, Store, StoreUnavailable
 
 __all__ = [
     "CALLS_TOPIC",
@@ -276,7 +280,10 @@ class Handlers:
             if result.status != "unknown":
                 settled += 1
             self._dial_settled(claim.user_id, claim.key, result)
-            await self._after_dial(result)
+            try:
+                await self._after_dial(result)
+            except Exception as exc:
+                self._error("reconcile.after", None, exc, key=claim.key)
         return settled
 
     def _dial_settled(self, user_id: str, key: str, result: DialResult) -> None:
@@ -365,10 +372,10 @@ class Handlers:
         """
         try:
             result = await self.dialer.dial(match)
+            await self._after_dial(result)
         except Exception as exc:
             self._error(f"rule {match.name}", match.event, exc)
             return
-        await self._after_dial(result)
         if result.status == "skipped" and result.retry_at is not None:
             target = user or ""
 
@@ -581,7 +588,12 @@ class Handlers:
             self._error("refresh.reconcile", None, exc)
         users = list(dict.fromkeys(user_ids))
         reread = set(users)
-        active = await self.store.active_calls()
+        try:
+            active = await self.store.active_calls()
+        except StoreUnavailable as exc:
+            # Nothing can be applied without the store: all of them are re-read later.
+            self._error("refresh.calls", None, exc)
+            return set(users)
         calls = [
             (record.user_id, self._call_step(record.conversation_id, record.user_id))
             for record in active
@@ -615,6 +627,8 @@ class Handlers:
         async def one(user_id: str, step: UserStep) -> None:
             try:
                 await self.run_for_user(user_id, step)
+            except Exception as exc:  # one agent's step never ends the others'
+                self._error("refresh.step", None, exc, user=user_id)
             finally:
                 slots.release()
 
@@ -841,6 +855,18 @@ class Handlers:
         )
 
     def _error(self, where: str, event: Event | None, exc: BaseException, **fields: object) -> None:
+        if isinstance(exc, StoreUnavailable):
+            # Expected while the database is away, and said once by the store.
+            log.emit(
+                logger,
+                "handler.store_unavailable",
+                logging.DEBUG,
+                where=where,
+                topic=event.topic if event else None,
+                reason=exc.reason,
+                **fields,
+            )
+            return
         log.emit(
             logger,
             "handler.error",

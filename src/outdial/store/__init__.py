@@ -6,6 +6,11 @@
 - ``sqlite:////var/lib/outdial/outdial.db``: an absolute path
 - ``sqlite:///:memory:``: a private in-memory database (tests, demos)
 - ``postgresql://...``: PostgreSQL (``store/postgres.py``, needs psycopg 3)
+
+``settings`` (:class:`StoreSettings`, from the ``[store]`` keys) sets the
+statement and connect timeouts and PostgreSQL's TCP keepalives. Every store
+operation raises :class:`StoreUnavailable` when the database does not take
+it; ``store.health`` says whether it answers now.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from outdial.store.base import (
     ContactState,
     Store,
     StoreError,
+    StoreSettings,
+    StoreUnavailable,
     UserCallSummary,
 )
+from outdial.store.health import StoreHealth
 from outdial.store.sqlite import SqliteStore
 
 __all__ = [
@@ -38,6 +46,9 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreHealth",
+    "StoreSettings",
+    "StoreUnavailable",
     "UserCallSummary",
     "open_store",
     "sqlite_path",
@@ -55,22 +66,27 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-async def _open(url: str) -> Store:
+async def _open(url: str, settings: StoreSettings) -> Store:
     if url.startswith("sqlite:"):
-        return SqliteStore(sqlite_path(url))
+        return SqliteStore(sqlite_path(url), settings)
     if url.startswith(("postgresql://", "postgres://")):
         from outdial.store.postgres import PostgresStore
 
-        return await PostgresStore.connect(url)
+        return await PostgresStore.connect(url, settings=settings)
     raise StoreError(f"unsupported store url {url!r}: use sqlite:///PATH or postgresql://...")
 
 
-def open_store(url: str) -> AbstractAsyncContextManager[Store]:
-    """Open the store at ``url`` for the body of an ``async with``; closed on exit."""
+def open_store(
+    url: str, settings: StoreSettings | None = None
+) -> AbstractAsyncContextManager[Store]:
+    """Open the store at ``url`` for the body of an ``async with``; closed on exit.
+
+    ``settings``: timeouts and keepalives (by default those of an empty ``[store]``).
+    """
 
     @asynccontextmanager
     async def cm() -> AsyncIterator[Store]:
-        store = await _open(url)
+        store = await _open(url, settings or StoreSettings())
         try:
             yield store
         finally:

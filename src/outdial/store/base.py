@@ -15,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from outdial.store.health import StoreHealth
 
 __all__ = [
     "CallRecord",
@@ -32,6 +35,9 @@ __all__ = [
     "NumberCap",
     "Store",
     "StoreError",
+    "StoreSettings",
+    "StoreUnavailable",
+    "UnavailableReason",
     "UserCallSummary",
 ]
 
@@ -47,6 +53,61 @@ ClaimState = Literal["claimed", "placed", "failed", "unknown"]
 
 class StoreError(Exception):
     """A store that cannot be opened or used (bad URL, unsupported backend)."""
+
+
+#: Why a store operation did not complete: ``connection``, the connection failed
+#: or was lost (refused, reset, the server shut down); ``timeout``, a statement
+#: or a connection attempt took longer than its timeout (a hung backend, a lock
+#: held elsewhere); ``locked``, SQLite's file stayed locked past the timeout;
+#: ``full``, the disk (or the database) is full; ``io``, another resource or
+#: I/O failure (read-only, too many connections, an I/O error); ``down``, not
+#: tried at all: the store is known to be away and its next probe is not due.
+UnavailableReason = Literal["connection", "timeout", "locked", "full", "io", "down"]
+
+
+class StoreUnavailable(StoreError):
+    """The database did not take an operation; it may answer again later.
+
+    Raised instead of the driver's own exception (never a raw psycopg or
+    sqlite3 error). What the caller must assume depends on the operation: a
+    read read nothing; a write was rolled back, except that a connection lost
+    during its commit leaves unknown whether it committed. ``operation`` names
+    the store method, ``elapsed`` is how long it took to fail (seconds).
+    """
+
+    def __init__(
+        self,
+        reason: UnavailableReason,
+        message: str,
+        *,
+        operation: str | None = None,
+        elapsed: float | None = None,
+    ) -> None:
+        self.reason: UnavailableReason = reason
+        self.operation = operation
+        self.elapsed = elapsed
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """How a store talks to its database (the ``[store]`` keys other than ``url``).
+
+    ``statement_timeout``: seconds one statement may take. PostgreSQL cancels
+    it then (``statement_timeout``) and the client gives up on a backend that
+    does not answer at all (a hung server) at the same moment; SQLite waits
+    that long for a locked file. ``connect_timeout``: seconds to establish a
+    PostgreSQL connection. ``keepalives_*``: libpq's TCP keepalives (idle
+    seconds before the first probe, seconds between probes, probes lost
+    before the connection is dead), so a peer gone without a word is noticed
+    on an idle connection too.
+    """
+
+    statement_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    keepalives_idle: int = 10
+    keepalives_interval: int = 5
+    keepalives_count: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +296,14 @@ class ContactsSummary:
 
 
 class Store(Protocol):
-    """Where outdial keeps contacts, dial claims, calls and the do-not-call list."""
+    """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
+
+    Every method raises :class:`StoreUnavailable` when the database does not
+    take the operation (and nothing else of the driver's); ``health`` tells
+    whether it answers now, and calls its listeners when it is back.
+    """
+
+    health: StoreHealth
 
     async def import_contacts(self, rows: Iterable[ContactRow]) -> int:
         """Insert contacts; a known ``(user_id, phone_number)`` is updated, not duplicated.

@@ -15,38 +15,68 @@ Several outdial processes may share one database and read the same events;
 
 The store itself is :class:`~outdial.store.sql.SqlStore`, the same as
 SQLite's; this module connects, creates the tables, and says how PostgreSQL
-differs. Each store holds one connection (autocommit, explicit transactions)
-on psycopg's blocking API, used by one operation at a time in a worker thread;
+differs. Each store holds a pool of one connection (psycopg's
+:class:`~psycopg_pool.ConnectionPool`; autocommit, explicit transactions) on
+psycopg's blocking API, used by one operation at a time in a worker thread;
 replicas are separate stores. Times are ``timestamptz`` and the session runs
 in UTC, so what comes back is timezone-aware UTC like the SQLite store's.
+
+A database that goes away must not take the daemon with it:
+
+- a connection the server closed while it sat idle (a restart,
+  ``pg_terminate_backend``) is seen before use (its socket is readable) and
+  replaced, so no operation fails on it; one that breaks during an operation
+  fails that operation as :class:`~outdial.store.base.StoreUnavailable` and
+  the pool replaces it;
+- every session runs with ``statement_timeout`` (the server cancels a
+  statement stuck on a lock), and a watchdog thread gives up on a statement
+  the server does not answer at all within the same time (a hung backend: it
+  shuts the socket down, which wakes the waiting driver);
+- TCP keepalives find a peer that vanished without a word;
+- while the database is away the store fails operations at once and probes
+  it on a fresh connection every half second (:mod:`outdial.store.health`).
 
 The tables are created on connect if missing. To keep them in a schema of
 their own, create it and name it in the URL, as libpq allows:
 ``postgresql://outdial@db/outdial?options=-csearch_path%3Doutdial``.
-Needs the ``postgres`` extra (``psycopg[binary]``).
+The ``[store]`` timeouts and keepalives are added to the URL's parameters
+(and win over the same parameters given there). Needs the ``postgres`` extra
+(``psycopg[binary,pool]``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import math
+import os
 import re
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from outdial.log import mask_url
-from outdial.store.base import StoreError
+from outdial.store.base import StoreError, StoreSettings, StoreUnavailable, UnavailableReason
 from outdial.store.sql import Database, Result, SqlStore, schema
 
 __all__ = ["PostgresStore"]
 
 Connection = psycopg.Connection[DictRow]
+
+_T = TypeVar("_T")
 
 # Taken while creating the tables, so replicas starting together do not race
 # on CREATE TABLE IF NOT EXISTS (which is not safe against itself).
@@ -62,6 +92,24 @@ _SCHEMA = schema(
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
+#: How long psycopg's pool keeps retrying (with its own back-off, from 1 s) to
+#: replace a lost connection before it stops and waits to be asked again. Short:
+#: while the database is away the store probes it itself every half second, and
+#: a pool still sleeping in a long back-off when it is back would delay recovery.
+_RECONNECT_TIMEOUT = 1.0
+#: Rows per ``executemany`` round: each round is one watched statement.
+_MANY_ROWS = 1000
+#: SQLSTATE classes (the first two characters) that mean "the database did not
+#: take it, and may later", and why. Others (a constraint, a bad statement,
+#: a deadlock) are plain :class:`StoreError`.
+_UNAVAILABLE_CLASSES: dict[str, UnavailableReason] = {
+    "08": "connection",  # connection exception
+    "57": "connection",  # operator intervention: shutdown, crash, cannot connect now
+    "53": "io",  # insufficient resources (53100 disk full: "full", below)
+    "58": "io",  # system error: I/O
+    "55": "timeout",  # object not in prerequisite state: lock not available
+}
+
 
 @functools.lru_cache(maxsize=256)
 def _pyformat(query: str) -> str:
@@ -73,24 +121,256 @@ def _pyformat(query: str) -> str:
 _safe_url = mask_url
 
 
+def classify(exc: BaseException, *, timeout: float | None = None) -> StoreError:
+    """The store error for a psycopg (or pool) exception.
+
+    ``timeout`` is set when the watchdog gave up on the statement: the
+    driver then only saw its socket close.
+    """
+    if timeout is not None:
+        return StoreUnavailable(
+            "timeout",
+            f"PostgreSQL did not answer within {timeout:g}s (a hung server?); "
+            "the connection was dropped",
+        )
+    if isinstance(exc, PoolTimeout):
+        return StoreUnavailable("connection", f"PostgreSQL: no connection: {exc}")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None)
+    reason: UnavailableReason | None = None
+    if isinstance(sqlstate, str):
+        if sqlstate == "57014":  # query_canceled: our statement_timeout
+            reason = "timeout"
+        elif sqlstate == "53100":  # disk_full
+            reason = "full"
+        elif sqlstate == "25006":  # read_only_sql_transaction: a standby now
+            reason = "io"
+        else:
+            reason = _UNAVAILABLE_CLASSES.get(sqlstate[:2])
+    elif isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        reason = "connection"  # the client's own: refused, reset, closed
+    if reason is not None:
+        return StoreUnavailable(reason, f"PostgreSQL: {text}")
+    return StoreError(f"PostgreSQL: {type(exc).__name__}: {text}")
+
+
+def conninfo_for(url: str, settings: StoreSettings, schema: str | None = None) -> str:
+    """The libpq connection string: ``url`` with the store's timeouts and keepalives.
+
+    ``options`` keeps what the URL says (a ``search_path``, say) and gets
+    ``statement_timeout``, the UTC time zone and ``schema`` added.
+    """
+    try:
+        params: dict[str, Any] = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise StoreError(f"invalid PostgreSQL URL {_safe_url(url)}: {exc}") from None
+    options = [str(params.get("options") or "").strip()]
+    options.append(f"-c statement_timeout={max(1, round(settings.statement_timeout * 1000))}")
+    options.append("-c TimeZone=UTC")
+    if schema is not None:
+        options.append(f"-c search_path={schema}")
+    params["options"] = " ".join(o for o in options if o)
+    params.setdefault("application_name", "outdial")
+    # libpq takes whole seconds, and treats anything under 2 as 2.
+    params["connect_timeout"] = max(2, math.ceil(settings.connect_timeout))
+    params["keepalives"] = 1
+    params["keepalives_idle"] = settings.keepalives_idle
+    params["keepalives_interval"] = settings.keepalives_interval
+    params["keepalives_count"] = settings.keepalives_count
+    return make_conninfo(**params)
+
+
+def _hung_up(conn: Connection) -> bool:
+    """True when an idle connection's server has closed it (or said why it will).
+
+    Between operations nothing is due from the server, so a readable socket
+    means it hung up: restarted, shut down, or our backend was terminated.
+    """
+    if conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
+        return True
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
+
+
+def _shutdown(fd: int) -> None:
+    """Break the connection on socket ``fd`` (owned by libpq, so a duplicate is shut down).
+
+    The socket stays open for libpq to close; a thread waiting on it wakes
+    up to an end of file.
+    """
+    # OSError: closed meanwhile, nothing left to break.
+    with socket.socket(fileno=os.dup(fd)) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """Gives up on a statement the server does not answer within ``timeout`` seconds.
+
+    The server's own ``statement_timeout`` cancels a statement that runs too
+    long, but a backend that is not running at all (hung, stopped, a server
+    whose host froze while TCP still acknowledges) cancels nothing. One
+    thread per store waits for the deadline of the statement in flight and,
+    if it passes, shuts the connection's socket down: the driver's wait
+    ends, the statement fails, and the pool replaces the connection.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        # (deadline, socket, statement number) of the statement in flight.
+        self._armed: tuple[float, int, int] | None = None
+        self._count = 0
+        self._fired = -1
+        self._idle = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._watch, name="outdial-store-watchdog")
+        self._thread.daemon = True
+        self._thread.start()
+
+    @contextmanager
+    def watching(self, conn: Connection) -> Iterator[None]:
+        """Watch the statements of the ``with`` body on ``conn``; if it fires, raise a timeout."""
+        fd = conn.pgconn.socket
+        with self._cond:
+            self._count += 1
+            number = self._count
+            self._armed = (time.monotonic() + self.timeout, fd, number)
+            if self._idle:  # else it wakes at the older deadline and sees this one
+                self._cond.notify()
+        try:
+            yield
+        except psycopg.Error as exc:
+            if self._fired == number:
+                raise classify(exc, timeout=self.timeout) from exc
+            raise
+        finally:
+            with self._cond:
+                if self._armed is not None and self._armed[2] == number:
+                    self._armed = None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._armed is None:
+                    self._idle = True
+                    self._cond.wait()
+                    self._idle = False
+                    continue
+                deadline, fd, number = self._armed
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._fired = number
+                self._armed = None
+                _shutdown(fd)
+
+    def close(self) -> None:
+        """Stop the thread."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join(timeout=5.0)
+
+
 class _PostgresDatabase(Database):
     lock_next_contact = " FOR UPDATE SKIP LOCKED"
+    backend = "postgresql"
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, pool: ConnectionPool[Connection], conninfo: str, settings: StoreSettings):
+        self.pool = pool
+        self.conninfo = conninfo
+        self.settings = settings
+        self.watchdog = _Watchdog(settings.statement_timeout)
+        self._conn: Connection | None = None
+
+    @property
+    def conn(self) -> Connection:
+        """The connection of the operation running now."""
+        if self._conn is None:
+            raise RuntimeError("no store operation is running")
+        return self._conn
+
+    def run(self, fn: Callable[[Database], _T]) -> _T:
+        """Run ``fn`` on a connection from the pool; psycopg's failures come out classified."""
+        try:
+            conn = self._checkout()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise classify(exc) from exc
+        self._conn = conn
+        try:
+            return fn(self)
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        finally:
+            self._conn = None
+            self.pool.putconn(conn)  # a broken one is discarded and replaced
+
+    def _checkout(self) -> Connection:
+        timeout = self.settings.connect_timeout
+        conn = self.pool.getconn(timeout=timeout)
+        if _hung_up(conn):
+            # Closed by the server while idle: replace it now rather than fail
+            # the operation on it (it was never sent anything). A server that
+            # went down (not one that only dropped us) refuses a connection at
+            # once: fail now instead of waiting out the pool's reconnecting.
+            conn.close()
+            self.pool.putconn(conn)
+            self.probe()
+            conn = self.pool.getconn(timeout=timeout)
+        return conn
+
+    def probe(self) -> None:
+        """A fresh connection (not the pool's: its back-off must not delay this) takes a query.
+
+        A standby (read-only) server does not count as back.
+        """
+        try:
+            with (
+                psycopg.connect(self.conninfo, autocommit=True, row_factory=dict_row) as conn,
+                self.watchdog.watching(conn),
+            ):
+                row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+        except psycopg.Error as exc:
+            raise classify(exc) from exc
+        if row is not None and row["standby"]:
+            raise StoreUnavailable("io", "PostgreSQL: the server is a standby (read-only)")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
-        cursor = self.conn.execute(_pyformat(sql), params)
-        rows = cursor.fetchall() if cursor.description is not None else []
+        conn = self.conn
+        with self.watchdog.watching(conn):
+            cursor = conn.execute(_pyformat(sql), params)
+            rows = cursor.fetchall() if cursor.description is not None else []
         return Result(list(rows), cursor.rowcount)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> int:
+        batch = list(params)
+        changed = 0
         with self.conn.cursor() as cursor:
-            cursor.executemany(_pyformat(sql), params)
-            return max(0, cursor.rowcount)
+            # In rounds, each watched on its own: a long import is not one
+            # statement that the watchdog would give up on.
+            for start in range(0, len(batch), _MANY_ROWS):
+                with self.watchdog.watching(self.conn):
+                    cursor.executemany(_pyformat(sql), batch[start : start + _MANY_ROWS])
+                changed += max(0, cursor.rowcount)
+        return changed
 
-    def transaction(self) -> AbstractContextManager[object]:
-        return self.conn.transaction()
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        # Plain statements (not psycopg's Transaction), so that BEGIN and
+        # COMMIT are watched like every other statement.
+        self.execute("BEGIN")
+        try:
+            yield
+            self.execute("COMMIT")
+        except BaseException:
+            status = self.conn.info.transaction_status
+            if status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
+                # Failing: the connection broke, and the server rolls back for us.
+                with contextlib.suppress(psycopg.Error, StoreError):
+                    self.execute("ROLLBACK")
+            raise
 
     def encode_ts(self, when: datetime) -> datetime:
         return when
@@ -100,48 +380,85 @@ class _PostgresDatabase(Database):
         return value.astimezone(UTC)
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.pool.close(timeout=self.settings.connect_timeout)
+        finally:
+            self.watchdog.close()
 
 
 class PostgresStore(SqlStore):
     """:class:`~outdial.store.base.Store` on PostgreSQL; safe to share between replicas."""
 
-    def __init__(self, conn: Connection, schema: str | None = None) -> None:
-        """Wrap an open connection; use :meth:`connect` to open one and create the tables."""
+    def __init__(self, db: _PostgresDatabase, schema: str | None = None) -> None:
+        """Wrap an open database; use :meth:`connect` to open one and create the tables."""
         self.schema = schema
-        super().__init__(_PostgresDatabase(conn))
+        super().__init__(db)
 
     @classmethod
-    async def connect(cls, url: str, *, schema: str | None = None) -> PostgresStore:
+    async def connect(
+        cls, url: str, *, schema: str | None = None, settings: StoreSettings | None = None
+    ) -> PostgresStore:
         """Connect to ``url``, create the tables if needed, and return the store.
 
         ``schema`` (created if missing) keeps outdial's tables apart from
         others in the database; by default they go where ``search_path`` says.
+        ``settings``: timeouts and keepalives (the defaults of ``[store]``).
+        Raises :class:`StoreError` (with the password masked) if it cannot.
         """
         if schema is not None and not _SCHEMA_NAME.match(schema):
             raise StoreError(f"invalid PostgreSQL schema name {schema!r}")
-        conn = await anyio.to_thread.run_sync(_connect, url, schema)
-        return cls(conn, schema)
+        db = await anyio.to_thread.run_sync(_open, url, schema, settings or StoreSettings())
+        return cls(db, schema)
 
 
-def _connect(url: str, schema: str | None) -> Connection:
+def _open(url: str, schema: str | None, settings: StoreSettings) -> _PostgresDatabase:
+    conninfo = conninfo_for(url, settings, schema)
+    _create_tables(url, conninfo, schema)
+    # The pool would log every failed attempt to reconnect; the store says
+    # once that the database is away (store.unavailable) and once that it is
+    # back. Left alone if the application configured that logger itself.
+    pool_log = logging.getLogger("psycopg.pool")
+    if pool_log.level == logging.NOTSET:
+        pool_log.setLevel(logging.ERROR)
+    pool: ConnectionPool[Connection] = ConnectionPool(
+        conninfo,
+        connection_class=psycopg.Connection[DictRow],
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        min_size=1,
+        max_size=1,
+        open=False,
+        name="outdial",
+        timeout=settings.connect_timeout,
+        reconnect_timeout=_RECONNECT_TIMEOUT,
+        num_workers=1,
+    )
     try:
-        conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
+        pool.open(wait=True, timeout=settings.connect_timeout)
+    except PoolTimeout as exc:
+        pool.close()
+        raise StoreError(f"cannot connect to PostgreSQL at {_safe_url(url)}: {exc}") from None
+    return _PostgresDatabase(pool, conninfo, settings)
+
+
+def _create_tables(url: str, conninfo: str, schema: str | None) -> None:
+    """On a connection of its own: the schema (if named) and the tables, if missing."""
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True)
     except psycopg.Error as exc:
         raise StoreError(
             f"cannot connect to PostgreSQL at {_safe_url(url)}: {str(exc).strip()}"
         ) from None
     try:
-        conn.execute("SET TIME ZONE 'UTC'")
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             if schema is not None:
                 name = sql.Identifier(schema)
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
-                conn.execute(sql.SQL("SET search_path TO {}").format(name))
             for statement in _SCHEMA:
                 conn.execute(statement)
-    except BaseException:
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"cannot create outdial's tables at {_safe_url(url)}: {classify(exc)}"
+        ) from None
+    finally:
         conn.close()
-        raise
-    return conn

@@ -12,6 +12,13 @@ transaction never spans an ``await``. What keeps claims exact across
 processes is the database's own locking, which :meth:`SqlStore.claim_dial`
 explains.
 
+A database that fails is the backend's to classify (:meth:`Database.run`
+raises :class:`~outdial.store.base.StoreUnavailable`, never the driver's own
+exception) and :attr:`SqlStore.health`'s to remember: while it is away,
+operations fail at once and one every half second probes it first (see
+:mod:`outdial.store.health`). ``store.unavailable`` is logged once when it
+goes away, ``store.recovered`` when it answers again.
+
 Statements are written with ``?`` placeholders; a backend with another
 paramstyle translates them. Apart from the schema's column types, the one
 dialect difference in the SQL is :attr:`Database.lock_next_contact`.
@@ -20,6 +27,8 @@ dialect difference in the SQL is :attr:`Database.lock_next_contact`.
 from __future__ import annotations
 
 import json
+import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,6 +39,7 @@ from typing import Any, Literal, TypeVar, cast
 import anyio
 import anyio.to_thread
 
+from outdial.log import emit
 from outdial.store.base import (
     CallRecord,
     Claim,
@@ -43,12 +53,20 @@ from outdial.store.base import (
     DialContext,
     DueContacts,
     NumberCap,
+    StoreUnavailable,
     UserCallSummary,
 )
+from outdial.store.health import StoreHealth
 
 __all__ = ["Database", "Result", "Row", "SqlStore", "schema"]
 
 _T = TypeVar("_T")
+
+log = logging.getLogger("outdial.store")
+
+# The probe's row: larger than a page, so that taking it needs the database to
+# grow (a full disk fails it, as it fails a claim). Always rolled back.
+_PROBE_KEY = "probe:" + "x" * 5000
 
 #: A result row, by column name.
 Row = Mapping[str, Any]
@@ -97,6 +115,26 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None:
         """Close the connection."""
+
+    #: The backend's name in log events.
+    backend: str = "sql"
+
+    def run(self, fn: Callable[[Database], _T]) -> _T:
+        """Run one store operation (``fn``) in this worker thread; the backends wrap it.
+
+        A backend takes its connection for the operation here, and turns
+        every failure of its driver into :class:`~outdial.store.base.StoreUnavailable`
+        (the database did not take it) or :class:`~outdial.store.base.StoreError`.
+        """
+        return fn(self)
+
+    def probe(self) -> None:
+        """Raise :class:`~outdial.store.base.StoreUnavailable` unless the database takes a write.
+
+        The write (a row larger than a page) is rolled back. Run while the
+        store is away, before the operation that found the probe due.
+        """
+        self.run(_probe_write)
 
     def ts(self, when: datetime) -> Any:
         """``when`` as stored; a naive ``datetime`` is refused."""
@@ -267,6 +305,25 @@ class _NumberCapped(Exception):
 _CALLING_STATES = "('claimed', 'placed', 'unknown')"
 
 
+class _Rollback(Exception):
+    """Raised inside the probe's transaction to roll its write back."""
+
+
+def _probe_write(db: Database) -> None:
+    try:
+        with db.transaction():
+            db.execute("INSERT INTO store_meta (key, value) VALUES (?, 0)", (_PROBE_KEY,))
+            raise _Rollback
+    except _Rollback:
+        pass
+
+
+def _operation_name(fn: Callable[..., Any]) -> str:
+    """The store method an operation's closure belongs to (``SqlStore.claim_dial.<locals>.run``)."""
+    parts = fn.__qualname__.split(".")
+    return parts[1] if len(parts) > 2 and parts[2] == "<locals>" else fn.__qualname__
+
+
 class SqlStore:
     """:class:`~outdial.store.base.Store` on a :class:`Database`; the backends subclass it."""
 
@@ -274,12 +331,59 @@ class SqlStore:
         self._db = db
         self._lock = anyio.Lock()
         self._closed = False
+        #: Whether the database answers; see :mod:`outdial.store.health`.
+        self.health = StoreHealth()
 
     async def _run(self, fn: Callable[[Database], _T]) -> _T:
+        operation = _operation_name(fn)
+        health = self.health
+        # While the database is away, fail at once rather than queue behind a
+        # probe that may take a whole connect timeout (re-checked under the lock).
+        if not self._closed and not health.admits(time.monotonic()):
+            raise health.down_error(time.monotonic(), operation)
         async with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
-            return await anyio.to_thread.run_sync(fn, self._db)
+            if not health.healthy:
+                if not health.take_probe(time.monotonic()):
+                    raise health.down_error(time.monotonic(), operation)
+                await self._attempt(self._db.probe, "probe")
+            db = self._db
+            return await self._attempt(lambda: db.run(fn), operation)
+
+    async def _attempt(self, call: Callable[[], _T], operation: str) -> _T:
+        """Run ``call`` in a worker thread; report how it went to :attr:`health` (and the log)."""
+        started = time.monotonic()
+        try:
+            result = await anyio.to_thread.run_sync(call)
+        except StoreUnavailable as exc:
+            now = time.monotonic()
+            exc.operation = exc.operation or operation
+            exc.elapsed = round(now - started, 3)
+            if self.health.failed(exc, now):
+                emit(
+                    log,
+                    "store.unavailable",
+                    logging.WARNING,
+                    backend=self._db.backend,
+                    operation=exc.operation,
+                    reason=exc.reason,
+                    seconds=exc.elapsed,
+                    error=str(exc),
+                )
+            raise
+        outage = self.health.succeeded(time.monotonic())
+        if outage is not None:
+            emit(
+                log,
+                "store.recovered",
+                logging.WARNING,
+                backend=self._db.backend,
+                operation=operation,
+                outage=round(outage, 3),
+            )
+            self.health.notify_recovered()
+        return result
 
     # contacts
 

@@ -13,6 +13,12 @@ readable by its owner only (0600); SQLite gives its ``-wal`` and ``-shm``
 files the database file's mode. A file an older release left readable by
 every local user loses those "other" bits when opened (group bits are the
 operator's to choose).
+
+A file locked by another process is waited for (``busy_timeout``, the
+``[store] statement_timeout``), and an operation that still finds it locked
+is tried again until that much time has passed in all; then, like a full
+disk or an I/O error, it fails as :class:`~outdial.store.base.StoreUnavailable`.
+SQLite leaves nothing half done in either case: the transaction is rolled back.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from outdial.store.base import StoreError, StoreSettings, StoreUnavailable, UnavailableReason
 from outdial.store.sql import Database, Result, SqlStore, schema
 
 __all__ = ["SqliteStore"]
@@ -45,18 +53,78 @@ _CLAIM_COLUMNS_ADDED = (
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
+_T = TypeVar("_T")
+
+# SQLite's primary result codes (the low byte of an extended code) that mean
+# "the database did not take it, and may later".
+_UNAVAILABLE: dict[int, UnavailableReason] = {
+    5: "locked",  # SQLITE_BUSY: another connection holds the lock
+    6: "locked",  # SQLITE_LOCKED: a table is locked
+    7: "io",  # SQLITE_NOMEM
+    8: "io",  # SQLITE_READONLY: the file (or its directory) cannot be written now
+    10: "io",  # SQLITE_IOERR
+    13: "full",  # SQLITE_FULL: the disk, or max_page_count
+    14: "io",  # SQLITE_CANTOPEN: the journal or WAL cannot be opened
+    15: "locked",  # SQLITE_PROTOCOL: WAL locking raced (retryable)
+}
+# First and longest pause between tries of an operation that found the file locked.
+_BUSY_RETRY = (0.005, 0.1)
+
+
+def classify(exc: sqlite3.Error) -> StoreError:
+    """The store error for a ``sqlite3`` exception: unavailable (may pass) or a plain error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    reason = _UNAVAILABLE.get(code & 0xFF) if isinstance(code, int) else None
+    if reason is None and isinstance(exc, sqlite3.OperationalError):
+        # Older builds name no code; the messages are SQLite's own.
+        text = str(exc).lower()
+        if "locked" in text:
+            reason = "locked"
+        elif "full" in text:
+            reason = "full"
+        elif "disk i/o" in text or "readonly" in text:
+            reason = "io"
+    if reason is not None:
+        return StoreUnavailable(reason, f"SQLite: {exc}")
+    return StoreError(f"SQLite: {type(exc).__name__}: {exc}")
+
 
 def _dict_row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, values, strict=True)}
 
 
 class _SqliteDatabase(Database):
-    def __init__(self, path: str) -> None:
+    backend = "sqlite"
+
+    def __init__(self, path: str, timeout: float) -> None:
         # check_same_thread=False: worker threads take turns (SqlStore's lock).
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a claim is
         # exactly one explicit transaction.
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.conn = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=timeout
+        )
         self.conn.row_factory = _dict_row
+        self.timeout = timeout
+
+    def run(self, fn: Callable[[Database], _T]) -> _T:
+        """Run ``fn``; while the file is locked, try again until ``timeout`` has passed.
+
+        Safe to repeat: a locked file fails a statement (or a transaction,
+        rolled back whole) before it changed anything.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = _BUSY_RETRY[0]
+        while True:
+            try:
+                return fn(self)
+            except sqlite3.Error as exc:
+                error = classify(exc)
+                locked = isinstance(error, StoreUnavailable) and error.reason == "locked"
+                if locked and time.monotonic() + pause < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, _BUSY_RETRY[1])
+                    continue
+                raise error from exc
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         cursor = self.conn.execute(sql, params)
@@ -70,10 +138,13 @@ class _SqliteDatabase(Database):
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # A COMMIT that failed (locked, full) leaves the transaction open:
+            # roll it back too, or the next BEGIN would fail.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     def encode_ts(self, when: datetime) -> str:
         return when.strftime(_TS_FORMAT)
@@ -119,16 +190,26 @@ def _private_file(path: str) -> None:
 class SqliteStore(SqlStore):
     """:class:`~outdial.store.base.Store` on one SQLite file (or ``:memory:``)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, settings: StoreSettings | None = None) -> None:
+        """Open (or create) the file and its tables; raises :class:`StoreError` if it cannot."""
         self.path = str(path)
         if self.path != ":memory:":
             _private_file(self.path)
-        db = _SqliteDatabase(self.path)
-        conn = db.conn
-        conn.execute("PRAGMA busy_timeout = 5000")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(";\n".join(_SCHEMA) + ";")
-        _migrate(conn)
+        settings = settings or StoreSettings()
+        try:
+            db = _SqliteDatabase(self.path, settings.statement_timeout)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from None
+        try:
+            conn = db.conn
+            # How long one statement waits for a lock another connection holds.
+            conn.execute(f"PRAGMA busy_timeout = {round(settings.statement_timeout * 1000)}")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.executescript(";\n".join(_SCHEMA) + ";")
+            _migrate(conn)
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from None
         super().__init__(db)
