@@ -235,7 +235,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
 
     async def store_rows() -> int:
-        async with open_store(config.store.url) as store:
+        async with open_store(config.store.url, config.store.settings()) as store:
             return await store.import_contacts(rows)
 
     count = anyio.run(store_rows)
@@ -251,7 +251,7 @@ def cmd_contacts_list(args: argparse.Namespace) -> int:
     config = _load(args.config)
 
     async def fetch() -> list[Any]:
-        async with open_store(config.store.url) as store:
+        async with open_store(config.store.url, config.store.settings()) as store:
             return list(await store.contacts(args.user))
 
     for c in anyio.run(fetch):
@@ -270,7 +270,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
     config = _load(args.config)
 
     async def fetch() -> tuple[list[Any], list[Any]]:
-        async with open_store(config.store.url) as store:
+        async with open_store(config.store.url, config.store.settings()) as store:
             return list(await store.call_summary()), list(await store.active_calls())
 
     summary, active = anyio.run(fetch)

@@ -205,7 +205,7 @@ async def running_daemon(
     from outdial.store.base import ContactRow
 
     rows = [row if isinstance(row, ContactRow) else ContactRow(*row) for row in contacts]
-    async with open_store(config.store.url) as store:
+    async with open_store(config.store.url, config.store.settings()) as store:
         if rows:
             await store.import_contacts(rows)
         client = platform_from_config(config)
