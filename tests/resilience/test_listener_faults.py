@@ -188,6 +188,28 @@ async def test_slow_handler_overflow_is_counted_and_reported_as_a_gap() -> None:
         assert [g.reason for g in harness.gaps].count("overflow") == 1
 
 
+async def test_an_overflow_gap_names_only_the_topics_whose_events_were_dropped() -> None:
+    other = "8d2f7a10-6c3b-4e9d-a1f2-0b3c4d5e6f70"
+    quiet = f"v2.users.{other}.presence"
+    settings = FAST.model_copy(update={"queue_size": 3})
+    async with (
+        FakePlatform([USER, other]) as platform,
+        running_listener(platform, [PRESENCE, quiet], settings=settings, read=False) as harness,
+    ):
+        await platform.wait_for(lambda: len(platform.connected_channels) == 1)
+        await platform.wait_for(
+            lambda: len(platform.channel_topics(platform.connected_channels[0])) == 2
+        )
+        await platform.publish(quiet, presence(0))  # kept: the queue has room
+        for n in range(1, 12):
+            await platform.publish(PRESENCE, presence(n))  # the queue fills, the rest drop
+        harness.reading.set()
+        await harness.until(lambda: any(g.reason == "overflow" for g in harness.gaps))
+        [gap] = [g for g in harness.gaps if g.reason == "overflow"]
+    # Only the agent whose events were lost is re-read; the quiet one lost nothing.
+    assert gap.topics == frozenset({PRESENCE})
+
+
 def _innermost(group: BaseException) -> BaseException:
     while isinstance(group, BaseExceptionGroup):
         group = group.exceptions[0]

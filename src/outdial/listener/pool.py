@@ -74,6 +74,10 @@ class Listener:
         self._dedupe = OverlapDeduper()
         self._rotations_under_way = 0
         self._overflow_since: float | None = None
+        # The topics of what the overflow dropped (events, and gaps folded in):
+        # the overflow gap names only these, so the handlers re-read only the
+        # agents whose events were lost, not everyone (no refresh storm).
+        self._overflow_topics: set[str] = set()
         self._fast_streak = 0  # items received in a row without a checkpoint
         self.stats = ListenerStats()
         self._tg: anyio.abc.TaskGroup | None = None
@@ -160,10 +164,22 @@ class Listener:
                 return self._receive.receive_nowait()
             except anyio.WouldBlock:
                 # Everything queued before the overflow is handled: now the gap.
-                gap = Gap(self.topics, self._overflow_since, self._clock.monotonic(), "overflow")
+                gap = Gap(
+                    frozenset(self._overflow_topics),
+                    self._overflow_since,
+                    self._clock.monotonic(),
+                    "overflow",
+                )
                 self._overflow_since = None
+                self._overflow_topics = set()
                 self.stats.gaps += 1
-                emit(log, "listener.gap", reason="overflow", dropped=self.stats.overflowed)
+                emit(
+                    log,
+                    "listener.gap",
+                    reason="overflow",
+                    dropped=self.stats.overflowed,
+                    topics=len(gap.topics),
+                )
                 return gap
         # Whatever is queued is taken without a trip through the event loop:
         # anyio's receive() is a full loop pass per item (a checkpoint before
@@ -191,12 +207,14 @@ class Listener:
             return
         if self._overflow_since is not None:
             self.stats.overflowed += 1  # inside the pending overflow gap
+            self._overflow_topics.add(event.topic)
             return
         try:
             self._send.send_nowait(event)
         except anyio.WouldBlock:
             self._start_overflow(event.received_at)
             self.stats.overflowed += 1
+            self._overflow_topics.add(event.topic)
             return
         self.stats.delivered += 1
 
@@ -217,3 +235,4 @@ class Listener:
                 pass
         # The handlers are behind: this gap becomes part of the overflow gap.
         self._start_overflow(gap.start)
+        self._overflow_topics |= gap.topics
