@@ -48,6 +48,8 @@ from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
 from outdial.log import emit
+from outdial.observe import Observatory
+from outdial.observe.server import serve as serve_observe
 from outdial.platforms.base import Platform
 from outdial.platforms.genesys import GenesysPlatform
 from outdial.store import open_store
@@ -112,6 +114,9 @@ class Daemon:
         self.listener = Listener(platform, self.handlers.topics(), config.listener, self.clock, rng)
         self.events_handled = 0
         self.gaps_handled = 0
+        #: Metrics and the status board, fed by hooks; served when ``[observe] listen`` is set.
+        self.observatory = Observatory(self)
+        self.handlers.observer = self.observatory
         self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
         # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
         self._gap_users: set[str] = set()
@@ -147,6 +152,12 @@ class Daemon:
                 tg.start_soon(self.handlers.pacer.run, self._run_for_user, self.handlers.pace)
                 tg.start_soon(self._watch_contacts)
                 tg.start_soon(self._renew_leases)
+                address = self.config.observe.address
+                if address is not None:
+                    host, port = address
+                    self.observatory.address = await tg.start(
+                        serve_observe, self.observatory, host, port
+                    )
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
@@ -293,7 +304,7 @@ class Daemon:
         """
         needs_restart = [
             name
-            for name in ("platform", "store", "listener", "handling", "reconcile")
+            for name in ("platform", "store", "listener", "handling", "reconcile", "observe")
             if getattr(config, name) != getattr(self.config, name)
         ]
         before = self.listener.topics
@@ -326,12 +337,14 @@ class Daemon:
         """Dispatch one item from the listener: an event to its agent's worker, a gap to refresh."""
         if isinstance(item, Gap):
             self.gaps_handled += 1
+            self.observatory.gap(item)
             users = {uid for t in item.topics if (uid := topic_user_id(t)) is not None}
             self._gap_users |= users
             self._gap_wakeup.set()
             emit(log, "daemon.gap", users=len(users), pending=len(self._gap_users))
         else:
             self.events_handled += 1
+            self.observatory.event(item)
             await self._worker_for(topic_user_id(item.topic)).send(item)
 
 

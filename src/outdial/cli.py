@@ -328,6 +328,32 @@ def format_summary(rows: Sequence[Any], names: Mapping[str, str] | None = None) 
     return "\n".join(out)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the running daemon shows on its status page (``/status.json``)."""
+    import httpx
+
+    from outdial.observe.status import render_text
+
+    config = _load(args.config)
+    address = config.observe.address
+    if address is None:
+        print(f"outdial: {args.config} has no [observe] listen: set it to see the status")
+        return EXIT_PROBLEMS
+    host, port = address
+    # A daemon listening on every address answers on loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status.json"
+    try:
+        response = httpx.get(url, timeout=args.timeout)
+        response.raise_for_status()
+        status = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"outdial: no status from {url}: {exc} (is the daemon running?)", file=sys.stderr)
+        return EXIT_PROBLEMS
+    sys.stdout.write(render_text(status))
+    return EXIT_OK if status.get("ready") else EXIT_PROBLEMS
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="outdial", description=__doc__)
@@ -372,6 +398,19 @@ def build_parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="per-agent call counts and active calls")
     calls.add_argument("--config", required=True)
     calls.set_defaults(func=cmd_calls)
+
+    status = sub.add_parser(
+        "status",
+        help="what the running daemon is doing (channels, gaps, agents, calls)",
+        description="Print the running daemon's status page, read from /status.json at the"
+        " config's [observe] listen address. Exit status 0 when the daemon is ready, 1 when"
+        " it is not or cannot be reached.",
+    )
+    status.add_argument("--config", required=True, help="the daemon's config file")
+    status.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the daemon (default: 5)"
+    )
+    status.set_defaults(func=cmd_status)
 
     contacts = sub.add_parser("contacts", help="personal contact lists")
     contacts_sub = contacts.add_subparsers(dest="contacts_command", required=True)

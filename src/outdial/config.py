@@ -40,6 +40,7 @@ __all__ = [
     "HandlingConfig",
     "ListenerConfig",
     "NumberLimit",
+    "ObserveConfig",
     "PlatformConfig",
     "ReadinessConfig",
     "ReconcileConfig",
@@ -316,6 +317,38 @@ class ReadinessConfig(_Strict):
         return [v.upper() for v in value]
 
 
+class ObserveConfig(_Strict):
+    """The daemon's own HTTP endpoint (``[observe]``): metrics, health and a status page.
+
+    ``listen``: ``host:port`` to serve on (``127.0.0.1:9464``; port 0 picks a
+    free one); unset (the default) serves nothing. The endpoint has no
+    authentication: keep it on loopback or a private network.
+    """
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """``listen`` as ``(host, port)``, or None when off."""
+        return None if self.listen is None else split_listen(self.listen)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:9464"`` for IPv6) as ``(host, port)``; ValueError if malformed."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port, such as 127.0.0.1:9464, got {value!r}")
+    return host, int(port)
+
+
 class DialSpec(_Strict):
     """What to dial when a rule matches; string values are templates over the event."""
 
@@ -364,6 +397,7 @@ class Config(_Strict):
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)
+    observe: ObserveConfig = Field(default_factory=ObserveConfig)
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from pydantic import ValidationError
@@ -75,6 +75,7 @@ from outdial.store.base import CallRecord, ContactOutcome, Store, StoreUnavailab
 __all__ = [
     "CALLS_TOPIC",
     "Handlers",
+    "HandlingObserver",
     "StepRunner",
     "UserStep",
     "calls_topic",
@@ -111,6 +112,29 @@ UserStep = Callable[[], Awaitable[None]]
 #: Runs one agent's step (``None``: no agent) and returns once it has run,
 #: raising what it raised. See :attr:`Handlers.run_for_user`.
 StepRunner = Callable[[str | None, UserStep], Awaitable[None]]
+
+
+class HandlingObserver(Protocol):
+    """What the handlers tell an observer (metrics, the status page); must not block or raise.
+
+    ``dialed``: a rule's match was dialed (placed, skipped, failed or unknown),
+    ``trigger`` being the event that fired it. ``call_progressed``: a call
+    outdial placed was written with a new state (``ended_at`` set once ended).
+    """
+
+    def dialed(self, trigger: Event, result: DialResult) -> None: ...
+
+    def call_progressed(self, record: CallRecord) -> None: ...
+
+
+class _Unobserved:
+    """The default :class:`HandlingObserver`: nobody is looking."""
+
+    def dialed(self, trigger: Event, result: DialResult) -> None:
+        pass
+
+    def call_progressed(self, record: CallRecord) -> None:
+        pass
 
 
 async def run_inline(user_id: str | None, step: UserStep) -> None:
@@ -190,6 +214,8 @@ class Handlers:
         #: sets a runner that queues the step behind the agent's pending events
         #: (so one agent's events, live or re-read, are handled in order).
         self.run_for_user: StepRunner = run_inline
+        #: Told of each dial and call change (the daemon sets its metrics here).
+        self.observer: HandlingObserver = _Unobserved()
 
     def recent_calls(self, user_id: str) -> list[OutboundCall]:
         """The agent's outbound calls seen on its events but not tracked (yet): where an
@@ -372,6 +398,7 @@ class Handlers:
         """
         try:
             result = await self.dialer.dial(match)
+            self.observer.dialed(match.event, result)
             await self._after_dial(result)
         except Exception as exc:
             self._error(f"rule {match.name}", match.event, exc)
@@ -493,6 +520,7 @@ class Handlers:
             except Exception as exc:
                 self._error(f"rule {match.name}", event, exc)
                 continue
+            self.observer.dialed(event, result)
             offer, retry = await self._took(user_id, offer, result)
             again = again or retry
             await self._after_dial(result)
@@ -811,19 +839,18 @@ class Handlers:
                     return guards.next_due_at(outcome, attempts, now, config)
 
                 contact_outcome = ContactOutcome(outcome, counted=True, next_due=next_due)
-        contact = await self.store.record_call_progress(
-            CallRecord(
-                conversation_id=new.conversation_id,
-                user_id=new.user_id,
-                contact_id=new.contact_id,
-                phone_number=new.phone_number,
-                state=new.state.value,
-                outcome=new.outcome.value if new.outcome else None,
-                updated_at=now,
-                ended_at=now if new.ended else None,
-            ),
-            contact_outcome=contact_outcome,
+        written = CallRecord(
+            conversation_id=new.conversation_id,
+            user_id=new.user_id,
+            contact_id=new.contact_id,
+            phone_number=new.phone_number,
+            state=new.state.value,
+            outcome=new.outcome.value if new.outcome else None,
+            updated_at=now,
+            ended_at=now if new.ended else None,
         )
+        contact = await self.store.record_call_progress(written, contact_outcome=contact_outcome)
+        self.observer.call_progressed(written)
         log.emit(
             logger,
             "call.state",

@@ -130,6 +130,11 @@ class ChannelSupervisor:
         self.stats = SupervisorStats()
         self.channel: ChannelInfo | None = None
 
+    @property
+    def last_frame_at(self) -> float | None:
+        """Monotonic time of the last frame on this shard's latest socket (None: none yet)."""
+        return self._live.session.last_frame_at if self._live is not None else None
+
     def _set_state(self, state: ChannelState, **fields: Any) -> None:
         if state is not self.stats.state:
             self.stats.state = state

@@ -91,6 +91,11 @@ class Listener:
         """Every topic the listener keeps subscribed."""
         return frozenset().union(*(s.topics for s in self.supervisors))
 
+    @property
+    def queue_depth(self) -> int:
+        """Items (events, gaps) received and waiting for the handlers."""
+        return self._receive.statistics().current_buffer_used
+
     async def run(self) -> None:
         """Run every shard until cancelled."""
         emit(log, "listener.start", shards=len(self.supervisors), topics=len(self.topics))

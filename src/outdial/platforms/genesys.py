@@ -22,6 +22,7 @@ import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -57,6 +58,7 @@ __all__ = [
     "CreateCallRequest",
     "GenesysPlatform",
     "RestRoutingStatus",
+    "RestStats",
     "RestUser",
     "RestUserListing",
     "agent_parts",
@@ -504,6 +506,18 @@ def _parse_expires(value: Any) -> datetime | None:
         return None
 
 
+@dataclass(slots=True)
+class RestStats:
+    """Answers to authenticated REST requests, counted for metrics.
+
+    ``responses`` counts answers by HTTP status (429s included); requests that
+    got no answer at all (a connection refused, a timeout) are ``unanswered``.
+    """
+
+    responses: dict[int, int] = field(default_factory=dict)
+    unanswered: int = 0
+
+
 class GenesysPlatform:
     """Genesys Cloud REST, authenticated with OAuth client credentials."""
 
@@ -545,6 +559,8 @@ class GenesysPlatform:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = anyio.Lock()
+        #: Every authenticated request's answer, by status (read by the metrics).
+        self.rest_stats = RestStats()
 
     # -- auth --------------------------------------------------------------
 
@@ -611,9 +627,11 @@ class GenesysPlatform:
                     headers={"Authorization": f"Bearer {token}"},
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                self.rest_stats.unanswered += 1
                 # Nothing reached the platform: safe to retry whatever the request was.
                 raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
             except httpx.TransportError as exc:
+                self.rest_stats.unanswered += 1
                 if ambiguous_after_send:
                     raise AmbiguousOutcome(
                         f"{what}: sent, but no answer ({type(exc).__name__}); "
@@ -629,6 +647,8 @@ class GenesysPlatform:
 
     def _account(self, response: httpx.Response) -> None:
         """Tell the budget what the answer says about the token's allowance."""
+        responses = self.rest_stats.responses
+        responses[response.status_code] = responses.get(response.status_code, 0) + 1
         count = _int_header(response, "inin-ratelimit-count")
         allowed = _int_header(response, "inin-ratelimit-allowed")
         reset = _float_header(response, "inin-ratelimit-reset")

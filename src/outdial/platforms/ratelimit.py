@@ -100,6 +100,21 @@ class RateBudget:
         ready = self.ready_at(now)
         return 0.0 if now + _EPS >= ready else ready - now
 
+    def remaining(self, now: float) -> int:
+        """Requests that may still be sent now without waiting (0 while a 429 holds them).
+
+        The smaller of what our own window has left and what the platform's
+        headers last said it has left, in the platform's current window.
+        """
+        if now < self._blocked_until:
+            return 0
+        cutoff = now - self._window
+        ours = self.limit - sum(1 for granted in self._grants if granted > cutoff)
+        left = self._platform_left
+        if left is not None and now < self._platform_end:
+            ours = min(ours, left)
+        return max(0, ours)
+
     def try_acquire(self, now: float) -> float:
         """Take one request and return 0.0, or take nothing and return seconds to wait."""
         wait = self.wait(now)
@@ -165,6 +180,10 @@ class RequestBudget:
     def wait(self) -> float:
         """Seconds until the next request may be sent, as things stand now."""
         return self.budget.wait(self._clock.monotonic())
+
+    def remaining(self) -> int:
+        """Requests that may be sent now without waiting (see :meth:`RateBudget.remaining`)."""
+        return self.budget.remaining(self._clock.monotonic())
 
     def retry_after(self, seconds: float) -> None:
         """Feed a 429's ``Retry-After`` in: every request waits it out."""
