@@ -15,9 +15,9 @@ import pytest
 from outdial.cli import main
 from outdial.fake import FakePlatform, serve
 from outdial.fake.control import control_headers, control_refusal, control_token
-from outdial.fake.http import Request
 from outdial.fake.pytest_plugin import fake_control_client
 from outdial.fake.server import remote_bind_refusal
+from outdial.http import Request
 
 pytestmark = pytest.mark.anyio
 

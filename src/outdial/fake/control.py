@@ -66,10 +66,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from outdial.config import is_loopback_host
 from outdial.fake.errors import ApiError, FieldDetail, status_error
-from outdial.fake.http import Request, Response, Router
 from outdial.fake.schedule import Fault
 from outdial.fake.script import Outcome, WrapupCode
 from outdial.fake.validation import parse_json
+from outdial.http import Request, Response, Router
 
 if TYPE_CHECKING:
     from outdial.fake.platform import FakePlatform, Recorded

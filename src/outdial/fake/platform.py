@@ -69,7 +69,6 @@ from outdial.fake.analytics import ConversationFacts, details_response, validate
 from outdial.fake.control import CONTROL_PREFIX, handle_control
 from outdial.fake.errors import ApiError, FieldDetail, oauth_error, status_error
 from outdial.fake.faults import EventShaper, RestFaults, RestVerdict
-from outdial.fake.http import HttpServer, Request, Response, Router
 from outdial.fake.proxy import FaultProxy
 from outdial.fake.runner import FaultRun, end_fault, follow, start_fault
 from outdial.fake.schedule import Fault, expand
@@ -101,6 +100,7 @@ from outdial.fake.validation import (
     validate_create_call,
     validate_topic_list,
 )
+from outdial.http import HttpServer, Request, Response, Router
 from outdial.log import emit
 
 __all__ = [

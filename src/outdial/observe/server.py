@@ -1,7 +1,7 @@
 """The daemon's HTTP endpoint: ``/metrics``, ``/livez``, ``/readyz``, ``/status.json``, ``/``.
 
 A small HTTP/1.1 server (h11 on anyio, the same one the fake platform uses:
-:class:`outdial.fake.http.HttpServer` knows nothing of the fake) run as a task
+:class:`outdial.http.HttpServer` knows nothing of the fake) run as a task
 of the daemon's task group, so it stops with the daemon. Every answer is
 computed when asked from the daemon's state; nothing here changes it.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from outdial.fake.http import HttpServer, Request, Response, Router
+from outdial.http import HttpServer, Request, Response, Router
 from outdial.log import emit
 from outdial.observe.status import readiness_problems, snapshot
 

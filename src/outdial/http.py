@@ -27,7 +27,7 @@ from outdial.log import emit
 
 __all__ = ["App", "HttpServer", "Request", "Response", "Route", "RouteMatch", "Router"]
 
-_log = logging.getLogger("outdial.fake.http")
+_log = logging.getLogger("outdial.http")
 
 MAX_BODY = 4 * 1024 * 1024
 """Request bodies larger than this are refused with 413."""
@@ -193,7 +193,7 @@ class HttpServer:
         try:
             return await self._app(request)
         except Exception as exc:  # a bug in a handler must not kill the connection loop
-            emit(_log, "fake.http.handler_error", logging.ERROR, path=request.path, error=exc)
+            emit(_log, "http.handler_error", logging.ERROR, path=request.path, error=exc)
             return Response.json(500, {"message": "internal error", "status": 500})
 
     async def _send(
