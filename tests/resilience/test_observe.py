@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from daemon_harness import daemon_for, ready_config, sqlite
 from listener_harness import USER
 from prometheus_client.parser import text_string_to_metric_families
-from test_readiness_daemon import daemon_for, ready_config, sqlite
 
 from outdial import cli
 from outdial.config import Config, ObserveConfig

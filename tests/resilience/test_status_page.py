@@ -17,8 +17,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from daemon_harness import daemon_for, ready_config, sqlite
 from listener_harness import USER
-from test_readiness_daemon import daemon_for, ready_config, sqlite
 
 from outdial.config import ObserveConfig
 from outdial.fake import FakePlatform, Outcome

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+from daemon_harness import NUMBERS, Watched, daemon_for, ready_config
 from listener_harness import USER
 from pg_cluster import Cluster, make_cluster, remove_cluster
-from test_readiness_daemon import NUMBERS, Watched, daemon_for, ready_config
 
 from outdial.fake import FakePlatform, Outcome
 from outdial.fake.pytest_plugin import FAST_TIMING
