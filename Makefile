@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
+# The demo needs only outdial's runtime dependencies: a quicker, smaller install.
+RUNTIME = $(VENV)/.runtime
 
 .PHONY: demo test lint typecheck pytest bench soak clean
 
@@ -12,10 +14,20 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("outdial needs Python 3.11+") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "installing outdial with its dev toolchain into $(VENV) (once; about a minute)..."
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+$(RUNTIME): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("outdial needs Python 3.11+") if sys.version_info < (3, 11) else None'
+	@echo "make demo: installing outdial and its runtime dependencies into $(VENV) (once)..."
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+# A dev install (make test) has the runtime dependencies too.
+demo: $(if $(wildcard $(STAMP)),$(STAMP),$(RUNTIME))
 	$(BIN)/outdial demo $(DEMO_ARGS)
 
 lint: $(STAMP)

@@ -55,7 +55,13 @@ from outdial.platforms.genesys import GenesysPlatform
 from outdial.store import open_store
 from outdial.store.base import Store, StoreUnavailable
 
-__all__ = ["Daemon", "open_daemon", "platform_from_config", "run_until_signalled"]
+__all__ = [
+    "Daemon",
+    "PlatformUnreachable",
+    "open_daemon",
+    "platform_from_config",
+    "run_until_signalled",
+]
 
 log = logging.getLogger("outdial.app")
 
@@ -75,6 +81,10 @@ class _Step:
 
 
 _WorkItem = Event | _Step
+
+
+class PlatformUnreachable(Exception):
+    """No channel connected within ``[listener] give_up_after`` seconds of the start."""
 
 
 def platform_from_config(config: Config, clock: Clock | None = None) -> Platform:
@@ -158,6 +168,8 @@ class Daemon:
                     self.observatory.address = await tg.start(
                         serve_observe, self.observatory, host, port
                     )
+                if self.config.listener.give_up_after is not None:
+                    tg.start_soon(self._give_up_if_never_connected)
                 task_status.started()
                 async for item in self.listener:
                     await self._consume(item)
@@ -238,6 +250,26 @@ class Daemon:
                     continue  # the store coming back wakes us (_store_recovered)
                 await anyio.sleep(self.config.listener.backoff_base)
                 self._gap_wakeup.set()
+
+    async def _give_up_if_never_connected(self) -> None:
+        """Stop the daemon if no channel ever connected within ``give_up_after`` seconds.
+
+        Only a first start gives up: once connected, an outage is ridden out
+        (that is what the daemon is for). Under a service manager the exit
+        (code 4) restarts it, and shows in its status.
+        """
+        seconds = self.config.listener.give_up_after
+        assert seconds is not None
+        await anyio.sleep(seconds)
+        supervisors = self.listener.supervisors
+        if any(s.stats.connects for s in supervisors):
+            return
+        last = next((s.stats.last_error for s in supervisors if s.stats.last_error), None)
+        raise PlatformUnreachable(
+            f"the platform was not reached in {seconds:g} s (listener.give_up_after)"
+            + (f"; last error: {last}" if last else "")
+            + "; check platform.region (or api_url and login_url) and the network"
+        )
 
     async def _renew_leases(self) -> None:
         """Keep this process's claims in flight its own: renew their leases, lease / 3 apart.

@@ -1,13 +1,20 @@
-"""The ``outdial`` command line: run | demo | fake-server | check | calls | contacts."""
+"""The ``outdial`` command line: run | demo | fake-server | check | calls | contacts.
+
+Every fatal stop is one line naming its cause and what to fix, and an exit
+code by kind (see :mod:`outdial.exits` and ``outdial --help``), never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
+import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +24,24 @@ from pydantic import ValidationError
 from outdial import __version__
 from outdial.config import Config, ConfigError, GuardsConfig, load_config
 from outdial.contacts import ContactListError, read_contacts
+from outdial.exits import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STORE,
+    EXIT_USAGE,
+    classify,
+    epilog,
+    leaf_causes,
+    worst,
+)
 from outdial.files import TextFileError, load_json, load_toml
-from outdial.log import mask_url
+from outdial.log import mask_url, set_mask_numbers
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "natural_key"]
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+#: ``check`` found problems: the config's code (see :mod:`outdial.exits`).
+EXIT_PROBLEMS = EXIT_CONFIG
 
 
 class JsonFormatter(logging.Formatter):
@@ -49,25 +68,52 @@ def setup_logging(level: str, fmt: str) -> None:
     root.propagate = False
 
 
-def _load(path: str) -> Config:
-    return load_config(path)
+def _load(args: argparse.Namespace, *, secrets: bool = True) -> Config:
+    """The config of ``--config``; masking of numbers follows it or ``--mask-numbers``.
+
+    ``secrets=False``: a command that never calls the platform (``calls``,
+    ``contacts``, the offline ``check``) runs without its secrets set.
+    """
+    config = load_config(args.config, secrets=secrets)
+    set_mask_numbers(bool(getattr(args, "mask_numbers", False)) or config.logging.mask_numbers)
+    return config
+
+
+def _report_stop(prefix: str, exc: BaseException) -> int:
+    """Print each leaf cause of a stop as one line; the exit code of the worst."""
+    failures = [classify(leaf) for leaf in leaf_causes(exc)]
+    for failure in failures:
+        print(f"{prefix}: {failure.message}", file=sys.stderr)
+    return worst(failures).code
+
+
+def _existing_store(config: Config) -> str | None:
+    """Why a read-only command must not open the store: a SQLite file that is not there.
+
+    Opening it would create an empty database and show zeros, as if nothing
+    had been dialed; the operator more likely points at the wrong file.
+    """
+    from outdial.store import sqlite_path
+
+    url = config.store.url
+    if not url.startswith("sqlite:") or url.endswith(":memory:"):
+        return None
+    path = Path(sqlite_path(url))
+    if path.is_file():
+        return None
+    return f"no store at {path} (outdial run creates it); check store.url"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from outdial.app import run_until_signalled
-    from outdial.handlers.donotcall import DoNotCallFileError
-    from outdial.listener import ListenerFatal
 
-    config = _load(args.config)
-    fatal: list[BaseException] = []
+    config = _load(args)
     try:
         anyio.run(run_until_signalled, config, args.config)
-    except* (ListenerFatal, DoNotCallFileError) as group:
-        fatal.extend(group.exceptions)
-    for exc in fatal:
-        print(f"outdial: stopped: {exc}", file=sys.stderr)
-    return EXIT_PROBLEMS if fatal else EXIT_OK
+    except Exception as exc:  # every cause, however wrapped: one line each, a code by kind
+        return _report_stop("outdial: stopped", exc)
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -111,19 +157,52 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
             print(f"outdial fake-server: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
     agents = args.agent or [f"agent-{i + 1}" for i in range(args.agents)]
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(
-            lambda: serve(
-                port=args.port,
-                ws_port=args.ws_port,
-                agents=agents,
-                seed=args.seed,
-                host=args.host,
-                scenario=scenario,
-                allow_remote=args.allow_remote,
-            )
+    try:
+        _serve_fake(serve, args, agents, scenario)
+    except OSError as exc:
+        print(
+            f"outdial fake-server: cannot listen on {args.host}: {_os_reason(exc)}", file=sys.stderr
         )
+        return EXIT_USAGE
     return EXIT_OK
+
+
+def _os_reason(exc: OSError) -> str:
+    """Why a socket could not be bound, with the option to change."""
+    import errno
+    import socket
+
+    if isinstance(exc, socket.gaierror):
+        return f"no such host ({exc.strerror}); check --host"
+    if exc.errno == errno.EADDRINUSE:
+        return "the port is in use (another fake-server?); pick another --port, or 0 for any"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address; check --host"
+    return f"{exc.strerror or exc}; check --host and --port"
+
+
+def _serve_fake(
+    serve: Callable[..., Any], args: argparse.Namespace, agents: list[str], scenario: Any
+) -> None:
+    """Run the fake until Ctrl-C; a bind failure comes out as its plain ``OSError``."""
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(
+                lambda: serve(
+                    port=args.port,
+                    ws_port=args.ws_port,
+                    agents=agents,
+                    seed=args.seed,
+                    host=args.host,
+                    scenario=scenario,
+                    allow_remote=args.allow_remote,
+                )
+            )
+    except BaseExceptionGroup as group:
+        errors = [leaf for leaf in leaf_causes(group) if isinstance(leaf, OSError)]
+        if errors:
+            raise errors[0] from None
+        raise
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -139,24 +218,34 @@ def cmd_check(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return check_config(args.config, args.contacts)
+    return check_config(args.config, args.contacts, online=args.online)
 
 
-def check_config(path: str, contact_files: Sequence[str]) -> int:
-    """Every problem in the config, its rules and the given contact lists, with locations."""
+def check_config(path: str, contact_files: Sequence[str], *, online: bool = False) -> int:
+    """Every problem in the config, its rules and the given contact lists, with locations.
+
+    Offline, nothing is opened or created; ``online`` then asks the platform
+    (:mod:`outdial.online`) and dials nothing.
+    """
     from outdial.handlers.dispatch import rule_topics
     from outdial.handlers.rules import RuleError, RuleIndex
 
     problems: list[str] = []
     try:
-        config = load_config(path)
+        config = load_config(path, secrets=online)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_PROBLEMS
+    for rule in config.rules:
+        # One rule at a time: every rule's problem is reported, not the first one's.
+        try:
+            RuleIndex.compile([rule])
+        except RuleError as exc:
+            problems.append(str(exc))
+    problems += offline_problems(config)
     try:
-        index = RuleIndex.compile(config.rules)
-    except RuleError as exc:
-        problems.append(str(exc))
+        index: RuleIndex | None = RuleIndex.compile(config.rules)
+    except RuleError:
         index = None
     if config.guards.do_not_call_file:
         problems += _do_not_call_problems(config.guards.do_not_call_file, config.guards)
@@ -167,14 +256,67 @@ def check_config(path: str, contact_files: Sequence[str]) -> int:
             problems.append(str(exc))
         else:
             print(f"{contact_file}: {len(rows)} contacts ok")
+    topics = sorted(rule_topics(index)) if index else []
+    code = EXIT_OK
+    if online and index is not None:
+        from outdial.online import check_online
+
+        report = anyio.run(check_online, config, topics)
+        for line in report.ok:
+            print(line)
+        problems += report.problems
+        code = report.code
     if problems:
         print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
-        return EXIT_PROBLEMS
-    topics = len(rule_topics(index)) if index else 0
-    print(f"{path}: ok ({len(config.rules)} rules, {topics} topics)")
+        return code or EXIT_PROBLEMS
+    print(f"{path}: ok ({len(config.rules)} rules, {len(topics)} topics)")
     return EXIT_OK
+
+
+_TOPIC_SHAPE = re.compile(r"v2\.[A-Za-z]+\.[^.\s]+(\.[A-Za-z][A-Za-z0-9.]*)?")
+#: Placeholders that name a topic segment by convention (``userId``, ``conversationId``).
+_SEGMENT_NAME = re.compile(r"[a-z][A-Za-z]*Id")
+
+
+def offline_problems(config: Config) -> list[str]:
+    """What can be known wrong without the platform: topics, placeholders, the store's folder."""
+    from outdial.handlers.rules import TopicPattern
+    from outdial.handlers.templates import Template, TemplateError
+    from outdial.store import sqlite_path
+
+    problems: list[str] = []
+    for n, rule in enumerate(config.rules):
+        where = f"rules[{n}] ({rule.name!r})"
+        if rule.topic.startswith("v2.") and not _TOPIC_SHAPE.fullmatch(rule.topic):
+            problems.append(
+                f"{where}.topic: {rule.topic!r} is not a platform topic: want"
+                " v2.<entity>.<id>.<event> such as v2.users.{{userId}}.presence"
+            )
+        try:
+            names = set(TopicPattern.parse(rule.topic, rule.name).names)
+        except Exception:  # reported by the rule's own compile
+            continue
+        for field, value in rule.dial.model_dump().items():
+            if not isinstance(value, str):
+                continue
+            try:
+                template = Template.parse(value, rule.name, field)
+            except TemplateError:
+                continue  # reported by the rule's own compile
+            for _literal, name in template.parts:
+                if name and _SEGMENT_NAME.fullmatch(name) and name not in names:
+                    problems.append(
+                        f"{where}.dial.{field}: nothing fills {{{name}}}: the topic"
+                        f" {rule.topic!r} has no {{{name}}} segment"
+                    )
+    url = config.store.url
+    if url.startswith("sqlite:") and not url.endswith(":memory:"):
+        folder = Path(sqlite_path(url)).parent
+        if not folder.is_dir():
+            problems.append(f"store.url: the folder {folder} does not exist")
+    return problems
 
 
 def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
@@ -223,7 +365,7 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     """Load contact lists into the store."""
     from outdial.store import open_store
 
-    config = _load(args.config)
+    config = _load(args, secrets=False)
     try:
         rows = [
             row
@@ -244,11 +386,23 @@ def cmd_contacts_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_only_config(args: argparse.Namespace) -> Config | None:
+    """The config of a read-only command, or None (said why) when its store is not there."""
+    config = _load(args, secrets=False)
+    missing = _existing_store(config)
+    if missing is not None:
+        print(f"outdial {args.command}: {missing}", file=sys.stderr)
+        return None
+    return config
+
+
 def cmd_contacts_list(args: argparse.Namespace) -> int:
     """Print the stored contacts."""
     from outdial.store import open_store
 
-    config = _load(args.config)
+    config = _read_only_config(args)
+    if config is None:
+        return EXIT_STORE
 
     async def fetch() -> list[Any]:
         async with open_store(config.store.url, config.store.settings()) as store:
@@ -263,17 +417,121 @@ def cmd_contacts_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_calls(args: argparse.Namespace) -> int:
-    """Print per-agent call counts and the calls still active."""
+def _numbers(args: argparse.Namespace, config: Config) -> list[str] | None:
+    """The numbers given on the command line, in E.164 (as the store keeps them)."""
+    from outdial.contacts import normalize_number
+
+    if not args.numbers:
+        return None
+    try:
+        return [normalize_number(n, config.guards.default_region) for n in args.numbers]
+    except ValueError as exc:
+        raise _Usage(f"outdial contacts: {exc}") from None
+
+
+class _Usage(Exception):
+    """A wrong command line found after parsing: one line, exit 2."""
+
+
+def cmd_contacts_remove(args: argparse.Namespace) -> int:
+    """Delete an agent's contacts (or some numbers of them)."""
     from outdial.store import open_store
 
-    config = _load(args.config)
+    config = _read_only_config(args)
+    if config is None:
+        return EXIT_STORE
+    numbers = _numbers(args, config)
+
+    async def remove() -> int:
+        async with open_store(config.store.url, config.store.settings()) as store:
+            return await store.remove_contacts(args.user, numbers)
+
+    print(f"removed {anyio.run(remove)} contacts of {args.user}")
+    return EXIT_OK
+
+
+def cmd_contacts_reset(args: argparse.Namespace) -> int:
+    """Make contacts due again (all, an agent's, or some numbers of an agent)."""
+    from outdial.store import open_store
+
+    if args.numbers and args.user is None:
+        print("outdial contacts reset: numbers need --user", file=sys.stderr)
+        return EXIT_USAGE
+    config = _read_only_config(args)
+    if config is None:
+        return EXIT_STORE
+    numbers = _numbers(args, config)
+
+    async def reset() -> int:
+        async with open_store(config.store.url, config.store.settings()) as store:
+            return await store.reset_contacts(args.user, numbers)
+
+    print(f"reset {anyio.run(reset)} contacts")
+    return EXIT_OK
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``--since``: an age (``90m``, ``12h``, ``7d``) before ``now``, or an ISO date or time.
+
+    A time without a zone is UTC. Raises ``ValueError`` saying what is accepted.
+    """
+    age = _AGE.fullmatch(text.strip())
+    if age:
+        return now - timedelta(seconds=float(age.group(1)) * _UNIT[age.group(2)])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: want an age such as 90m, 12h, 7d or an ISO date such as"
+            " 2024-05-01 or 2024-05-01T08:00"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def natural_key(text: str) -> tuple[tuple[int, Any], ...]:
+    """Sort key putting ``agent-2`` before ``agent-10``: digit runs compare as numbers."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part
+    )
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    """Print per-agent call counts and the calls still active (a table, or JSON)."""
+    from outdial.store import open_store
+
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except ValueError as exc:
+        print(f"outdial calls: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _read_only_config(args)
+    if config is None:
+        return EXIT_STORE
 
     async def fetch() -> tuple[list[Any], list[Any]]:
         async with open_store(config.store.url, config.store.settings()) as store:
-            return list(await store.call_summary()), list(await store.active_calls())
+            return list(await store.call_summary(since)), list(await store.active_calls())
 
     summary, active = anyio.run(fetch)
+    summary.sort(key=lambda row: natural_key(row.user_id))
+    active.sort(key=lambda call: natural_key(call.user_id))
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "since": since.isoformat() if since else None,
+                    "agents": [dataclasses.asdict(row) for row in summary],
+                    "active": [dataclasses.asdict(call) for call in active],
+                },
+                default=str,
+                indent=2,
+            )
+        )
+        return EXIT_OK
     print(format_summary(summary))
     for call in active:
         print(f"active {call.conversation_id} {call.user_id} {call.phone_number} {call.state}")
@@ -334,7 +592,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from outdial.observe.status import render_text
 
-    config = _load(args.config)
+    config = _load(args, secrets=False)
     address = config.observe.address
     if address is None:
         print(f"outdial: {args.config} has no [observe] listen: set it to see the status")
@@ -354,27 +612,71 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status.get("ready") else EXIT_PROBLEMS
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every subcommand."""
-    parser = argparse.ArgumentParser(prog="outdial", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"outdial {__version__}")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown on every option; the epilog (exit codes) kept as written."""
 
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", required=True)
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--log-level, --log-format, --mask-numbers: before or after the subcommand.
+
+    The subcommands' copies default to SUPPRESS, so an option given before the
+    subcommand is not reset by the subcommand's default.
+    """
+
+    def default(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--log-level",
+        default=default("info"),
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log events shown (on stderr)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=default("text"),
+        choices=["text", "json"],
+        help="log lines as 'name key=value' text or JSON objects",
+    )
+    parser.add_argument(
+        "--mask-numbers",
+        action="store_true",
+        default=default(False),
+        help="show phone numbers in logs as +4412123***01 (also [logging] mask_numbers)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand (a subcommand is one ``sub.add_parser``)."""
+    parser = argparse.ArgumentParser(
+        prog="outdial", description=__doc__, epilog=epilog(), formatter_class=_Formatter
+    )
+    parser.add_argument("--version", action="version", version=f"outdial {__version__}")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, parent: Any = sub) -> argparse.ArgumentParser:
+        cmd: argparse.ArgumentParser = parent.add_parser(
+            name, help=help, description=help, epilog=epilog(), formatter_class=_Formatter
+        )
+        _global_options(cmd, top=False)
+        return cmd
+
+    config_help = "the outdial.toml (relative paths in it are relative to its folder)"
+
+    run = command("run", "run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads the config)")
+    run.add_argument("--config", required=True, help=config_help)
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="run against the built-in fake platform")
-    demo.add_argument("--config", default="examples/personal-dialing.toml")
+    demo = command("demo", "run against the built-in fake platform and show a summary")
+    demo.add_argument(
+        "--config", default="examples/personal-dialing.toml", help="the rules to demonstrate"
+    )
     demo.add_argument("--duration", type=float, default=30.0, help="seconds of dialing")
-    demo.add_argument("--seed", type=int, default=5)
+    demo.add_argument("--seed", type=int, default=5, help="seed of the fake's random outcomes")
     demo.set_defaults(func=cmd_demo)
 
-    fake = sub.add_parser("fake-server", help="serve the fake platform")
+    fake = command("fake-server", "serve the fake platform until Ctrl-C")
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     fake.add_argument(
         "--allow-remote",
@@ -385,43 +687,70 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any free port)")
     fake.add_argument("--agents", type=int, default=3, help="how many agents to simulate")
     fake.add_argument("--agent", action="append", help="an agent user id (repeatable)")
-    fake.add_argument("--seed", type=int, default=0)
-    fake.add_argument("--scenario", default=None, help="a scenario file")
+    fake.add_argument("--seed", type=int, default=0, help="seed of the fake's random outcomes")
+    fake.add_argument("--scenario", default=None, help="a scenario file (TOML)")
     fake.set_defaults(func=cmd_fake_server)
 
-    check = sub.add_parser("check", help="validate config, rules and contacts, or a call request")
+    check = command(
+        "check",
+        "validate a config (rules, contacts; --online: against the platform) or a call request",
+    )
     check.add_argument("what", nargs="*", help="'call FILE.json' to check a call request")
-    check.add_argument("--config")
-    check.add_argument("--contacts", action="append", default=[], help="a contact list CSV")
+    check.add_argument("--config", help=config_help)
+    check.add_argument(
+        "--contacts", action="append", default=[], help="a contact list CSV (repeatable)"
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check credentials, agent ids, topics and permissions on the platform"
+        " (dials nothing)",
+    )
     check.set_defaults(func=cmd_check)
 
-    calls = sub.add_parser("calls", help="per-agent call counts and active calls")
-    calls.add_argument("--config", required=True)
+    calls = command("calls", "per-agent call counts and the calls still active")
+    calls.add_argument("--config", required=True, help=config_help)
+    calls.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    calls.add_argument(
+        "--since",
+        default=None,
+        help="only calls since then: an ISO date or time, or an age such as 90m, 12h, 7d",
+    )
     calls.set_defaults(func=cmd_calls)
 
-    status = sub.add_parser(
+    status = command(
         "status",
-        help="what the running daemon is doing (channels, gaps, agents, calls)",
-        description="Print the running daemon's status page, read from /status.json at the"
-        " config's [observe] listen address. Exit status 0 when the daemon is ready, 1 when"
-        " it is not or cannot be reached.",
+        "what the running daemon is doing (channels, gaps, agents, calls), read from"
+        " /status.json at the config's [observe] listen address; exit 0 when it is ready",
     )
-    status.add_argument("--config", required=True, help="the daemon's config file")
-    status.add_argument(
-        "--timeout", type=float, default=5.0, help="seconds to wait for the daemon (default: 5)"
-    )
+    status.add_argument("--config", required=True, help=config_help)
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for it")
     status.set_defaults(func=cmd_status)
 
-    contacts = sub.add_parser("contacts", help="personal contact lists")
-    contacts_sub = contacts.add_subparsers(dest="contacts_command", required=True)
-    imp = contacts_sub.add_parser("import", help="load CSV files into the store")
-    imp.add_argument("--config", required=True)
-    imp.add_argument("files", nargs="+")
+    contacts = command("contacts", "personal contact lists")
+    contacts_sub = contacts.add_subparsers(dest="contacts_command", required=True, metavar="ACTION")
+    imp = command("import", "load CSV files into the store", contacts_sub)
+    imp.add_argument("--config", required=True, help=config_help)
+    imp.add_argument("files", nargs="+", help="contact list CSV files")
     imp.set_defaults(func=cmd_contacts_import)
-    lst = contacts_sub.add_parser("list", help="show stored contacts")
-    lst.add_argument("--config", required=True)
-    lst.add_argument("--user", default=None)
+    lst = command("list", "show stored contacts", contacts_sub)
+    lst.add_argument("--config", required=True, help=config_help)
+    lst.add_argument("--user", default=None, help="only this agent's contacts")
     lst.set_defaults(func=cmd_contacts_list)
+    rm = command("remove", "delete an agent's contacts (not those in a call)", contacts_sub)
+    rm.add_argument("--config", required=True, help=config_help)
+    rm.add_argument("--user", required=True, help="the agent whose contacts to delete")
+    rm.add_argument("numbers", nargs="*", help="only these numbers (default: all of them)")
+    rm.set_defaults(func=cmd_contacts_remove)
+    reset = command(
+        "reset",
+        "make contacts due again: no attempts, no outcome (not those in a call)",
+        contacts_sub,
+    )
+    reset.add_argument("--config", required=True, help=config_help)
+    reset.add_argument("--user", default=None, help="only this agent's contacts")
+    reset.add_argument("numbers", nargs="*", help="only these numbers (needs --user)")
+    reset.set_defaults(func=cmd_contacts_reset)
     return parser
 
 
@@ -429,9 +758,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outdial`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    set_mask_numbers(args.mask_numbers)
     try:
         result: int = args.func(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return EXIT_PROBLEMS
+        return EXIT_CONFIG
+    except _Usage as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("outdial: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a store or platform stop of a short command: one line
+        return _report_stop(f"outdial {args.command}", exc)
     return result

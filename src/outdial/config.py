@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -39,6 +40,7 @@ __all__ = [
     "GuardsConfig",
     "HandlingConfig",
     "ListenerConfig",
+    "LoggingConfig",
     "NumberLimit",
     "ObserveConfig",
     "PlatformConfig",
@@ -50,6 +52,7 @@ __all__ = [
     "is_loopback_host",
     "load_config",
     "plain_http_urls",
+    "resolve_paths",
 ]
 
 _log = logging.getLogger("outdial.config")
@@ -160,7 +163,13 @@ class PlatformConfig(_Strict):
 
 
 class ListenerConfig(_Strict):
-    """Keepalive and reconnect tuning for the notification channel."""
+    """Keepalive and reconnect tuning for the notification channel.
+
+    ``error_after``: consecutive failed connection attempts after which each
+    backoff is logged at ERROR rather than WARNING (an operator's alert).
+    ``give_up_after``: seconds after start to exit (code 4, platform
+    unreachable) if no channel was ever connected; unset: retry forever.
+    """
 
     ping_interval: float = Field(default=10.0, gt=0)
     ping_timeout: float = Field(default=5.0, gt=0)
@@ -170,6 +179,18 @@ class ListenerConfig(_Strict):
     connect_timeout: float = Field(default=10.0, gt=0)
     rotate_before_expiry: float = Field(default=3600.0, ge=0)
     queue_size: int = Field(default=10_000, ge=1)
+    error_after: int = Field(default=5, ge=1)
+    give_up_after: float | None = Field(default=None, gt=0)
+
+
+class LoggingConfig(_Strict):
+    """How outdial logs (``[logging]``).
+
+    ``mask_numbers``: show phone numbers in logs as ``+4412123***01`` (the
+    ``--mask-numbers`` option does the same).
+    """
+
+    mask_numbers: bool = False
 
 
 class HandlingConfig(_Strict):
@@ -212,6 +233,19 @@ class StoreConfig(_Strict):
     def _supported_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError(f"store url must be sqlite:///PATH or postgresql://..., got {value!r}")
+        if value.startswith("sqlite:"):
+            # sqlite://x.db reads as host "x.db" and no path: three slashes before the path.
+            if not value.startswith("sqlite:///") or value == "sqlite:///":
+                raise ValueError(
+                    f"a SQLite store url is sqlite:///PATH (three slashes; four for an"
+                    f" absolute path), got {value!r}"
+                )
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"malformed PostgreSQL url {value!r}: {exc}") from None
         return value
 
     def settings(self) -> StoreSettings:
@@ -261,6 +295,15 @@ class GuardsConfig(_Strict):
         if any(seconds < 0 for seconds in value.values()):
             raise ValueError("retry_after delays must not be negative")
         return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region_code(cls, value: str) -> str:
+        # "uk" is a common slip for GB: parsing would fail on every national number.
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            hint = " (the United Kingdom is GB)" if value.upper() == "UK" else ""
+            raise ValueError(f"unknown region code {value!r}{hint}: want ISO 3166 such as US, GB")
+        return value.upper()
 
     @field_validator("calling_window")
     @classmethod
@@ -361,6 +404,20 @@ class DialSpec(_Strict):
     label: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("caller_id", "phone_number")
+    @classmethod
+    def _literal_number_is_e164(cls, value: str | None) -> str | None:
+        # A template ("{participants.address}") is filled per event; a literal is checked now.
+        if value is None or "{" in value:
+            return value
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed) or not value.startswith("+"):
+            raise ValueError(f"{value!r} is not a valid E.164 number such as +441212345601")
+        return value
+
     @model_validator(mode="after")
     def _one_target(self) -> DialSpec:
         if (self.contact is None) == (self.phone_number is None):
@@ -398,6 +455,7 @@ class Config(_Strict):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     readiness: ReadinessConfig = Field(default_factory=ReadinessConfig)
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
     rules: list[Rule] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -529,17 +587,59 @@ def _warn_plain_http(config: Config, source: str) -> None:
         )
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+#: What an unset ``${VAR}`` in ``[platform]`` becomes for a command that never calls it.
+UNSET_SECRET = "(unset)"
+
+
+class _Lenient(dict[str, str]):
+    """An environment in which every variable is set: unset ones read :data:`UNSET_SECRET`."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> str:
+        return UNSET_SECRET
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """``config`` with its relative file paths taken relative to ``base`` (the config's folder).
+
+    A relative ``sqlite:///outdial.db`` or ``do_not_call_file`` otherwise
+    follows the current directory, and ``outdial calls`` run elsewhere would
+    read (and create) another, empty database.
+    """
+    store = config.store
+    prefix = "sqlite:///"
+    path = store.url[len(prefix) :] if store.url.startswith(prefix) else None
+    if path is not None and path != ":memory:" and not Path(path).is_absolute():
+        store = store.model_copy(update={"url": f"{prefix}{base / path}"})
+    guards = config.guards
+    dnc = guards.do_not_call_file
+    if dnc and not Path(dnc).is_absolute():
+        guards = guards.model_copy(update={"do_not_call_file": str(base / dnc)})
+    return config.model_copy(update={"store": store, "guards": guards})
+
+
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, secrets: bool = True
+) -> Config:
     """Read, expand and validate a TOML config file.
 
-    Raises :class:`ConfigFileError` when the file is not readable TOML (one
-    line) and :class:`ConfigError` listing every problem of a valid one.
+    Relative paths in it are relative to the file's folder (:func:`resolve_paths`).
+    With ``secrets=False`` (commands that never talk to the platform: ``calls``,
+    ``contacts``, the offline ``check``), unset variables in ``[platform]`` are
+    no problem. Raises :class:`ConfigFileError` when the file is not readable
+    TOML (one line) and :class:`ConfigError` listing every problem of a valid one.
     """
     path = Path(path)
     try:
         data = load_toml(path, what="a config file")
     except TextFileError as exc:
         raise ConfigFileError(exc) from None
-    config = parse_config(data, str(path), os.environ if env is None else env)
+    env = os.environ if env is None else env
+    if not secrets and isinstance(data.get("platform"), dict):
+        platform, _unset = expand_env(data["platform"], _Lenient(env), "platform")
+        data = {**data, "platform": platform}
+    config = resolve_paths(parse_config(data, str(path), env), path.resolve().parent)
     _warn_plain_http(config, str(path))
     return config

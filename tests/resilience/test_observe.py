@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from outdial import cli
 from outdial.config import Config, ObserveConfig
+from outdial.exits import EXIT_OK
 from outdial.fake import FakePlatform, Outcome
 from outdial.fake.pytest_plugin import FAST_TIMING
 from outdial.observe import METRIC_NAMES
@@ -168,7 +169,7 @@ async def test_outdial_status_prints_channels_agents_and_the_call_placed(
             await until(base_url(run.daemon.observatory.address), lambda s: s != {})
             code = await anyio.to_thread.run_sync(cli.main, ["status", "--config", str(path)])
         out = capsys.readouterr().out
-    assert code == cli.EXIT_OK
+    assert code == EXIT_OK
     assert out.startswith("outdial: ready\n")
     assert "shard-0" in out
     assert "subscribed" in out

@@ -78,6 +78,8 @@ class SupervisorStats:
     unexpected_topics: int = 0
     #: Silence (seconds since the last frame) when a socket was last declared dead.
     last_dead_after: float | None = None
+    #: The last error a connection attempt failed with (None: none yet, or it said nothing).
+    last_error: str | None = None
     transitions: dict[str, int] = field(default_factory=dict)
 
 
@@ -207,9 +209,19 @@ class ChannelSupervisor:
 
     async def _sleep_backoff(self, error: PlatformError | None) -> None:
         delay = self._backoff.failed(self._clock.monotonic(), error.retry_after if error else None)
+        if error is not None:
+            self.stats.last_error = str(error)
+        # An operator at --log-level warning must see the platform failing; an
+        # alert-worthy streak (listener.error_after attempts in a row) is ERROR.
+        level = (
+            logging.ERROR
+            if self._backoff.attempts >= self._settings.error_after
+            else logging.WARNING
+        )
         emit(
             log,
             "channel.backoff",
+            level,
             shard=self.name,
             delay=round(delay, 3),
             attempt=self._backoff.attempts,

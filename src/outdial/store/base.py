@@ -320,6 +320,25 @@ class Store(Protocol):
         """One contact by id."""
         ...
 
+    async def remove_contacts(
+        self, user_id: str, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Delete the agent's contacts (only ``phone_numbers``, when given); returns how many.
+
+        A contact in a call (``dialing``) stays: its call still reports to it.
+        """
+        ...
+
+    async def reset_contacts(
+        self, user_id: str | None = None, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Make contacts due again, as newly imported: no attempts, no outcome, due now.
+
+        Every contact, or the agent's (only ``phone_numbers``, when given);
+        one in a call (``dialing``) is left alone. Returns how many were reset.
+        """
+        ...
+
     async def due_contacts(
         self,
         user_id: str,
@@ -496,7 +515,7 @@ class Store(Protocol):
         """The agent's call that has not ended, if any."""
         ...
 
-    async def call_summary(self) -> list[UserCallSummary]:
+    async def call_summary(self, since: datetime | None = None) -> list[UserCallSummary]:
         """Per agent counts of calls placed and their outcomes, by user id."""
         ...
 

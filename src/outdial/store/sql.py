@@ -435,6 +435,55 @@ class SqlStore:
 
         return await self._run(run)
 
+    async def remove_contacts(
+        self, user_id: str, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Delete the agent's contacts not in a call (only ``phone_numbers``, when given)."""
+        numbers = None if phone_numbers is None else sorted(set(phone_numbers))
+
+        def run(db: Database) -> int:
+            where, params = _contacts_where(user_id, numbers)
+            with db.transaction():
+                ids = [
+                    int(row["id"])
+                    for row in db.execute(
+                        f"SELECT id FROM contacts WHERE {where} AND state <> 'dialing'", params
+                    ).rows
+                ]
+                if ids:
+                    marks = ", ".join("?" for _ in ids)
+                    # Past claims keep their history (number caps count it), not the contact.
+                    db.execute(
+                        f"UPDATE dial_claims SET contact_id = NULL WHERE contact_id IN ({marks})",
+                        ids,
+                    )
+                    db.execute(f"DELETE FROM contacts WHERE id IN ({marks})", ids)
+                    _bump(db, "contacts")
+            return len(ids)
+
+        return await self._run(run)
+
+    async def reset_contacts(
+        self, user_id: str | None = None, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Contacts not in a call made due now, with no attempts and no outcome."""
+        numbers = None if phone_numbers is None else sorted(set(phone_numbers))
+
+        def run(db: Database) -> int:
+            where, params = _contacts_where(user_id, numbers)
+            with db.transaction():
+                count = db.execute(
+                    "UPDATE contacts SET state = 'due', attempts = 0, last_outcome = NULL,"
+                    f" next_due_at = NULL WHERE {where} AND state <> 'dialing'",
+                    params,
+                ).rowcount
+                if count:
+                    # Ready agents with nothing to call look again (the daemon polls this).
+                    _bump(db, "contacts")
+            return count
+
+        return await self._run(run)
+
     async def due_contacts(
         self,
         user_id: str,
@@ -824,11 +873,17 @@ class SqlStore:
 
         return await self._run(run)
 
-    async def call_summary(self) -> list[UserCallSummary]:
-        """Per agent: placed, active, outcomes, and dials the platform refused."""
+    async def call_summary(self, since: datetime | None = None) -> list[UserCallSummary]:
+        """Per agent: placed, active, outcomes, and dials the platform refused.
+
+        ``since``: only calls (and refused dials) last updated at or after it.
+        """
 
         def run(db: Database) -> list[UserCallSummary]:
             counts: dict[str, dict[str, int]] = {}
+            calls_after = " WHERE updated_at >= ?" if since is not None else ""
+            claims_after = " AND COALESCE(updated_at, created_at) >= ?" if since is not None else ""
+            params = (db.ts(since),) if since is not None else ()
             for row in db.execute(
                 "SELECT user_id, COUNT(*) AS placed,"
                 " COUNT(*) FILTER (WHERE state <> 'ended') AS active,"
@@ -837,12 +892,14 @@ class SqlStore:
                 " COUNT(*) FILTER (WHERE outcome = 'no_answer') AS no_answer,"
                 " COUNT(*) FILTER (WHERE outcome = 'failed') AS failed,"
                 " COUNT(*) FILTER (WHERE outcome = 'agent_unavailable') AS agent_unavailable"
-                " FROM calls GROUP BY user_id"
+                f" FROM calls{calls_after} GROUP BY user_id",
+                params,
             ).rows:
                 counts[row["user_id"]] = {k: int(v) for k, v in row.items() if k != "user_id"}
             for row in db.execute(
-                "SELECT user_id, COUNT(*) AS n FROM dial_claims WHERE state = 'failed'"
-                " GROUP BY user_id"
+                "SELECT user_id, COUNT(*) AS n FROM dial_claims"
+                f" WHERE state = 'failed'{claims_after} GROUP BY user_id",
+                params,
             ).rows:
                 counts.setdefault(row["user_id"], {})["dial_errors"] = int(row["n"])
             return [UserCallSummary(user_id=u, **c) for u, c in sorted(counts.items())]
@@ -955,6 +1012,18 @@ def _check_number_cap(db: Database, key: str, number: str, cap: NumberCap) -> No
     calls = _number_calls(db, [number], cap.since, skip_key=key).get(number)
     if calls is not None and calls[0] >= cap.count:
         raise _NumberCapped(calls[1] + cap.window)
+
+
+def _contacts_where(user_id: str | None, numbers: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """The WHERE clause (and its parameters) for an agent's contacts, or some of their numbers."""
+    clauses, params = ["1 = 1"], list[Any]()
+    if user_id is not None:
+        clauses.append("user_id = ?")
+        params.append(user_id)
+    if numbers is not None:
+        clauses.append(f"phone_number IN ({', '.join('?' for _ in numbers) or 'NULL'})")
+        params += numbers
+    return " AND ".join(clauses), params
 
 
 def _bump(db: Database, counter: str) -> None:
