@@ -34,3 +34,38 @@ async def test_the_demo_dials_each_contact_at_most_once_and_names_agents_alike(
         re.search(r"contacts: (\d+) done, (\d+) still due, (\d+) in a call", out).groups(),  # type: ignore[union-attr]
     )
     assert (done + due, dialing) == (36, 0)
+
+
+def test_a_second_ctrl_c_stops_the_drain_and_still_prints_the_summary() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "outdial", "demo", "--config", str(EXAMPLE), "--duration", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    lines: list[str] = []
+    interrupted = False
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if " dial " in line and not interrupted:  # calls are in flight now
+                demo.send_signal(signal.SIGINT)
+                interrupted = True
+            if line.startswith("stopping: letting calls in flight finish"):
+                demo.send_signal(signal.SIGINT)
+                break
+        rest, _ = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    out = "".join(lines) + rest
+    assert demo.returncode == 0, out
+    assert "stopping now" in out
+    assert "Traceback" not in out
+    assert re.search(r"^total\s+\d+", out, re.M), out
+    assert re.search(r"contacts: \d+ done, \d+ still due, \d+ in a call", out)

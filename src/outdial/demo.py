@@ -162,25 +162,38 @@ async def run_demo(config_text: str, source: str, duration: float, seed: int) ->
 
 
 async def _dial_then_drain(daemon: Daemon, duration: float) -> None:
+    """Dial for ``duration`` (or until Ctrl-C), then let the calls in flight finish.
+
+    A second Ctrl-C while they finish stops waiting at once: the summary is
+    printed all the same, with the calls still going counted as in a call.
+    """
+    stopping = anyio.Event()
+    drain = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
-        try:
-            with anyio.move_on_after(duration) as dialing:
 
-                async def stop_early_on_ctrl_c() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for _ in signals:
-                            print("\nstopping: letting calls in flight finish ...", flush=True)
-                            dialing.cancel()
-                            return
+        async def on_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    if not stopping.is_set():
+                        print(
+                            "\nstopping: letting calls in flight finish"
+                            " (Ctrl-C again to stop now) ...",
+                            flush=True,
+                        )
+                        stopping.set()
+                    else:
+                        print("\nstopping now", flush=True)
+                        drain.cancel()
 
-                tg.start_soon(stop_early_on_ctrl_c)
-                await anyio.sleep_forever()
-        finally:
-            # Stop placing calls; keep tracking the ones in flight until they end.
-            daemon.handlers.dialing_enabled = False
-            with anyio.CancelScope(shield=True), anyio.move_on_after(DRAIN_TIMEOUT):
-                # The store is where call state lives (and may be shared), so poll it.
-                while await daemon.store.active_calls():  # noqa: ASYNC110
-                    await anyio.sleep(0.2)
-            tg.cancel_scope.cancel()
+        tg.start_soon(on_signals)
+        with anyio.move_on_after(duration):
+            await stopping.wait()
+        stopping.set()
+        # Stop placing calls; keep tracking the ones in flight until they end.
+        daemon.handlers.dialing_enabled = False
+        with drain, anyio.move_on_after(DRAIN_TIMEOUT):
+            # The store is where call state lives (and may be shared), so poll it.
+            while await daemon.store.active_calls():  # noqa: ASYNC110
+                await anyio.sleep(0.2)
+        tg.cancel_scope.cancel()
