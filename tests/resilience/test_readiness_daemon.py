@@ -260,3 +260,19 @@ async def test_the_callback_example_calls_back_once_when_the_customer_hangs_up_o
             await run.until("rule.own_call")
         dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
     assert dialed == [hung_up]
+
+
+async def test_debug_logs_each_event_received_and_each_rest_request_with_its_time(
+    tmp_path: Path,
+) -> None:
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, NUMBERS[0])]) as run:
+            await run.until("call.ended")
+            events = run.log.named("frame.event")
+            requests = run.log.named("rest.request")
+    assert f"v2.users.{USER}.conversations.calls" in {e["topic"] for e in events}
+    dial = [r for r in requests if r["method"] == "POST" and "/calls/user/" in r["path"]]
+    assert [r["status"] for r in dial] == [200]
+    assert all(isinstance(r["ms"], float) and r["ms"] >= 0 for r in requests)
+    assert {"PUT", "GET", "POST"} <= {r["method"] for r in requests}

@@ -112,6 +112,10 @@ class RetryPolicy:
         return rng.uniform(0.0, min(self.cap, self.base * (2**retry)))
 
 
+def _contact_id(claim: Claim) -> int | None:
+    return claim.contact.id if claim.contact else None
+
+
 def this_process() -> ClaimOwner:
     """This process as a claim owner: host name, pid, and a nonce of this start."""
     return ClaimOwner(socket.gethostname(), os.getpid(), secrets.token_hex(4))
@@ -288,7 +292,7 @@ class Dialer:
             spec.user_id, now, self.contacts_scanned, key=key, number_cap=self._number_cap(now)
         )
         if due.claimed:
-            return self._skipped(rule, key, "idempotency", "already_claimed")
+            return self._skipped(rule, key, "idempotency", "already_claimed", user=spec.user_id)
         choice = choose_contact(
             due.contacts,
             due.do_not_call,
@@ -392,20 +396,29 @@ class Dialer:
                     _busy(outcome.active_call, outcome.open_claims)
                 )
                 if isinstance(decision, guards.Deny):
-                    return self._skipped(rule, key, decision.guard, decision.reason)
+                    return self._skipped(
+                        rule, key, decision.guard, decision.reason, user=spec.user_id
+                    )
             if outcome.refused == "no_contact":
                 # Taken or changed since it was read (another replica): look again.
                 return self._skipped(
                     rule, key, "contacts", "contact_taken", retry_at=self.clock.now()
                 )
-            return self._skipped(rule, key, "idempotency", "already_claimed")
+            return self._skipped(rule, key, "idempotency", "already_claimed", user=spec.user_id)
 
         number, denied = await self._contact_guards(
             claim, (claim.phone_number, outcome.do_not_call)
         )
         if denied is not None:
             await self._deny_claimed(claim, denied)
-            return self._skipped(rule, key, denied.guard, denied.reason)
+            return self._skipped(
+                rule,
+                key,
+                denied.guard,
+                denied.reason,
+                user=spec.user_id,
+                contact=_contact_id(claim),
+            )
         return await self._place(claim, request_for(claim, number))
 
     async def _deny_unclaimed(
@@ -418,11 +431,11 @@ class Dialer:
         """
         context = await self.store.dial_context(key, user_id)
         if context.claimed:
-            return self._skipped(rule, key, "idempotency", "already_claimed")
+            return self._skipped(rule, key, "idempotency", "already_claimed", user=user_id)
         decision = guards.check_one_active_call(_busy(context.active_call, context.open_claims))
         if isinstance(decision, guards.Deny):
-            return self._skipped(rule, key, decision.guard, decision.reason)
-        return self._skipped(rule, key, denied.guard, denied.reason)
+            return self._skipped(rule, key, decision.guard, decision.reason, user=user_id)
+        return self._skipped(rule, key, denied.guard, denied.reason, user=user_id)
 
     async def _contact_guards(
         self, claim: Claim, listed: tuple[str | None, bool] | None = None
@@ -708,7 +721,9 @@ class Dialer:
             lease_until=self._lease_until(now),
         ):
             # Another reconciler (a replica) took it first.
-            return self._skipped(claim.rule, claim.key, "idempotency", "retried_elsewhere")
+            return self._skipped(
+                claim.rule, claim.key, "idempotency", "retried_elsewhere", user=claim.user_id
+            )
         fresh = await self.store.get_claim(claim.key)
         if fresh is None:  # pragma: no cover (claims are never deleted)
             raise KeyError(claim.key)
@@ -723,7 +738,14 @@ class Dialer:
         number, denied = await self._contact_guards(fresh)
         if denied is not None:
             await self._deny_claimed(fresh, denied)
-            return self._skipped(fresh.rule, fresh.key, denied.guard, denied.reason)
+            return self._skipped(
+                fresh.rule,
+                fresh.key,
+                denied.guard,
+                denied.reason,
+                user=fresh.user_id,
+                contact=_contact_id(fresh),
+            )
         return await self._place(fresh, request_for(fresh, number))
 
     async def _failed(self, claim: Claim, error: str, exc: PlatformError | None) -> DialResult:
@@ -764,6 +786,7 @@ class Dialer:
         *,
         retry_at: datetime | None = None,
         user: str | None = None,
+        contact: int | None = None,
         level: int = logging.INFO,
     ) -> DialResult:
         log.emit(
@@ -772,6 +795,7 @@ class Dialer:
             level,
             rule=rule,
             user=user,
+            contact=contact,
             guard=guard,
             reason=reason,
             key=key,

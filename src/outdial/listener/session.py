@@ -247,6 +247,8 @@ class SocketSession:
         # Bound once: this loop runs for every frame on the socket.
         monotonic, frame_received = self._clock.monotonic, self.liveness.frame_received
         on_event = self._on_event
+        # Read once per socket: a DEBUG line per event only when someone asked for it.
+        debug = log.isEnabledFor(logging.DEBUG)
         try:
             async for raw in ws:
                 now = monotonic()
@@ -260,6 +262,10 @@ class SocketSession:
                     continue
                 if type(frame) is Event:
                     stats.events += 1
+                    if debug:
+                        emit(
+                            log, "frame.event", logging.DEBUG, channel=channel_id, topic=frame.topic
+                        )
                     on_event(frame)
                 elif isinstance(frame, Heartbeat):
                     stats.heartbeats += 1

@@ -618,6 +618,7 @@ class GenesysPlatform:
         for _ in range(2):
             token = await self._valid_token(force=stale_token is not None)
             await self.budget.acquire()
+            sent = self._clock.monotonic()
             try:
                 response = await self._http.request(
                     method,
@@ -639,6 +640,16 @@ class GenesysPlatform:
                     ) from exc
                 raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
             self._account(response)
+            emit(
+                log,
+                "rest.request",
+                logging.DEBUG,
+                method=method,
+                path=path,
+                status=response.status_code,
+                ms=round((self._clock.monotonic() - sent) * 1000, 1),
+                correlation_id=response.headers.get("ININ-Correlation-Id"),
+            )
             if response.status_code == 401 and stale_token is None:
                 stale_token = token
                 continue
