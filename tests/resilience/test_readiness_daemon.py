@@ -276,3 +276,17 @@ async def test_debug_logs_each_event_received_and_each_rest_request_with_its_tim
     assert [r["status"] for r in dial] == [200]
     assert all(isinstance(r["ms"], float) and r["ms"] >= 0 for r in requests)
     assert {"PUT", "GET", "POST"} <= {r["method"] for r in requests}
+
+
+async def test_an_agent_id_the_platform_does_not_know_is_named_in_a_warning(
+    tmp_path: Path,
+) -> None:
+    ghost = "00000000-0000-4000-8000-00000000dead"
+    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+        config = ready_config(platform, sqlite(tmp_path), [USER, ghost])
+        async with daemon_for(config, contacts=[(USER, NUMBERS[0])]) as run:
+            await run.until("agent.unknown")
+            await run.until("dial.placed")  # the known agent is dialed all the same
+            [unknown] = run.log.named("agent.unknown")
+    assert unknown["user"] == ghost
+    assert "check the rules' users" in unknown["reason"]
