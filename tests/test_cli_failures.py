@@ -208,3 +208,43 @@ def test_help_lists_the_exit_codes() -> None:
 
 def test_numbers_are_masked_as_documented() -> None:
     assert mask_number("+441212345601") == "+4412123***01"
+
+
+def test_check_reports_schema_rule_and_offline_problems_all_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two schema problems (guards.default_region, a caller_id) used to hide the rules'
+    # own: the first rule's unknown `when` operator, the second's unfilled {userId}.
+    first = _rule().replace('"next"', '"first"', 1) + (
+        'when = { "presenceDefinition.systemPresence" = { "prefixx" = "Av" } }\n'
+    )
+    second = RULE.format(topic="v2.routing.queues.q1.conversations", users="").replace(
+        '"next"', '"second"', 1
+    )
+    third = (
+        _rule()
+        .replace('"next"', '"third"', 1)
+        .replace('contact = "next"', 'contact = "next", caller_id = "+4412"')
+    )
+    extra = '[guards]\ndefault_region = "uk"\n' + first + second + third
+    config = _config(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", extra=extra)
+    assert main(["check", "--config", config]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[0] == f"{config}: 4 problem(s)"
+    problems = [line.strip() for line in lines[1:]]
+    assert len(problems) == 4
+    assert any(
+        p.startswith("guards.default_region:") and "(the United Kingdom is GB)" in p
+        for p in problems
+    )
+    assert any(p.startswith("rules[2].dial.caller_id:") and "'+4412'" in p for p in problems)
+    assert any(
+        p.startswith("rule 'first', when.presenceDefinition.systemPresence:")
+        and "unknown operator 'prefixx'" in p
+        for p in problems
+    )
+    assert any(
+        p.startswith("rules[1] ('second').dial.user: nothing fills {userId}") for p in problems
+    )

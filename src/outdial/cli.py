@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,15 @@ import anyio
 from pydantic import ValidationError
 
 from outdial import __version__
-from outdial.config import Config, ConfigError, GuardsConfig, load_config
+from outdial.config import (
+    Config,
+    ConfigError,
+    ConfigFileError,
+    GuardsConfig,
+    Rule,
+    expand_env,
+    load_config,
+)
 from outdial.contacts import ContactListError, read_contacts
 from outdial.exits import (
     EXIT_CONFIG,
@@ -233,15 +242,20 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
     problems: list[str] = []
     try:
         config = load_config(path, secrets=online)
-    except ConfigError as exc:
+    except ConfigFileError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_PROBLEMS
+    except ConfigError as exc:
+        # A schema problem (guards.default_region, a caller_id) must not hide the
+        # problems of the rules that are valid on their own: report them all at once.
+        problems = [f"{where}: {why}" for where, why in exc.problems]
+        for n, rule in _valid_rules(path):
+            problems += _compile_problems(rule) + rule_problems(n, rule)
+        _print_problems(path, problems)
         return EXIT_PROBLEMS
     for rule in config.rules:
         # One rule at a time: every rule's problem is reported, not the first one's.
-        try:
-            RuleIndex.compile([rule])
-        except RuleError as exc:
-            problems.append(str(exc))
+        problems += _compile_problems(rule)
     problems += offline_problems(config)
     try:
         index: RuleIndex | None = RuleIndex.compile(config.rules)
@@ -267,12 +281,46 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
         problems += report.problems
         code = report.code
     if problems:
-        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+        _print_problems(path, problems)
         return code or EXIT_PROBLEMS
     print(f"{path}: ok ({len(config.rules)} rules, {len(topics)} topics)")
     return EXIT_OK
+
+
+def _print_problems(path: str, problems: Sequence[str]) -> None:
+    print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def _compile_problems(rule: Rule) -> list[str]:
+    """The rule's own compile error (its ``when`` patterns, topic, templates), if any."""
+    from outdial.handlers.rules import RuleError, RuleIndex
+
+    try:
+        RuleIndex.compile([rule])
+    except RuleError as exc:
+        return [str(exc)]
+    return []
+
+
+def _valid_rules(path: str) -> list[tuple[int, Rule]]:
+    """The rules of a config that does not validate as a whole, each valid on its own."""
+    try:
+        data = load_toml(Path(path), what="a config file")
+    except TextFileError:
+        return []
+    raw = data.get("rules")
+    if not isinstance(raw, list):
+        return []
+    valid: list[tuple[int, Rule]] = []
+    for n, item in enumerate(raw):
+        expanded, _unset = expand_env(item, os.environ, f"rules[{n}]")  # reported already
+        try:
+            valid.append((n, Rule.model_validate(expanded)))
+        except ValidationError:
+            continue  # its problems are the schema's, reported already
+    return valid
 
 
 _TOPIC_SHAPE = re.compile(r"v2\.[A-Za-z]+\.[^.\s]+(\.[A-Za-z][A-Za-z0-9.]*)?")
@@ -282,40 +330,48 @@ _SEGMENT_NAME = re.compile(r"[a-z][A-Za-z]*Id")
 
 def offline_problems(config: Config) -> list[str]:
     """What can be known wrong without the platform: topics, placeholders, the store's folder."""
-    from outdial.handlers.rules import TopicPattern
-    from outdial.handlers.templates import Template, TemplateError
     from outdial.store import sqlite_path
 
     problems: list[str] = []
     for n, rule in enumerate(config.rules):
-        where = f"rules[{n}] ({rule.name!r})"
-        if rule.topic.startswith("v2.") and not _TOPIC_SHAPE.fullmatch(rule.topic):
-            problems.append(
-                f"{where}.topic: {rule.topic!r} is not a platform topic: want"
-                " v2.<entity>.<id>.<event> such as v2.users.{{userId}}.presence"
-            )
-        try:
-            names = set(TopicPattern.parse(rule.topic, rule.name).names)
-        except Exception:  # reported by the rule's own compile
-            continue
-        for field, value in rule.dial.model_dump().items():
-            if not isinstance(value, str):
-                continue
-            try:
-                template = Template.parse(value, rule.name, field)
-            except TemplateError:
-                continue  # reported by the rule's own compile
-            for _literal, name in template.parts:
-                if name and _SEGMENT_NAME.fullmatch(name) and name not in names:
-                    problems.append(
-                        f"{where}.dial.{field}: nothing fills {{{name}}}: the topic"
-                        f" {rule.topic!r} has no {{{name}}} segment"
-                    )
+        problems += rule_problems(n, rule)
     url = config.store.url
     if url.startswith("sqlite:") and not url.endswith(":memory:"):
         folder = Path(sqlite_path(url)).parent
         if not folder.is_dir():
             problems.append(f"store.url: the folder {folder} does not exist")
+    return problems
+
+
+def rule_problems(n: int, rule: Rule) -> list[str]:
+    """What is wrong with ``rules[n]`` beyond its compile: its topic's shape, placeholders."""
+    from outdial.handlers.rules import TopicPattern
+    from outdial.handlers.templates import Template, TemplateError
+
+    problems: list[str] = []
+    where = f"rules[{n}] ({rule.name!r})"
+    if rule.topic.startswith("v2.") and not _TOPIC_SHAPE.fullmatch(rule.topic):
+        problems.append(
+            f"{where}.topic: {rule.topic!r} is not a platform topic: want"
+            " v2.<entity>.<id>.<event> such as v2.users.{{userId}}.presence"
+        )
+    try:
+        names = set(TopicPattern.parse(rule.topic, rule.name).names)
+    except Exception:  # reported by the rule's own compile
+        return problems
+    for field, value in rule.dial.model_dump().items():
+        if not isinstance(value, str):
+            continue
+        try:
+            template = Template.parse(value, rule.name, field)
+        except TemplateError:
+            continue  # reported by the rule's own compile
+        for _literal, name in template.parts:
+            if name and _SEGMENT_NAME.fullmatch(name) and name not in names:
+                problems.append(
+                    f"{where}.dial.{field}: nothing fills {{{name}}}: the topic"
+                    f" {rule.topic!r} has no {{{name}}} segment"
+                )
     return problems
 
 

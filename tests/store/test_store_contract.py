@@ -759,3 +759,123 @@ async def test_due_contacts_names_the_numbers_the_cap_holds_back(store: Store) -
     due = await store.due_contacts(AGENT, NOW, 10, number_cap=NumberCap(1, NOW - window, window))
     assert dict(due.capped) == {a.phone_number: earlier + window}
     assert [c.id for c in due.contacts] == [a.id, b.id]
+
+
+@pytest.mark.anyio
+async def test_remove_contacts_keeps_those_in_a_call_and_the_history_of_past_claims(
+    store: Store,
+) -> None:
+    await store.import_contacts([*rows(3), *rows(1, "other")])
+    a, b, c = await store.contacts(AGENT)
+    # a: dialed before and done (a past claim points at it); b: in a call now.
+    past = await store.claim_dial("k-past", "r", AGENT, NOW, contact="next")
+    assert past is not None
+    assert past.contact is not None
+    assert past.contact.id == a.id
+    await store.mark_placed("k-past", "conv-past")
+    await store.record_outcome(a.id, "answered", NOW, None)
+    now = await store.claim_dial("k-now", "r", AGENT, NOW, contact="next")
+    assert now is not None
+    assert now.contact is not None
+    assert now.contact.id == b.id
+    before = await store.contacts_generation()
+
+    assert await store.remove_contacts(AGENT) == 2
+    assert [x.id for x in await store.contacts(AGENT)] == [b.id]  # in a call: kept
+    assert len(await store.contacts("other")) == 1  # another agent's: untouched
+    assert await store.contacts_generation() > before
+    kept = await store.get_claim("k-past")
+    assert kept is not None
+    assert (kept.state, kept.phone_number, kept.contact) == ("placed", a.phone_number, None)
+    # The removed number still counts against the number cap (its claim is history).
+    window = timedelta(hours=24)
+    capped = await store.claim_for_dial(
+        "k-cap",
+        "r",
+        "third",
+        NOW,
+        phone_number=a.phone_number,
+        number_cap=NumberCap(1, NOW - window, window),
+    )
+    assert capped.refused == "number_limit"
+    assert c.id not in {x.id for x in await store.contacts()}  # never dialed: simply gone
+
+
+@pytest.mark.anyio
+async def test_remove_contacts_by_number_and_nothing_removed_moves_nothing(store: Store) -> None:
+    await store.import_contacts(rows(3))
+    a, b, c = await store.contacts(AGENT)
+    before = await store.contacts_generation()
+    assert await store.remove_contacts(AGENT, [b.phone_number, "+15550000000"]) == 1
+    assert [x.id for x in await store.contacts(AGENT)] == [a.id, c.id]
+    moved = await store.contacts_generation()
+    assert moved > before
+    assert await store.remove_contacts(AGENT, []) == 0
+    assert await store.remove_contacts("nobody") == 0
+    assert await store.contacts_generation() == moved
+
+
+@pytest.mark.anyio
+async def test_reset_contacts_makes_them_due_again_except_those_in_a_call(store: Store) -> None:
+    await store.import_contacts([*rows(3), *rows(1, "other")])
+    a, b, c = await store.contacts(AGENT)
+    (o,) = await store.contacts("other")
+    await store.record_outcome(a.id, "answered", NOW, None)
+    await store.record_outcome(b.id, "busy", NOW, NOW + timedelta(hours=1))
+    await store.record_outcome(o.id, "busy", NOW, NOW + timedelta(hours=1))
+    in_call = await store.claim_for_dial("k", "r", AGENT, NOW, contact=c.id)
+    assert in_call.claim is not None
+    before = await store.contacts_generation()
+
+    assert await store.reset_contacts(AGENT) == 2
+    got = {x.id: x for x in await store.contacts()}
+    for contact in (got[a.id], got[b.id]):
+        assert (contact.state, contact.attempts, contact.last_outcome) == ("due", 0, None)
+        assert contact.next_due_at is None
+    assert got[c.id].state == "dialing"  # in a call: left alone
+    assert (got[o.id].attempts, got[o.id].last_outcome) == (1, "busy")  # another agent's
+    assert await store.contacts_generation() > before
+    # Due now: the next claim takes a reset contact.
+    again = await store.claim_dial("k2", "r", AGENT, NOW, contact="next")
+    assert again is not None
+    assert again.contact is not None
+    assert again.contact.id == a.id
+
+
+@pytest.mark.anyio
+async def test_reset_contacts_of_everyone_or_some_numbers(store: Store) -> None:
+    await store.import_contacts([*rows(2), *rows(1, "other")])
+    a, b = await store.contacts(AGENT)
+    (o,) = await store.contacts("other")
+    for contact in (a, b, o):
+        await store.record_outcome(contact.id, "no_answer", NOW, None)
+    assert await store.reset_contacts(AGENT, [b.phone_number]) == 1
+    assert [x.state for x in await store.contacts(AGENT)] == ["done", "due"]
+    # Without --user: every contact not in a call (b, due already, is counted again).
+    assert await store.reset_contacts() == 3
+    assert {x.state for x in await store.contacts()} == {"due"}
+
+
+@pytest.mark.anyio
+async def test_call_summary_since_counts_only_calls_and_refusals_from_then(store: Store) -> None:
+    old, recent = NOW - timedelta(days=2), NOW - timedelta(minutes=5)
+    since = NOW - timedelta(hours=1)
+    await store.upsert_call(CallRecord("c-old", AGENT, None, "+1", "ended", "busy", old, old))
+    await store.upsert_call(
+        CallRecord("c-new", AGENT, None, "+1", "ended", "answered", recent, recent)
+    )
+    await store.upsert_call(CallRecord("c-gone", "old-only", None, "+1", "ended", "busy", old))
+    await store.claim_dial("k-old", "r", AGENT, old, phone_number="+1")
+    await store.claim_dial("k-new", "r", AGENT, recent, phone_number="+1")
+    await store.mark_failed("k-old", "400 bad")
+    await store.mark_failed("k-new", "400 bad")
+
+    every = {s.user_id: s for s in await store.call_summary()}
+    assert (every[AGENT].placed, every[AGENT].busy, every[AGENT].answered) == (2, 1, 1)
+    assert every[AGENT].dial_errors == 2
+    assert "old-only" in every
+    from_then = {s.user_id: s for s in await store.call_summary(since)}
+    assert list(from_then) == [AGENT]  # an agent with only old calls is not listed
+    row = from_then[AGENT]
+    assert (row.placed, row.answered, row.busy, row.dial_errors) == (1, 1, 0, 1)
+    assert await store.call_summary(NOW + timedelta(hours=1)) == []
