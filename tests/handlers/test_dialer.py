@@ -192,6 +192,8 @@ async def test_do_not_call_denied_logged_and_contact_closed(
         result = await h.dial(presence())
     assert (result.status, result.guard, result.reason) == ("skipped", "contacts", "no_due_contact")
     assert h.platform.requests == []
+    [skip] = [r for r in caplog.records if outdial_fields(r).get("event") == "dial.skipped"]
+    assert outdial_fields(skip)["user"] == AGENT  # a skip names the agent it was for
     [closed] = [r for r in caplog.records if outdial_fields(r).get("event") == "contact.closed"]
     assert outdial_fields(closed)["rule"] == "next-contact"
     assert outdial_fields(closed)["guard"] == "do_not_call"
