@@ -76,12 +76,41 @@ def chromium(profile: Path) -> Iterator[object]:
 
 
 def _rows(driver: object, table: str) -> list[str]:
-    from selenium.webdriver.common.by import By
+    """The first cell of each row of ``table``, read in one go in the page.
+
+    The page redraws itself every second: elements found one by one can be
+    replaced between the find and the read (stale), so the texts are read by
+    one script, atomically.
+    """
     from selenium.webdriver.remote.webdriver import WebDriver
 
     assert isinstance(driver, WebDriver)
-    cells = driver.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr td:first-child")
-    return [c.text for c in cells if c.get_attribute("class") != "empty"]
+    texts = driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".filter(td => !td.classList.contains('empty'))"
+        ".map(td => td.textContent.trim());",
+        f"#{table} tbody tr td:first-child",
+    )
+    return [str(t) for t in texts]
+
+
+def _text(driver: object, element_id: str) -> str:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+    assert isinstance(driver, WebDriver)
+    text = driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : '';",
+        element_id,
+    )
+    return str(text)
+
+
+def _one_call(driver: object, after: str | None = None) -> list[str] | None:
+    """The one call in flight, once there is exactly one (and ``after`` has ended)."""
+    if after is not None and _rows(driver, "outcomes") != [after]:
+        return None
+    calls = _rows(driver, "calls")
+    return calls if len(calls) == 1 else None
 
 
 def watch_page(url: str, profile: Path, screenshot: Path) -> tuple[str, str]:
@@ -94,16 +123,17 @@ def watch_page(url: str, profile: Path, screenshot: Path) -> tuple[str, str]:
         driver = opened
         driver.get(url)
         wait = WebDriverWait(driver, 20, poll_frequency=0.1)
-        wait.until(lambda d: d.find_element("id", "verdict").text == "ready")
+        wait.until(lambda d: _text(d, "verdict").strip() == "ready")
         driver.execute_script("window.notReloaded = true")
-        wait.until(lambda d: len(_rows(d, "calls")) == 1)
-        [first] = _rows(driver, "calls")
+        calls = wait.until(lambda d: _one_call(d))
+        assert calls is not None
+        [first] = calls
         # The first call ends: it moves to the outcomes, and the second is dialed.
-        wait.until(lambda d: _rows(d, "outcomes") == [first] and len(_rows(d, "calls")) == 1)
-        [second] = _rows(driver, "calls")
+        calls = wait.until(lambda d: _one_call(d, after=first))
+        assert calls is not None
+        [second] = calls
         assert driver.execute_script("return window.notReloaded") is True
-        agents = driver.find_element("id", "agents").text
-        assert USER in agents
+        assert USER in _text(driver, "agents")
         driver.save_screenshot(str(screenshot))
         return first, second
 
