@@ -28,11 +28,8 @@ from outdial.events import (
     parse_frame,
 )
 
-_CANDIDATES = [
-    Path(__file__).resolve().parent / "fixtures" / "genesys",
-    Path("/work/shared/fixtures/genesys"),
-]
-FIXTURES = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "genesys"
 
 
 def _verdicts(raw: str | bytes) -> tuple[Frame | None, str | None, Frame | None, str | None]:

@@ -16,7 +16,8 @@ from outdial.fake import CallTiming, FakePlatform
 
 FAST = CallTiming(ring=(0.02, 0.05), talk=(0.02, 0.05), wrapup=0.02, dial=0.01)
 
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 """The shared wire fixtures: the reference for every shape the fake answers."""
 
 

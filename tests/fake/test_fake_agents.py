@@ -30,7 +30,8 @@ from outdial.fake.agents import (
 )
 from outdial.fake.errors import ApiError
 
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=75, seconds=2, milliseconds=114)

@@ -31,7 +31,8 @@ from outdial.fake.script import (
 )
 from outdial.fake.validation import check_topic, validate_create_call
 
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 START = datetime(2026, 11, 23, 9, 15, 3, 500000, tzinfo=UTC)
 PARTIES = CallParties(
     conversation_id="7f0c9d21-8e3b-4a55-b1c4-2e9f0a6d7c88",

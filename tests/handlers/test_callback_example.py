@@ -15,7 +15,8 @@ from outdial.events import Event
 from outdial.handlers.rules import RuleIndex
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "callback.toml"
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 ENV = {"GENESYS_CLIENT_ID": "client", "GENESYS_CLIENT_SECRET": "secret"}
 
 

@@ -28,7 +28,8 @@ from outdial.handlers.calls import (
     update_from_conversation,
 )
 
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 
 
 def conversation(state: str, **customer: Any) -> CallConversation:

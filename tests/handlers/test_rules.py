@@ -14,12 +14,8 @@ from outdial.config import DialSpec, Rule
 from outdial.events import Event, parse_frame
 from outdial.handlers.rules import PatternIndex, RuleError, RuleIndex, TopicPattern, WhenPattern
 
-# The repository's copy of the platform fixtures, else the shared one they come from.
-_CANDIDATES = [
-    Path(__file__).resolve().parents[1] / "fixtures" / "genesys",
-    Path("/work/shared/fixtures/genesys"),
-]
-FIXTURES = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 
 
 def rule(name: str = "r", topic: str = "v2.users.{userId}.presence", **kw: Any) -> Rule:

@@ -22,7 +22,8 @@ from outdial.platforms.ratelimit import RateBudget, RequestBudget
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = Path("/work/shared/fixtures/genesys")
+# The repository's copy of the shared platform fixtures.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 AGENT = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
 OTHER = "8d1f0a3e-2b7c-4e95-a6d4-5f0e1c2b3a47"
 
