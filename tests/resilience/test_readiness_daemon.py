@@ -290,3 +290,42 @@ async def test_an_agent_id_the_platform_does_not_know_is_named_in_a_warning(
             [unknown] = run.log.named("agent.unknown")
     assert unknown["user"] == ghost
     assert "check the rules' users" in unknown["reason"]
+
+
+@pytest.mark.parametrize("disconnect_reasons", [False, True])
+@pytest.mark.parametrize("purposes", ["auto", "agent-customer", "user-external"])
+async def test_outcomes_and_pacing_hold_under_every_setting_the_platform_leaves_open(
+    tmp_path: Path, purposes: str, disconnect_reasons: bool
+) -> None:
+    """Which purpose pair an API-placed call gets, and whether call events carry Q.850
+    causes, no public source settles: the fake has a switch for each, and the daemon
+    reads every outcome right and works through the list under each setting."""
+    outcomes = {
+        NUMBERS[0]: Outcome.ANSWERED,
+        NUMBERS[1]: Outcome.BUSY,
+        NUMBERS[2]: Outcome.NO_ANSWER,
+        NUMBERS[3]: Outcome.FAILED,
+        NUMBERS[4]: Outcome.NO_ANSWER,  # the agent gives up while it rings (below)
+    }
+    async with FakePlatform(
+        [USER],
+        timing=FAST_TIMING,
+        seed=3,
+        purposes=purposes,
+        disconnect_reasons=disconnect_reasons,
+    ) as platform:
+        for number, outcome in outcomes.items():
+            platform.set_outcome(number, outcome)
+        # Abandoned by the agent: customer leg ``peer``, agent leg ``client``; not busy.
+        platform.set_hangup(NUMBERS[4], "agent")
+        config = ready_config(platform, sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(USER, n) for n in outcomes]) as run:
+            await run.until("call.ended", len(outcomes))
+            ended = {e["conversation"]: e["outcome"] for e in run.log.named("call.ended")}
+        calls = {
+            c.conversation_id: c.payload["phoneNumber"] for c in platform.recorded.accepted_calls
+        }
+    assert sorted(calls.values()) == sorted(outcomes)  # each contact once, one after another
+    assert {calls[cid]: outcome for cid, outcome in ended.items()} == {
+        number: outcome.value for number, outcome in outcomes.items()
+    }
