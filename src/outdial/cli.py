@@ -14,10 +14,10 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import ValidationError
@@ -47,6 +47,8 @@ from outdial.exits import (
 from outdial.files import TextFileError, load_json, load_toml
 from outdial.log import mask_url, set_mask_numbers
 
+if TYPE_CHECKING:
+    from outdial.store.base import Store
 __all__ = ["build_parser", "main", "natural_key"]
 
 #: ``check`` found problems: the config's code (see :mod:`outdial.exits`).
@@ -491,25 +493,17 @@ class _Usage(Exception):
 
 def cmd_contacts_remove(args: argparse.Namespace) -> int:
     """Delete an agent's contacts (or some numbers of them)."""
-    from outdial.store import open_store
-
     config = _read_only_config(args)
     if config is None:
         return EXIT_STORE
     numbers = _numbers(args, config)
-
-    async def remove() -> int:
-        async with open_store(config.store.url, config.store.settings()) as store:
-            return await store.remove_contacts(args.user, numbers)
-
-    print(f"removed {anyio.run(remove)} contacts of {args.user}")
+    removed = _on_store(config, lambda store: store.remove_contacts(args.user, numbers))
+    print(f"removed {removed} contacts of {args.user}")
     return EXIT_OK
 
 
 def cmd_contacts_reset(args: argparse.Namespace) -> int:
     """Make contacts due again (all, an agent's, or some numbers of an agent)."""
-    from outdial.store import open_store
-
     if args.numbers and args.user is None:
         print("outdial contacts reset: numbers need --user", file=sys.stderr)
         return EXIT_USAGE
@@ -517,13 +511,19 @@ def cmd_contacts_reset(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_STORE
     numbers = _numbers(args, config)
-
-    async def reset() -> int:
-        async with open_store(config.store.url, config.store.settings()) as store:
-            return await store.reset_contacts(args.user, numbers)
-
-    print(f"reset {anyio.run(reset)} contacts")
+    print(f"reset {_on_store(config, lambda s: s.reset_contacts(args.user, numbers))} contacts")
     return EXIT_OK
+
+
+def _on_store(config: Config, operation: Callable[[Store], Awaitable[int]]) -> int:
+    """Open the config's store, run one operation on it, close it; the operation's count."""
+    from outdial.store import open_store
+
+    async def run() -> int:
+        async with open_store(config.store.url, config.store.settings()) as store:
+            return await operation(store)
+
+    return anyio.run(run)
 
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
