@@ -40,7 +40,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from outdial.clock import Clock, SystemClock
-from outdial.config import Config, ConfigError, load_config
+from outdial.config import Config, ConfigError, PlatformConfig, load_config
 from outdial.events import Event, Gap, topic_user_id
 from outdial.handlers.dispatch import Handlers, UserStep, run_inline
 from outdial.handlers.donotcall import DoNotCallFileError
@@ -90,6 +90,8 @@ class PlatformUnreachable(Exception):
 def platform_from_config(config: Config, clock: Clock | None = None) -> Platform:
     """The REST client for ``config.platform``."""
     settings = config.platform
+    if not isinstance(settings, PlatformConfig):
+        raise ConfigError("[platform]", [("platform.kind", "cxone is not wired in yet")])
     return GenesysPlatform(
         api_url=settings.resolved_api_url,
         login_url=settings.resolved_login_url,

@@ -13,15 +13,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -33,9 +35,12 @@ from outdial.store.base import StoreSettings
 
 __all__ = [
     "GENESYS_REGIONS",
+    "AnyPlatformConfig",
     "Config",
     "ConfigError",
     "ConfigFileError",
+    "CxoneAgentConfig",
+    "CxonePlatformConfig",
     "DialSpec",
     "GuardsConfig",
     "HandlingConfig",
@@ -118,7 +123,7 @@ class _Strict(BaseModel):
 
 
 class PlatformConfig(_Strict):
-    """Where the platform is and how to authenticate (OAuth client credentials)."""
+    """Genesys Cloud: where it is and how to authenticate (OAuth client credentials)."""
 
     kind: Literal["genesys"] = "genesys"
     region: str | None = None
@@ -160,6 +165,88 @@ class PlatformConfig(_Strict):
     def resolved_login_url(self) -> str:
         """The OAuth base URL: ``login_url`` if given, else ``https://login.<region>``."""
         return self.login_url or f"https://login.{self.region}"
+
+
+class CxoneAgentConfig(_Strict):
+    """Per-agent CXone settings (``[platform.agents."<agent id>"]``): override the defaults."""
+
+    skill_id: int | None = Field(default=None, gt=0)
+    station_phone_number: str | None = None
+    station_id: str | None = None
+
+
+class CxonePlatformConfig(_Strict):
+    """NICE CXone: the issuer, the back-end app, the access key, and how agents are reached.
+
+    The issuer is the only URL a user gives: the API host is discovered from it
+    (``/.well-known/cxone-configuration``). ``session`` says whether outdial
+    starts a session for each agent (``"start"``, with ``asAgentId``) or joins
+    the agent's own (``"join"``, which needs impersonation). ``skill_id`` is the
+    manual outbound skill ``dial-phone`` uses, per agent in ``agents``.
+    """
+
+    kind: Literal["cxone"]
+    issuer: str = "https://cxone.niceincontact.com"
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    access_key_id: str = Field(min_length=1)
+    access_key_secret: SecretStr
+    tenant_id: str | None = None
+    api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+    session: Literal["start", "join"] = "start"
+    skill_id: int | None = Field(default=None, gt=0)
+    station_phone_number: str | None = None
+    station_id: str | None = None
+    agents: dict[str, CxoneAgentConfig] = Field(default_factory=dict)
+    request_timeout: float = Field(default=10.0, gt=0)
+    #: REST requests a minute for the whole daemon (CXone publishes no limit).
+    requests_per_minute: int = Field(default=600, gt=0)
+    #: The ``timeout`` of each ``get-next-event`` long poll (the platform allows 0 to 60 s).
+    poll_timeout: float = Field(default=30.0, ge=0, le=60)
+    #: A poll with no answer this long after its timeout is a dead connection.
+    poll_watchdog: float = Field(default=30.0, gt=0)
+    #: Seconds a ``dial-phone`` (answered 202) waits for its contact before it is unknown.
+    contact_wait: float = Field(default=15.0, gt=0)
+
+    @field_validator("issuer")
+    @classmethod
+    def _http_issuer(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    def skill_for(self, agent_id: str) -> int | None:
+        """The manual outbound skill ``dial-phone`` uses for ``agent_id``."""
+        own = self.agents.get(agent_id)
+        return own.skill_id if own is not None and own.skill_id else self.skill_id
+
+    def station_for(self, agent_id: str) -> tuple[str | None, str | None]:
+        """``(stationId, stationPhoneNumber)`` of ``agent_id``'s session."""
+        own = self.agents.get(agent_id)
+        number = own.station_phone_number if own and own.station_phone_number else None
+        station = own.station_id if own and own.station_id else None
+        return station or self.station_id, number or self.station_phone_number
+
+
+#: The platforms ``[platform] kind`` may name.
+PLATFORM_KINDS = ("genesys", "cxone")
+
+
+def _platform_kind(value: Any) -> str:
+    # No kind is Genesys (the first platform; configs written before CXone say nothing).
+    kind = value.get("kind", "genesys") if isinstance(value, Mapping) else value.kind
+    return kind if isinstance(kind, str) else ""
+
+
+#: ``[platform]``: which platform, by ``kind`` (Genesys when it is left out).
+AnyPlatformConfig = Annotated[
+    Annotated[PlatformConfig, Tag("genesys")] | Annotated[CxonePlatformConfig, Tag("cxone")],
+    Discriminator(
+        _platform_kind,
+        custom_error_type="platform_kind",
+        custom_error_message="unknown platform kind: want one of genesys, cxone",
+    ),
+]
 
 
 class ListenerConfig(_Strict):
@@ -447,7 +534,7 @@ class Rule(_Strict):
 class Config(_Strict):
     """The whole ``outdial.toml``."""
 
-    platform: PlatformConfig
+    platform: AnyPlatformConfig
     listener: ListenerConfig = Field(default_factory=ListenerConfig)
     handling: HandlingConfig = Field(default_factory=HandlingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
@@ -512,6 +599,8 @@ def expand_env(
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
+    if len(loc) >= 2 and loc[0] == "platform" and loc[1] in PLATFORM_KINDS:
+        loc = (loc[0], *loc[2:])  # the union's tag is ours, not a key the user wrote
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -547,7 +636,7 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def plain_http_urls(platform: PlatformConfig) -> list[tuple[str, str]]:
+def plain_http_urls(platform: PlatformConfig | CxonePlatformConfig) -> list[tuple[str, str]]:
     """``(key, url)`` of each platform URL sent in clear text to another machine.
 
     The token request carries the client secret and every API call the
@@ -555,10 +644,12 @@ def plain_http_urls(platform: PlatformConfig) -> list[tuple[str, str]]:
     exempt (the fake platform, or a local TLS-terminating proxy).
     """
     found: list[tuple[str, str]] = []
-    for key, url in (
-        ("platform.api_url", platform.api_url),
-        ("platform.login_url", platform.login_url),
-    ):
+    urls: tuple[tuple[str, str | None], ...] = (
+        (("platform.issuer", platform.issuer),)
+        if isinstance(platform, CxonePlatformConfig)
+        else (("platform.api_url", platform.api_url), ("platform.login_url", platform.login_url))
+    )
+    for key, url in urls:
         if url is None or not url.lower().startswith("http://"):
             continue
         host = urlsplit(url).hostname or ""
