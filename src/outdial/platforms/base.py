@@ -1,30 +1,55 @@
-"""What every platform offers outdial, and how platform errors are classified.
+"""The ports between outdial and a platform, and how platform errors are classified.
 
-The listener and the handlers talk to a platform only through :class:`Platform`;
-``genesys.py`` (and later ``cxone.py``) implement it over their REST APIs.
+A platform is a bundle of narrow ports (:class:`PlatformBundle`, built by
+:mod:`outdial.platforms.registry` from ``[platform] kind``):
+
+* :class:`CallControl`: place a call for an agent, read one, find the agent's
+  recent outbound calls (to reconcile a dial whose answer never came);
+* :class:`AgentStateReader`: re-read many agents' state after a gap;
+* :class:`Codec`: which topics carry an agent's state and calls, and what an
+  event says in :mod:`outdial.domain` terms;
+* :class:`EventSourceFactory`: how topics are split over connections (Genesys:
+  notification channels of 1,000 topics; CXone: one session per agent) and the
+  :class:`EventSource` that keeps each connection alive.
+
+Handlers, pacer, store and the listener's generic part use only these; the
+Genesys channel API (:class:`ChannelApi`) is the Genesys event source's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from outdial.domain import Decoded, DialRequest, OutboundCall, PlacedCall
+from outdial.events import Event, Gap
+
 __all__ = [
+    "AgentSnapshot",
     "AgentState",
+    "AgentStateReader",
     "AmbiguousOutcome",
     "AuthError",
+    "CallControl",
     "CallSnapshot",
+    "ChannelApi",
     "ChannelGone",
     "ChannelInfo",
+    "Codec",
     "DialRequest",
+    "EventSource",
+    "EventSourceFactory",
     "FieldProblem",
+    "MalformedEvent",
     "OutboundCall",
     "PlacedCall",
     "Platform",
+    "PlatformBundle",
     "PlatformError",
     "RetryableError",
+    "SourceSink",
     "SubscriptionResult",
 ]
 
@@ -119,47 +144,11 @@ class SubscriptionResult:
 
 
 @dataclass(frozen=True, slots=True)
-class DialRequest:
-    """A platform-neutral outbound call on behalf of an agent."""
-
-    user_id: str
-    phone_number: str
-    caller_id: str | None = None
-    caller_id_name: str | None = None
-    queue_id: str | None = None
-    label: str | None = None
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PlacedCall:
-    """The platform accepted a dial; ``conversation_id`` names the call from now on."""
-
-    conversation_id: str
-
-
-@dataclass(frozen=True, slots=True)
 class CallSnapshot:
     """A call conversation read over REST (same body shape as its events)."""
 
     conversation_id: str
     body: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundCall:
-    """An outbound call an agent made, as the platform's conversation history lists it.
-
-    What reconciling an ambiguous dial needs: which call (``conversation_id``),
-    when it started (on the platform's clock), and the number it dialed exactly
-    as the platform reports it (``tel:+44...``; the dialer normalizes it).
-    ``ended_at`` is None while the call is still going.
-    """
-
-    conversation_id: str
-    started_at: datetime
-    phone_number: str | None
-    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +168,235 @@ class AgentState:
     routing_status: Mapping[str, Any] | None
     conversation_summary: Mapping[str, Any] | None = None
     known: bool = True
+
+    def reread_events(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """The state as the Genesys events that would have said it: ``(topic, body)``."""
+        user = self.user_id
+        events: list[tuple[str, Mapping[str, Any]]] = []
+        if self.presence:
+            events.append((f"v2.users.{user}.presence", dict(self.presence)))
+        if self.routing_status:
+            body = {"id": user, "routingStatus": dict(self.routing_status)}
+            events.append((f"v2.users.{user}.routingStatus", body))
+        if self.conversation_summary is not None:
+            events.append((f"v2.users.{user}.conversationsummary", dict(self.conversation_summary)))
+        return events
+
+
+class MalformedEvent(ValueError):
+    """An event whose body the codec cannot read; ``where`` names the field."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+        super().__init__(f"{where}: {reason}")
+
+
+class AgentSnapshot(Protocol):
+    """One agent's state re-read over REST, as the platform's own events would say it.
+
+    ``known`` is False when the platform does not know the agent at all. The
+    events are fed through the handlers like live ones (so rules on agent
+    topics see a re-read too), each on the topic that would have carried it.
+    """
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def known(self) -> bool: ...
+
+    def reread_events(self) -> list[tuple[str, Mapping[str, Any]]]:
+        """``(topic, body)`` of each event that says this state."""
+        ...
+
+
+class CallControl(Protocol):
+    """Placing, reading and finding an agent's calls."""
+
+    async def place_call(self, request: DialRequest) -> PlacedCall:
+        """Place an outbound call on behalf of ``request.user_id``; the answer names the call.
+
+        Raises :class:`AmbiguousOutcome` when the request may have taken effect
+        but the call cannot be named (no answer, or the platform's answer did
+        not lead to a call in time): the dialer reconciles it, never re-sends.
+        """
+        ...
+
+    async def get_call(self, conversation_id: str) -> CallSnapshot | None:
+        """The call as it is now, in the shape of its events; None when the platform
+        no longer knows it."""
+        ...
+
+    async def find_outbound_calls(
+        self,
+        user_id: str,
+        since: datetime,
+        until: datetime,
+        phone_number: str | None = None,
+    ) -> list[OutboundCall]:
+        """The agent's outbound calls that started in ``[since, until)``, oldest first.
+
+        Reconciles a dial whose answer never came: found, the call exists and
+        must not be placed again. Ended calls are listed too. The platform's
+        history may lag a few seconds behind, so "not listed" only means "not
+        placed" once the caller has waited long enough. With ``phone_number``
+        (E.164) the platform may be asked for calls to that number only; calls
+        to other numbers may still be listed, so the caller checks the number.
+        """
+        ...
+
+
+class AgentStateReader(Protocol):
+    """Re-reading agents' state after a gap."""
+
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> Sequence[AgentSnapshot]:
+        """Every agent's state, one per distinct id in ``user_ids``, in their order.
+
+        No agent is dropped: an agent the platform does not know comes back with
+        ``known=False``; retryable failures are retried until ``give_up_after`` seconds
+        have passed, then raised (a :class:`RetryableError`), as is any other error.
+        """
+        ...
+
+
+class Codec(Protocol):
+    """The platform's topics and event bodies, read into :mod:`outdial.domain` terms.
+
+    Every topic names its agent as ``<namespace>.users.<id>.<what>`` (so
+    :func:`outdial.events.topic_user_id` works for any platform).
+    """
+
+    #: Whether the platform has a routing status that readiness must check.
+    has_routing_status: bool
+
+    def agent_topics(self, user_id: str) -> frozenset[str]:
+        """Every topic readiness needs for one agent (its state and its calls)."""
+        ...
+
+    def calls_topic(self, user_id: str) -> str:
+        """The topic that carries the agent's calls (their progress is tracked there)."""
+        ...
+
+    def is_calls_topic(self, topic: str) -> bool:
+        """True for an agent's calls topic."""
+        ...
+
+    def decode(self, event: Event, observed: datetime) -> Decoded:
+        """What ``event`` says; raises :class:`MalformedEvent` for a body it cannot read.
+
+        ``observed`` is now: no time read off the event is later than it.
+        """
+        ...
+
+
+class SourceSink(Protocol):
+    """Where an event source hands what it receives (the listener)."""
+
+    def deliver(self, event: Event) -> None:
+        """One event, as received (never blocks)."""
+        ...
+
+    def report_gap(self, gap: Gap) -> None:
+        """Events on ``gap.topics`` may have been missed in ``[gap.start, gap.end]``."""
+        ...
+
+    def rotation_started(self) -> None:
+        """Two connections carry the same topics for a while: duplicates are coming."""
+        ...
+
+    def rotation_finished(self) -> None:
+        """The overlap is over."""
+        ...
+
+
+class EventSource(Protocol):
+    """One connection's events (a Genesys channel, a CXone agent session), kept alive.
+
+    ``stats.state`` and the counters feed logs, metrics and the status page;
+    ``connection_id`` names the current channel or session (None: none yet).
+    """
+
+    name: str
+    topics: frozenset[str]
+
+    @property
+    def stats(self) -> Any: ...
+
+    @property
+    def last_frame_at(self) -> float | None: ...
+
+    @property
+    def connection_id(self) -> str | None: ...
+
+    async def run(self) -> None:
+        """Keep the connection up until cancelled; raise ``ListenerFatal`` when it cannot be."""
+        ...
+
+    async def update_topics(self, topics: frozenset[str]) -> list[SubscriptionResult]:
+        """Carry exactly ``topics`` from now on; returns the topics the platform refused."""
+        ...
+
+
+class EventSourceFactory(Protocol):
+    """How topics are split over connections, and the source for each part."""
+
+    def shard(
+        self, current: Sequence[frozenset[str]], wanted: Iterable[str]
+    ) -> list[frozenset[str]]:
+        """The topics of each source once ``wanted`` are subscribed.
+
+        Index ``i < len(current)`` is the existing source ``i`` (keeping its
+        topics where it can: no reconnect for topics that stay); more entries
+        are new sources.
+        """
+        ...
+
+    def source(self, name: str, topics: frozenset[str], sink: SourceSink) -> EventSource:
+        """The event source that carries ``topics``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformBundle:
+    """One platform's ports, as the daemon uses them; ``aclose`` releases them all."""
+
+    kind: str
+    calls: CallControl
+    agents: AgentStateReader
+    codec: Codec
+    sources: EventSourceFactory
+    aclose: Callable[[], Awaitable[None]]
+
+
+class ChannelApi(Protocol):
+    """The Genesys notification channel API, which its channel event source uses."""
+
+    async def create_channel(self) -> ChannelInfo:
+        """Create a notification channel."""
+        ...
+
+    async def channel_exists(self, channel_id: str) -> bool:
+        """True while the channel is valid; False once expired or evicted."""
+        ...
+
+    async def get_subscriptions(self, channel_id: str) -> list[str]:
+        """The topics the channel carries now."""
+        ...
+
+    async def put_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """Replace the channel's topics with exactly ``topics``."""
+        ...
+
+    async def add_subscriptions(
+        self, channel_id: str, topics: Sequence[str]
+    ) -> list[SubscriptionResult]:
+        """Add ``topics`` to what the channel carries, keeping the others."""
+        ...
 
 
 class Platform(Protocol):
