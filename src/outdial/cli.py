@@ -240,6 +240,7 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
     """
     from outdial.handlers.dispatch import rule_topics
     from outdial.handlers.rules import RuleError, RuleIndex
+    from outdial.platforms.registry import codec_for
 
     problems: list[str] = []
     try:
@@ -272,7 +273,7 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
             problems.append(str(exc))
         else:
             print(f"{contact_file}: {len(rows)} contacts ok")
-    topics = sorted(rule_topics(index)) if index else []
+    topics = sorted(rule_topics(index, codec_for(config))) if index else []
     code = EXIT_OK
     if online and index is not None:
         from outdial.online import check_online
@@ -394,7 +395,7 @@ def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
 
 def check_call_file(path: Path) -> int:
     """Validate a CreateCallRequest JSON file, naming each wrong field."""
-    from outdial.platforms.genesys import CreateCallRequest, validation_error
+    from outdial.platforms.genesys.client import CreateCallRequest, validation_error
 
     try:
         payload = load_json(path, what="a call request")

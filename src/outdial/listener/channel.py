@@ -35,9 +35,9 @@ from outdial.listener.plan import rotation_delay, subscription_change
 from outdial.listener.session import SessionEnd, SocketSession, WarningLimiter
 from outdial.log import emit
 from outdial.platforms.base import (
+    ChannelApi,
     ChannelGone,
     ChannelInfo,
-    Platform,
     PlatformError,
     SubscriptionResult,
 )
@@ -99,7 +99,7 @@ class ChannelSupervisor:
         name: str,
         topics: Sequence[str],
         *,
-        platform: Platform,
+        platform: ChannelApi,
         settings: ListenerConfig,
         clock: Clock,
         rng: Random,
@@ -136,6 +136,11 @@ class ChannelSupervisor:
     def last_frame_at(self) -> float | None:
         """Monotonic time of the last frame on this shard's latest socket (None: none yet)."""
         return self._live.session.last_frame_at if self._live is not None else None
+
+    @property
+    def connection_id(self) -> str | None:
+        """The channel carrying the topics now (None: none yet)."""
+        return self.channel.id if self.channel else None
 
     def _set_state(self, state: ChannelState, **fields: Any) -> None:
         if state is not self.stats.state:
