@@ -220,8 +220,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config (rules, templates, contact lists) or a call request, offline."""
     if args.what and args.what[0] == "call":
         if len(args.what) != 2:
-            print("usage: outdial check call FILE.json", file=sys.stderr)
+            print("usage: outdial check call [--platform cxone] FILE.json", file=sys.stderr)
             return EXIT_USAGE
+        if args.platform == "cxone":
+            return check_cxone_call_file(Path(args.what[1]))
         return check_call_file(Path(args.what[1]))
     if args.what or not args.config:
         print(
@@ -414,6 +416,25 @@ def check_call_file(path: Path) -> int:
         print(f"{path}: {len(error.details)} problem(s)", file=sys.stderr)
         for detail in error.details:
             print(f"  {detail.field}: {detail.message}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{path}: ok")
+    return EXIT_OK
+
+
+def check_cxone_call_file(path: Path) -> int:
+    """Validate a CXone ``dial-phone`` body in a JSON file, naming every wrong field."""
+    from outdial.platforms.cxone.validation import dial_problems
+
+    try:
+        payload = load_json(path, what="a dial-phone request")
+    except TextFileError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_PROBLEMS
+    problems = dial_problems(payload)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem.text}", file=sys.stderr)
         return EXIT_PROBLEMS
     print(f"{path}: ok")
     return EXIT_OK
@@ -752,6 +773,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a config (rules, contacts; --online: against the platform) or a call request",
     )
     check.add_argument("what", nargs="*", help="'call FILE.json' to check a call request")
+    check.add_argument(
+        "--platform",
+        choices=["genesys", "cxone"],
+        default="genesys",
+        help="whose call request 'check call' validates (cxone: a dial-phone body)",
+    )
     check.add_argument("--config", help=config_help)
     check.add_argument(
         "--contacts", action="append", default=[], help="a contact list CSV (repeatable)"
@@ -812,7 +839,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outdial`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "check" and not any(e.startswith("-") for e in extra):
+        # ``check call --platform cxone FILE.json``: the file comes after the option.
+        args.what = [*args.what, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.log_level, args.log_format)
     set_mask_numbers(args.mask_numbers)
     try:
