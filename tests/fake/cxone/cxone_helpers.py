@@ -82,13 +82,17 @@ async def poll(client: httpx.AsyncClient, session_id: str, wait: int = 1) -> htt
 
 
 async def drain(
-    client: httpx.AsyncClient, session_id: str, *, until: str | None = None, wait: int = 2
+    client: httpx.AsyncClient, session_id: str, *, until: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """Poll until a 304 (or a batch with an event of ``Type`` ``until``); the id to use next
-    and every event seen."""
+    and every event seen.
+
+    Without ``until`` each poll has timeout 0 (what is queued now); with it, up to
+    a few seconds (it answers as soon as events come).
+    """
     events: list[dict[str, Any]] = []
     for _ in range(50):
-        response = await poll(client, session_id, wait)
+        response = await poll(client, session_id, 0 if until is None else 5)
         if response.status_code == 304:
             if until is None:
                 return session_id, events
