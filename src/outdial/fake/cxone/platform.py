@@ -685,6 +685,11 @@ class FakeCxone:
         session = self._sessions.live(agent_id)
         return None if session is None else session.current
 
+    def polls_waiting(self, agent_id: str) -> int:
+        """Polls of the agent's session waiting for events right now (stalled ones included)."""
+        session = self._sessions.live(agent_id)
+        return 0 if session is None else session.polls_in_flight
+
     def pending_events(self, agent_id: str) -> list[dict[str, Any]]:
         """The events queued for the agent's next poll (a copy)."""
         session = self._sessions.live(agent_id)
@@ -1159,6 +1164,7 @@ class FakeCxone:
         if session.polls_in_flight:
             self.overlapping_polls += 1
         session.polls_in_flight += 1
+        self._notify()
         try:
             if verdict == "stall":
                 return await self._stalled_poll()
