@@ -45,8 +45,8 @@ from outdial.config import ListenerConfig, Rule
 from outdial.events import Event, Gap, SocketClosing, parse_frame
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.listener import Listener
-from outdial.listener.session import SocketSession
 from outdial.platforms.base import ChannelInfo
+from outdial.platforms.genesys.socket import SocketSession
 from outdial.platforms.genesys.sources import ChannelSources
 
 USERS = 50

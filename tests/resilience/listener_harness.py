@@ -22,9 +22,9 @@ from outdial.config import Config, ListenerConfig, parse_config
 from outdial.events import Event, Gap
 from outdial.fake import FakePlatform
 from outdial.listener import Listener
-from outdial.listener.channel import ChannelSupervisor
 from outdial.platforms.base import ChannelInfo
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.channel import ChannelSupervisor
 from outdial.platforms.genesys.sources import ChannelSources
 
 USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"

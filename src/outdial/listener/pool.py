@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
-from outdial.listener.plan import OverlapDeduper
+from outdial.listener.dedupe import OverlapDeduper
 from outdial.log import emit
 from outdial.platforms.base import EventSource, EventSourceFactory, SubscriptionResult
 
@@ -53,7 +53,7 @@ class Listener:
 
     Iterate it (``async for item in listener``) alongside ``await listener.run()``
     in the same task group; ``run`` returns only by cancellation or raises
-    :class:`~outdial.listener.channel.ListenerFatal`, and iteration ends after it.
+    :class:`~outdial.listener.state.ListenerFatal`, and iteration ends after it.
     """
 
     def __init__(

@@ -1,10 +1,10 @@
 """Genesys event sources: topics over notification channels, one supervisor per channel.
 
 At most 1,000 topics a channel and 20 channels per app (``DESIGN.md``): the
-split is :func:`~outdial.listener.plan.shard_topics` at the start and
-:func:`~outdial.listener.plan.reshard` when the topics change, so topics that
+split is :func:`~outdial.platforms.genesys.plan.shard_topics` at the start and
+:func:`~outdial.platforms.genesys.plan.reshard` when the topics change, so topics that
 stay keep their channel. Each channel is kept alive by a
-:class:`~outdial.listener.channel.ChannelSupervisor`.
+:class:`~outdial.platforms.genesys.channel.ChannelSupervisor`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from random import Random
 
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
-from outdial.listener.channel import ChannelSupervisor
-from outdial.listener.plan import reshard, shard_topics
 from outdial.platforms.base import ChannelApi, SourceSink
+from outdial.platforms.genesys.channel import ChannelSupervisor
+from outdial.platforms.genesys.plan import reshard, shard_topics
 
 __all__ = ["ChannelSources"]
 
