@@ -416,20 +416,17 @@ class Store(Protocol):
         """The claim recorded under ``key``, if any."""
         ...
 
-    async def mark_placed(self, key: str, conversation_id: str) -> None:
-        """The platform accepted the dial and named the call."""
-        ...
-
     async def dial_context(self, key: str, user_id: str) -> DialContext:
         """``get_claim(key) is not None``, ``open_claims(user_id)`` and
         ``active_call_for_user(user_id)`` in one operation (one round trip)."""
         ...
 
     async def record_placed(self, key: str, call: CallRecord) -> None:
-        """``mark_placed(key, call.conversation_id)`` and ``upsert_call(call)``, atomically.
+        """The claim is ``placed`` as ``call.conversation_id`` and ``call`` is tracked.
 
         One transaction: the claim is never placed without its call tracked,
-        nor the call tracked while its claim still looks open.
+        nor the call tracked while its claim still looks open. ``KeyError``
+        (and nothing written) when ``key`` has no claim.
         """
         ...
 

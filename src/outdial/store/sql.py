@@ -763,10 +763,6 @@ class SqlStore:
 
         await self._run(run)
 
-    async def mark_placed(self, key: str, conversation_id: str) -> None:
-        """The claim's call exists as ``conversation_id``."""
-        await self._set_claim(key, "placed", conversation_id, None)
-
     async def mark_failed(self, key: str, error: str) -> None:
         """The claim placed nothing; ``error`` says why."""
         await self._set_claim(key, "failed", None, error)
