@@ -48,7 +48,7 @@ from outdial.files import TextFileError, load_json, load_toml
 from outdial.log import mask_url, set_mask_numbers
 
 if TYPE_CHECKING:
-    from outdial.store.base import Store
+    from outdial.store.base import ContactStore
 __all__ = ["build_parser", "main", "natural_key"]
 
 #: ``check`` found problems: the config's code (see :mod:`outdial.exits`).
@@ -576,7 +576,7 @@ def cmd_contacts_reset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _on_store(config: Config, operation: Callable[[Store], Awaitable[int]]) -> int:
+def _on_store(config: Config, operation: Callable[[ContactStore], Awaitable[int]]) -> int:
     """Open the config's store, run one operation on it, close it; the operation's count."""
     from outdial.store import open_store
 
