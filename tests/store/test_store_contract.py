@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 
-from outdial.store import CallRecord, Claim, Contact, ContactRow, Store
+from outdial.store import CallRecord, Claim, Contact, ContactRow, Store, sql
 from outdial.store.base import ContactOutcome, DialClaim, NumberCap
 
 from .conftest import OpenReplica
@@ -577,16 +577,8 @@ async def test_record_call_progress_counts_the_attempt_with_the_call_end(store: 
     contact, call = await _dialed_contact(store)
     later = NOW + timedelta(minutes=1)
     ended = replace(call, state="ended", outcome="no_answer", updated_at=later, ended_at=later)
-    seen: list[int] = []
-
-    def next_due(attempts: int) -> datetime | None:
-        seen.append(attempts)
-        return later + timedelta(hours=1)
-
-    written = await store.record_call_progress(
-        ended, contact_outcome=ContactOutcome("no_answer", counted=True, next_due=next_due)
-    )
-    assert seen == [2]  # the attempts as counted, this one included
+    retry = ContactOutcome("no_answer", counted=True, retry_at=later + timedelta(hours=1))
+    written = await store.record_call_progress(ended, contact_outcome=retry)
     assert await store.get_call("conv-1") == ended
     stored = await store.get_contact(contact.id)
     assert written == stored
@@ -600,7 +592,7 @@ async def test_record_call_progress_counts_the_attempt_with_the_call_end(store: 
 async def test_record_call_progress_without_a_due_time_closes_the_contact(store: Store) -> None:
     contact, call = await _dialed_contact(store)
     ended = replace(call, state="ended", outcome="answered", ended_at=NOW)
-    # No next_due at all, or one that says None: done either way.
+    # No retry time: done.
     written = await store.record_call_progress(
         ended, contact_outcome=ContactOutcome("answered", counted=True)
     )
@@ -614,13 +606,8 @@ async def test_record_call_progress_without_a_due_time_closes_the_contact(store:
 async def test_record_call_progress_releases_an_uncounted_contact(store: Store) -> None:
     contact, call = await _dialed_contact(store)
     ended = replace(call, state="ended", outcome="agent_unavailable", ended_at=NOW)
-
-    def never(attempts: int) -> datetime | None:
-        raise AssertionError("an uncounted outcome needs no due time")
-
-    written = await store.record_call_progress(
-        ended, contact_outcome=ContactOutcome("agent_unavailable", counted=False, next_due=never)
-    )
+    released = ContactOutcome("agent_unavailable", counted=False, retry_at=NOW)
+    written = await store.record_call_progress(ended, contact_outcome=released)
     stored = await store.get_contact(contact.id)
     assert written == stored
     assert stored is not None
@@ -634,7 +621,7 @@ async def test_record_call_progress_releases_an_uncounted_contact(store: Store) 
 async def test_record_call_progress_without_the_contact_still_writes_the_call(
     store: Store,
 ) -> None:
-    outcome = ContactOutcome("busy", counted=True, next_due=lambda attempts: NOW)
+    outcome = ContactOutcome("busy", counted=True, retry_at=NOW)
     missing = CallRecord("conv-1", AGENT, 999, "+441212345601", "ended", "busy", NOW, NOW)
     assert await store.record_call_progress(missing, contact_outcome=outcome) is None
     assert await store.get_call("conv-1") == missing
@@ -644,24 +631,26 @@ async def test_record_call_progress_without_the_contact_still_writes_the_call(
 
 
 @pytest.mark.anyio
-async def test_record_call_progress_is_one_transaction(store: Store) -> None:
+async def test_record_call_progress_is_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     contact, call = await _dialed_contact(store)
     ended = replace(call, state="ended", outcome="busy", ended_at=NOW)
+    outcome = ContactOutcome("busy", counted=True, retry_at=NOW)
 
-    def broken(attempts: int) -> datetime | None:
+    def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError):
-        await store.record_call_progress(
-            ended, contact_outcome=ContactOutcome("busy", counted=True, next_due=broken)
-        )
+    # The contact's half of the write fails after the call's half was written.
+    with monkeypatch.context() as patched:
+        patched.setattr(sql, "_settle_contact", broken)
+        with pytest.raises(RuntimeError):
+            await store.record_call_progress(ended, contact_outcome=outcome)
     # Rolled back whole: the call is not ended without its contact's outcome.
     assert await store.get_call("conv-1") == call
     assert await store.get_contact(contact.id) == contact
     # And the store goes on.
-    written = await store.record_call_progress(
-        ended, contact_outcome=ContactOutcome("busy", counted=True, next_due=lambda n: NOW)
-    )
+    written = await store.record_call_progress(ended, contact_outcome=outcome)
     assert written is not None
     assert written.attempts == 2
 

@@ -51,6 +51,7 @@ from outdial.events import Event, topic_user_id
 from outdial.handlers import guards, readiness
 from outdial.handlers.calls import Call, Outcome, advance
 from outdial.handlers.dialer import Dialer, DialResult
+from outdial.handlers.disposition import contact_outcome
 from outdial.handlers.donotcall import load_do_not_call_file
 from outdial.handlers.pacer import (
     READY_TOPIC,
@@ -73,7 +74,7 @@ from outdial.platforms.base import (
     MalformedEvent,
     PlatformError,
 )
-from outdial.store.base import CallRecord, ContactOutcome, Store, StoreUnavailable
+from outdial.store.base import CallRecord, Store, StoreUnavailable
 
 __all__ = [
     "Handlers",
@@ -816,19 +817,7 @@ class Handlers:
             return
         now = self.clock.now()
         config = self.config.guards
-        contact_outcome: ContactOutcome | None = None
-        if new.ended and new.outcome is not None and new.contact_id is not None:
-            outcome = new.outcome.value
-            if outcome in guards.UNCOUNTED_OUTCOMES:
-                # Never reached the contact (agent unavailable): back to due with its
-                # attempts and its old due time, so it keeps its place in the list.
-                contact_outcome = ContactOutcome(outcome, counted=False)
-            else:
-
-                def next_due(attempts: int) -> datetime | None:
-                    return guards.next_due_at(outcome, attempts, now, config)
-
-                contact_outcome = ContactOutcome(outcome, counted=True, next_due=next_due)
+        settled = contact_outcome(new, now, config)
         written = CallRecord(
             conversation_id=new.conversation_id,
             user_id=new.user_id,
@@ -839,7 +828,7 @@ class Handlers:
             updated_at=now,
             ended_at=now if new.ended else None,
         )
-        contact = await self.store.record_call_progress(written, contact_outcome=contact_outcome)
+        contact = await self.store.record_call_progress(written, contact_outcome=settled)
         self.observer.call_progressed(written)
         log.emit(
             logger,
@@ -853,10 +842,10 @@ class Handlers:
             return
         counted: bool | None = None
         next_due_at = None
-        if contact is not None and contact_outcome is not None:
-            counted = contact_outcome.counted
+        if contact is not None and settled is not None:
+            counted = settled.counted
             # The contact's attempts as written (this one included when counted).
-            next_due_at = guards.next_due_at(contact_outcome.outcome, contact.attempts, now, config)
+            next_due_at = guards.next_due_at(settled.outcome, contact.attempts, now, config)
         log.emit(
             logger,
             "call.ended",

@@ -15,7 +15,7 @@ values are those of :class:`outdial.handlers.calls.CallState` and ``Outcome``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -192,19 +192,19 @@ class ContactOutcome:
 
     ``counted``: one attempt is counted with ``outcome`` (as
     :meth:`Store.record_outcome` does), and the contact is due again at
-    ``next_due(attempts)``, ``attempts`` including this one as read in the
-    write's own transaction, or ``done`` when that is None (or ``next_due``
-    is None). Not counted (the call never reached the contact: agent
-    unavailable): the contact goes back to ``due`` with its attempts and its
-    old due time (as :meth:`Store.release_contact` does without a time).
-
-    ``next_due`` runs inside the store's transaction (in a worker thread for
-    the SQL backends): it must be pure and quick.
+    ``retry_at``, unless ``retry_at`` is None or the attempts, this one
+    included as read in the write's own transaction, reach ``max_attempts``:
+    then it is ``done``. Not counted (the call never reached the contact:
+    agent unavailable): the contact goes back to ``due`` with its attempts
+    and its old due time (as :meth:`Store.release_contact` does without a
+    time). Plain values: the policy is decided before the store is asked
+    (:mod:`outdial.handlers.disposition`), never inside its transaction.
     """
 
     outcome: str
     counted: bool
-    next_due: Callable[[int], datetime | None] | None = None
+    retry_at: datetime | None = None
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1070,7 +1070,8 @@ def _settle_contact(
         db.execute("UPDATE contacts SET state = 'due' WHERE id = ?", (contact_id,))
         return _contact(db, {**row, "state": "due"})
     attempts = int(row["attempts"]) + 1
-    due = outcome.next_due(attempts) if outcome.next_due is not None else None
+    used_up = outcome.max_attempts is not None and attempts >= outcome.max_attempts
+    due = None if used_up else outcome.retry_at
     state = "done" if due is None else "due"
     db.execute(
         "UPDATE contacts SET attempts = attempts + 1, last_outcome = ?,"
