@@ -133,7 +133,7 @@ class MockCxone:
         if path == "/agent-sessions/join":
             return self._start(request, joined=True)
         if parts[0] == "agent-sessions" and request.method == "DELETE":
-            session = self.sessions.get(parts[1])
+            session, _ = self._find(parts[1])
             if session is None:
                 return httpx.Response(404)
             session.ended = True
@@ -143,7 +143,7 @@ class MockCxone:
             return await self._poll(parts[1])
         if parts[0] == "agent-sessions" and parts[-1] == "dial-phone":
             body = json.loads(request.content)
-            session = self.sessions.get(parts[1])
+            session, _ = self._find(parts[1])
             if session is None or session.ended:
                 return httpx.Response(409)
             self.dials.append(body)
