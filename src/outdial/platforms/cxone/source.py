@@ -338,14 +338,35 @@ class CxoneSessionSource:
         return ResumeRequested()
 
     async def _end_quietly(self, session_id: str) -> None:
-        """End our session; shielded, as it runs while the source is being cancelled."""
+        """End our session; shielded, as it runs while the source is being cancelled, and
+        bounded by ``request_timeout`` on the clock (a held REST budget must not keep a
+        shutdown waiting: the platform ends an idle session by itself in the end)."""
+        ended = False
         with anyio.CancelScope(shield=True):
-            try:
-                await self._client.end_session(session_id)
-            except PlatformError as exc:
-                emit(log, "cxone.end_failed", logging.WARNING, agent=self.agent_id, error=str(exc))
-            else:
-                emit(log, "cxone.session_ended", agent=self.agent_id, session=session_id)
+            async with anyio.create_task_group() as tg:
+
+                async def end() -> None:
+                    nonlocal ended
+                    try:
+                        await self._client.end_session(session_id)
+                    except PlatformError as exc:
+                        emit(
+                            log,
+                            "cxone.end_failed",
+                            logging.WARNING,
+                            agent=self.agent_id,
+                            error=str(exc),
+                        )
+                    else:
+                        ended = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(end)
+                await self._clock.sleep_until(
+                    self._clock.monotonic() + self._settings.request_timeout
+                )
+                tg.cancel_scope.cancel()
+        emit(log, "cxone.session_ended", agent=self.agent_id, session=session_id, ended=ended)
 
     # -- stats -----------------------------------------------------------------------
 
