@@ -62,6 +62,7 @@ from outdial.clock import SystemClock
 from outdial.config import Config
 from outdial.events import Event
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
 
@@ -303,7 +304,12 @@ async def run_outdial(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]
                     # minute would cap dials at 5/s, far below the rates measured here.
                     requests_per_minute=100_000_000,
                 )
-                daemon = Daemon(config, platform=platform, store=store, clock=SystemClock())
+                daemon = Daemon(
+                    config,
+                    platform=genesys_bundle(platform, config.listener, SystemClock()),
+                    store=store,
+                    clock=SystemClock(),
+                )
                 published = await _drive_daemon(daemon, driver, transport, args)
                 await platform.aclose()
     return transport.samples, published

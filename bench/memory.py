@@ -37,6 +37,7 @@ from outdial.config import ListenerConfig
 from outdial.events import Gap
 from outdial.handlers.rules import RuleIndex
 from outdial.listener import Listener
+from outdial.platforms.genesys.sources import ChannelSources
 
 USERS = 50
 START_AT = 10_000
@@ -76,10 +77,11 @@ async def child_outdial(url: str, events: int) -> dict[str, Any]:
 
     users = stream_users(USERS)
     index = RuleIndex.compile(throughput.make_rules(1000, users))
+    settings = ListenerConfig(ping_interval=600.0, ping_timeout=60.0)
     listener = Listener(
-        StubPlatform(url),
+        ChannelSources(StubPlatform(url), settings, SystemClock()),
         throughput.stream_topics(users),
-        ListenerConfig(ping_interval=600.0, ping_timeout=60.0),
+        settings,
         SystemClock(),
     )
     marks = _checkpoints(events)

@@ -85,6 +85,7 @@ from outdial.clock import SystemClock
 from outdial.config import Config
 from outdial.events import Event
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
 
@@ -456,8 +457,12 @@ async def run_outdial(args: argparse.Namespace) -> tuple[Book, dict[str, Any]]:
                     transport=TimingTransport(book),
                     **unthrottled(),
                 )
+                config = outdial_config(info, args)
                 daemon = Daemon(
-                    outdial_config(info, args), platform=platform, store=store, clock=SystemClock()
+                    config,
+                    platform=genesys_bundle(platform, config.listener, SystemClock()),
+                    store=store,
+                    clock=SystemClock(),
                 )
                 published = await _drive_daemon(daemon, driver, book, args)
                 await platform.aclose()

@@ -47,6 +47,7 @@ from outdial.events import Gap
 from outdial.fake import FakePlatform
 from outdial.listener import Listener
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.sources import ChannelSources
 
 USERS = stream_users(5, "rec")
 TOPICS = [f"v2.users.{u}.{s}" for u in USERS for s in ("presence", "conversations.calls")]
@@ -120,7 +121,12 @@ async def outdial_half_open(args: argparse.Namespace, rng: random.Random) -> lis
     try:
         async with FakePlatform(USERS, ws_proxy=True, seed=args.seed) as fake:
             client = _client(fake)
-            listener = Listener(client, TOPICS, settings, SystemClock(), random.Random(args.seed))
+            listener = Listener(
+                ChannelSources(client, settings, SystemClock(), random.Random(args.seed)),
+                TOPICS,
+                settings,
+                SystemClock(),
+            )
             watch = _Watch(listener)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(listener.run)
@@ -217,7 +223,12 @@ async def outdial_resets(args: argparse.Namespace) -> list[float]:
     results: list[float] = []
     async with FakePlatform(USERS, ws_proxy=True, seed=args.seed) as fake:
         client = _client(fake)
-        listener = Listener(client, TOPICS, settings, SystemClock(), random.Random(args.seed))
+        listener = Listener(
+            ChannelSources(client, settings, SystemClock(), random.Random(args.seed)),
+            TOPICS,
+            settings,
+            SystemClock(),
+        )
         watch = _Watch(listener)
         async with anyio.create_task_group() as tg:
             tg.start_soon(listener.run)

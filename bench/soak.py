@@ -51,6 +51,7 @@ from outdial.events import Event, Gap
 from outdial.fake import FAULT_KINDS, CallTiming, FakePlatform, Fault
 from outdial.fake.schedule import DURABLE_KINDS, PROXY_KINDS
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow, Store
 
@@ -310,7 +311,7 @@ async def soak(args: argparse.Namespace) -> int:
             )
             daemon = Daemon(
                 config,
-                platform=client,
+                platform=genesys_bundle(client, config.listener, SystemClock()),
                 store=store,
                 clock=SystemClock(),
                 rng=random.Random(args.seed),

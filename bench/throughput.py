@@ -45,8 +45,9 @@ from outdial.config import ListenerConfig, Rule
 from outdial.events import Event, Gap, SocketClosing, parse_frame
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.listener import Listener
-from outdial.listener.session import SocketSession
 from outdial.platforms.base import ChannelInfo
+from outdial.platforms.genesys.socket import SocketSession
+from outdial.platforms.genesys.sources import ChannelSources
 
 USERS = 50
 RULE_COUNTS = (1, 100, 1000)
@@ -165,7 +166,9 @@ async def run_pipeline(
 
     Returns (events/s, matches, events dropped by queue overflow).
     """
-    listener = Listener(StubPlatform(url), topics, QUIET, SystemClock())
+    listener = Listener(
+        ChannelSources(StubPlatform(url), QUIET, SystemClock()), topics, QUIET, SystemClock()
+    )
     count = matched = 0
     start = end = 0.0
     async with anyio.create_task_group() as tg:

@@ -40,8 +40,9 @@ def _config(platform: FakePlatform, *, secret: str | None = None, **rule: Any) -
 def _topics(config: Config) -> list[str]:
     from outdial.handlers.dispatch import rule_topics
     from outdial.handlers.rules import RuleIndex
+    from outdial.platforms.genesys.codec import GenesysCodec
 
-    return sorted(rule_topics(RuleIndex.compile(config.rules)))
+    return sorted(rule_topics(RuleIndex.compile(config.rules), GenesysCodec()))
 
 
 async def test_a_good_config_passes(fake_platform: FakePlatform) -> None:

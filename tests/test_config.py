@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from outdial.config import ConfigError, parse_config
+from outdial.config import ConfigError, PlatformConfig, parse_config
 
 ENV = {"ID": "client", "SECRET": "s3cret"}
 
@@ -29,6 +29,7 @@ def test_secrets_come_from_the_environment_and_never_print() -> None:
     config = parse_config(_data(), "outdial.toml", ENV)
     assert config.platform.client_secret.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(config)
+    assert isinstance(config.platform, PlatformConfig)
     assert config.platform.resolved_api_url == "https://api.mypurecloud.ie"
     assert config.platform.resolved_login_url == "https://login.mypurecloud.ie"
 
@@ -50,6 +51,7 @@ def test_api_and_login_url_override_the_region() -> None:
         "client_secret": "b",
     }
     config = parse_config({"platform": platform}, "t", {})
+    assert isinstance(config.platform, PlatformConfig)
     assert config.platform.resolved_api_url == "http://127.0.0.1:8080"
 
 

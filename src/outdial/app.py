@@ -30,9 +30,10 @@ from __future__ import annotations
 import logging
 import signal
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from random import Random
 
 import anyio
@@ -40,7 +41,8 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from outdial.clock import Clock, SystemClock
-from outdial.config import Config, ConfigError, PlatformConfig, load_config
+from outdial.config import Config, ConfigError, load_config
+from outdial.domain import DialRequest, OutboundCall, PlacedCall
 from outdial.events import Event, Gap, topic_user_id
 from outdial.handlers.dispatch import Handlers, UserStep, run_inline
 from outdial.handlers.donotcall import DoNotCallFileError
@@ -50,8 +52,8 @@ from outdial.listener import Listener
 from outdial.log import emit
 from outdial.observe import Observatory
 from outdial.observe.server import serve as serve_observe
-from outdial.platforms.base import Platform
-from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.base import AgentSnapshot, CallSnapshot, PlatformBundle
+from outdial.platforms.registry import bundle_for
 from outdial.store import open_store
 from outdial.store.base import Store, StoreUnavailable
 
@@ -87,20 +89,35 @@ class PlatformUnreachable(Exception):
     """No channel connected within ``[listener] give_up_after`` seconds of the start."""
 
 
-def platform_from_config(config: Config, clock: Clock | None = None) -> Platform:
-    """The REST client for ``config.platform``."""
-    settings = config.platform
-    if not isinstance(settings, PlatformConfig):
-        raise ConfigError("[platform]", [("platform.kind", "cxone is not wired in yet")])
-    return GenesysPlatform(
-        api_url=settings.resolved_api_url,
-        login_url=settings.resolved_login_url,
-        client_id=settings.client_id,
-        client_secret=settings.client_secret.get_secret_value(),
-        timeout=settings.request_timeout,
-        clock=clock,
-        requests_per_minute=settings.requests_per_minute,
-    )
+def platform_from_config(
+    config: Config, clock: Clock | None = None, rng: Random | None = None
+) -> PlatformBundle:
+    """The ports of the platform ``config.platform`` names (``kind``)."""
+    return bundle_for(config, clock or SystemClock(), rng)
+
+
+class _RestPorts:
+    """A bundle's call control and agent reads as the one REST side the handlers ask."""
+
+    def __init__(self, bundle: PlatformBundle) -> None:
+        self._calls = bundle.calls
+        self._agents = bundle.agents
+
+    async def place_call(self, request: DialRequest) -> PlacedCall:
+        return await self._calls.place_call(request)
+
+    async def get_call(self, conversation_id: str) -> CallSnapshot | None:
+        return await self._calls.get_call(conversation_id)
+
+    async def find_outbound_calls(
+        self, user_id: str, since: datetime, until: datetime, phone_number: str | None = None
+    ) -> list[OutboundCall]:
+        return await self._calls.find_outbound_calls(user_id, since, until, phone_number)
+
+    async def get_agent_states(
+        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
+    ) -> Sequence[AgentSnapshot]:
+        return await self._agents.get_agent_states(user_ids, give_up_after=give_up_after)
 
 
 class Daemon:
@@ -112,7 +129,7 @@ class Daemon:
         self,
         config: Config,
         *,
-        platform: Platform,
+        platform: PlatformBundle,
         store: Store,
         clock: Clock | None = None,
         rng: Random | None = None,
@@ -122,8 +139,17 @@ class Daemon:
         self.platform = platform
         self.store = store
         self.clock = clock or SystemClock()
-        self.handlers = Handlers(config, platform, store, self.clock, registry=registry)
-        self.listener = Listener(platform, self.handlers.topics(), config.listener, self.clock, rng)
+        self.handlers = Handlers(
+            config,
+            _RestPorts(platform),
+            store,
+            self.clock,
+            codec=platform.codec,
+            registry=registry,
+        )
+        self.listener = Listener(
+            platform.sources, self.handlers.topics(), config.listener, self.clock
+        )
         self.events_handled = 0
         self.gaps_handled = 0
         #: Metrics and the status board, fed by hooks; served when ``[observe] listen`` is set.

@@ -48,7 +48,7 @@ from outdial.files import TextFileError, load_json, load_toml
 from outdial.log import mask_url, set_mask_numbers
 
 if TYPE_CHECKING:
-    from outdial.store.base import Store
+    from outdial.store.base import ContactStore
 __all__ = ["build_parser", "main", "natural_key"]
 
 #: ``check`` found problems: the config's code (see :mod:`outdial.exits`).
@@ -160,6 +160,9 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
         print(f"outdial fake-server: {refusal}", file=sys.stderr)
         return EXIT_USAGE
     scenario: Scenario | None = None
+    if args.platform == "cxone" and args.scenario is not None:
+        print("outdial fake-server: --scenario is for the Genesys fake only", file=sys.stderr)
+        return EXIT_USAGE
     if args.scenario is not None:
         # Read before anything listens: a bad file is one line, not a traceback.
         try:
@@ -167,6 +170,8 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
         except ScenarioError as exc:
             print(f"outdial fake-server: {exc}", file=sys.stderr)
             return EXIT_PROBLEMS
+    if args.platform == "cxone":
+        return _serve_fake_cxone(args)
     agents = args.agent or [f"agent-{i + 1}" for i in range(args.agents)]
     try:
         _serve_fake(serve, args, agents, scenario)
@@ -176,6 +181,40 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _serve_fake_cxone(args: argparse.Namespace) -> int:
+    """Serve the fake CXone until Ctrl-C (agents are CXone agent ids: digits)."""
+    from outdial.fake.cxone import serve_cxone
+
+    agents = args.agent or [str(3141592 + i) for i in range(args.agents)]
+    bad = [a for a in agents if not a.isdigit()]
+    if bad:
+        print(f"outdial fake-server: a CXone agent id is digits, not {bad[0]!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(
+                lambda: serve_cxone(
+                    port=args.port,
+                    api_port=args.api_port,
+                    agents=agents,
+                    seed=args.seed,
+                    host=args.host,
+                    allow_remote=args.allow_remote,
+                )
+            )
+    except BaseExceptionGroup as group:
+        errors = [leaf for leaf in leaf_causes(group) if isinstance(leaf, OSError)]
+        if not errors:
+            raise
+        exc: OSError = errors[0]
+    except OSError as error:
+        exc = error
+    else:
+        return EXIT_OK
+    print(f"outdial fake-server: cannot listen on {args.host}: {_os_reason(exc)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def _os_reason(exc: OSError) -> str:
@@ -220,8 +259,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a config (rules, templates, contact lists) or a call request, offline."""
     if args.what and args.what[0] == "call":
         if len(args.what) != 2:
-            print("usage: outdial check call FILE.json", file=sys.stderr)
+            print("usage: outdial check call [--platform cxone] FILE.json", file=sys.stderr)
             return EXIT_USAGE
+        if args.platform == "cxone":
+            return check_cxone_call_file(Path(args.what[1]))
         return check_call_file(Path(args.what[1]))
     if args.what or not args.config:
         print(
@@ -240,6 +281,7 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
     """
     from outdial.handlers.dispatch import rule_topics
     from outdial.handlers.rules import RuleError, RuleIndex
+    from outdial.platforms.registry import codec_for
 
     problems: list[str] = []
     try:
@@ -272,7 +314,7 @@ def check_config(path: str, contact_files: Sequence[str], *, online: bool = Fals
             problems.append(str(exc))
         else:
             print(f"{contact_file}: {len(rows)} contacts ok")
-    topics = sorted(rule_topics(index)) if index else []
+    topics = sorted(rule_topics(index, codec_for(config))) if index else []
     code = EXIT_OK
     if online and index is not None:
         from outdial.online import check_online
@@ -394,7 +436,7 @@ def _do_not_call_problems(path: str, guards: GuardsConfig) -> list[str]:
 
 def check_call_file(path: Path) -> int:
     """Validate a CreateCallRequest JSON file, naming each wrong field."""
-    from outdial.platforms.genesys import CreateCallRequest, validation_error
+    from outdial.platforms.genesys.client import CreateCallRequest, validation_error
 
     try:
         payload = load_json(path, what="a call request")
@@ -414,6 +456,25 @@ def check_call_file(path: Path) -> int:
         print(f"{path}: {len(error.details)} problem(s)", file=sys.stderr)
         for detail in error.details:
             print(f"  {detail.field}: {detail.message}", file=sys.stderr)
+        return EXIT_PROBLEMS
+    print(f"{path}: ok")
+    return EXIT_OK
+
+
+def check_cxone_call_file(path: Path) -> int:
+    """Validate a CXone ``dial-phone`` body in a JSON file, naming every wrong field."""
+    from outdial.platforms.cxone.validation import dial_problems
+
+    try:
+        payload = load_json(path, what="a dial-phone request")
+    except TextFileError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_PROBLEMS
+    problems = dial_problems(payload)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem.text}", file=sys.stderr)
         return EXIT_PROBLEMS
     print(f"{path}: ok")
     return EXIT_OK
@@ -515,7 +576,7 @@ def cmd_contacts_reset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _on_store(config: Config, operation: Callable[[Store], Awaitable[int]]) -> int:
+def _on_store(config: Config, operation: Callable[[ContactStore], Awaitable[int]]) -> int:
     """Open the config's store, run one operation on it, close it; the operation's count."""
     from outdial.store import open_store
 
@@ -733,6 +794,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     fake = command("fake-server", "serve the fake platform until Ctrl-C")
+    fake.add_argument(
+        "--platform",
+        choices=["genesys", "cxone"],
+        default="genesys",
+        help="which platform to fake (cxone: NICE CXone; its REST port is the issuer)",
+    )
     fake.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     fake.add_argument(
         "--allow-remote",
@@ -741,6 +808,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--port", type=int, default=8080, help="REST port (0: any free port)")
     fake.add_argument("--ws-port", type=int, default=0, help="WebSocket port (0: any free port)")
+    fake.add_argument("--api-port", type=int, default=0, help="CXone API port (0: any free port)")
     fake.add_argument("--agents", type=int, default=3, help="how many agents to simulate")
     fake.add_argument("--agent", action="append", help="an agent user id (repeatable)")
     fake.add_argument("--seed", type=int, default=0, help="seed of the fake's random outcomes")
@@ -752,6 +820,12 @@ def build_parser() -> argparse.ArgumentParser:
         "validate a config (rules, contacts; --online: against the platform) or a call request",
     )
     check.add_argument("what", nargs="*", help="'call FILE.json' to check a call request")
+    check.add_argument(
+        "--platform",
+        choices=["genesys", "cxone"],
+        default="genesys",
+        help="whose call request 'check call' validates (cxone: a dial-phone body)",
+    )
     check.add_argument("--config", help=config_help)
     check.add_argument(
         "--contacts", action="append", default=[], help="a contact list CSV (repeatable)"
@@ -812,7 +886,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outdial`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "check" and not any(e.startswith("-") for e in extra):
+        # ``check call --platform cxone FILE.json``: the file comes after the option.
+        args.what = [*args.what, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     setup_logging(args.log_level, args.log_format)
     set_mask_numbers(args.mask_numbers)
     try:

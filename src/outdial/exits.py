@@ -91,9 +91,9 @@ def classify(exc: BaseException) -> Failure:
     from outdial.handlers.rules import RuleError
     from outdial.handlers.templates import TemplateError
     from outdial.listener import ListenerFatal
-    from outdial.listener.plan import TooManyTopics
     from outdial.log import mask_url
     from outdial.platforms.base import AuthError, PlatformError
+    from outdial.platforms.genesys.plan import TooManyTopics
     from outdial.store.base import StoreError
 
     text = one_line(mask_url(str(exc))) or type(exc).__name__

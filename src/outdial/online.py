@@ -49,8 +49,10 @@ def platform_topics(config: Config, rule_topics: list[str]) -> list[str]:
     """The platform topics the daemon would subscribe: the rules', and readiness's."""
     from outdial.handlers.dispatch import readiness_topics, ready_users
     from outdial.handlers.rules import RuleIndex
+    from outdial.platforms.registry import codec_for
 
-    topics = set(rule_topics) | readiness_topics(ready_users(RuleIndex.compile(config.rules)))
+    users = ready_users(RuleIndex.compile(config.rules))
+    topics = set(rule_topics) | readiness_topics(users, codec_for(config))
     return sorted(t for t in topics if t.startswith("v2."))
 
 
@@ -76,10 +78,14 @@ async def check_online(
     config: Config, rule_topics: list[str], platform: Platform | None = None
 ) -> OnlineReport:
     """Run the online checks for ``config`` (``platform``: the config's own, by default)."""
-    from outdial.app import platform_from_config
+    from outdial.config import PlatformConfig
+    from outdial.platforms.genesys.bundle import genesys_client
 
     report = OnlineReport()
-    client = platform or platform_from_config(config)
+    if not isinstance(config.platform, PlatformConfig):
+        report.fail(EXIT_CONFIG, f"check --online: not available for {config.platform.kind} yet")
+        return report
+    client = platform or genesys_client(config.platform)
     try:
         await _check(config, client, platform_topics(config, rule_topics), report)
     finally:

@@ -10,6 +10,7 @@ import pytest
 from fake_helpers import api, channel, next_event
 from websockets.asyncio.client import connect
 
+from outdial.config import PlatformConfig
 from outdial.fake import FakePlatform
 from outdial.fake.pytest_plugin import (
     FAST_TIMING,
@@ -82,6 +83,7 @@ def test_fake_config_points_a_mapping_at_the_fake(tmp_path: Path) -> None:
         calling_window=("09:00", "17:00"),
         env={"NUMBER": "+441212345601"},
     )
+    assert isinstance(config.platform, PlatformConfig)
     assert config.platform.api_url == platform.api_url
     assert config.platform.region is None
     assert config.platform.client_secret.get_secret_value() == platform.client_secret

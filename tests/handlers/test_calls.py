@@ -17,16 +17,25 @@ from outdial.events import CallConversation
 from outdial.fake import CallTiming, call_script, plan_call
 from outdial.fake import Outcome as FakeOutcome
 from outdial.fake.script import CallParties
-from outdial.handlers.calls import (
-    Call,
-    CallState,
-    CallUpdate,
-    Outcome,
-    advance,
-    outcome_for,
+from outdial.handlers.calls import Call, CallState, CallUpdate, Outcome, advance, outcome_for
+from outdial.platforms.genesys.codec import (
     q850_cause,
+    unanswered_outcome,
     update_from_conversation,
 )
+
+
+def genesys_outcome(
+    connected: bool,
+    disconnect_type: str | None,
+    *,
+    agent_unavailable: bool = False,
+    q850: int | None = None,
+) -> Outcome:
+    """The state machine's outcome for a call ended as Genesys describes it."""
+    unanswered = unanswered_outcome(disconnect_type, q850)
+    return outcome_for(connected, unanswered, agent_unavailable=agent_unavailable)
+
 
 # The repository's copy of the shared platform fixtures.
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
@@ -134,7 +143,11 @@ def test_the_fakes_agent_unavailable_script_ends_agent_unavailable(
     # The agent alerting is no news; its leg ending with no customer leg ends the call.
     assert updates[0] == CallUpdate("conv", CallState.DIALING)
     assert updates[1] == CallUpdate(
-        "conv", CallState.ENDED, disconnect_type=disconnect, agent_unavailable=True
+        "conv",
+        CallState.ENDED,
+        unanswered=unanswered_outcome(disconnect, None),
+        disconnect_type=disconnect,
+        agent_unavailable=True,
     )
     assert (c.state, c.outcome) == (CallState.ENDED, Outcome.AGENT_UNAVAILABLE)
 
@@ -200,10 +213,11 @@ def test_other_conversation_is_ignored() -> None:
 
 
 def test_outcome_for() -> None:
-    assert outcome_for(True, "timeout") is Outcome.ANSWERED
-    assert outcome_for(False, "timeout", agent_unavailable=True) is Outcome.AGENT_UNAVAILABLE
-    assert outcome_for(True, "error", agent_unavailable=True) is Outcome.ANSWERED
-    assert outcome_for(False, "error") is Outcome.FAILED
+    assert genesys_outcome(True, "timeout") is Outcome.ANSWERED
+    assert genesys_outcome(False, "timeout", agent_unavailable=True) is Outcome.AGENT_UNAVAILABLE
+    assert genesys_outcome(True, "error", agent_unavailable=True) is Outcome.ANSWERED
+    assert genesys_outcome(False, "error") is Outcome.FAILED
+    assert outcome_for(False, None) is Outcome.FAILED
 
 
 updates = st.builds(
@@ -211,6 +225,7 @@ updates = st.builds(
     conversation_id=st.just("conv"),
     state=st.sampled_from(list(CallState)),
     connected=st.booleans(),
+    unanswered=st.sampled_from([None, *Outcome]),
     disconnect_type=st.sampled_from([None, "peer", "endpoint", "client", "timeout", "error"]),
     agent_unavailable=st.booleans(),
     q850=st.sampled_from([None, 1, 16, 17, 18, 19, 21, 28, 34]),
@@ -449,7 +464,7 @@ def test_outcome_for_precedence(
 ) -> None:
     """Connected wins, then agent unavailable, then a telling Q.850 cause, then the type;
     and an abandoned ring (peer) is never busy without a cause that says so."""
-    outcome = outcome_for(connected, disconnect, agent_unavailable=unavailable, q850=cause)
+    outcome = genesys_outcome(connected, disconnect, agent_unavailable=unavailable, q850=cause)
     if connected:
         assert outcome is Outcome.ANSWERED
     elif unavailable:

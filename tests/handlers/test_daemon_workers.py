@@ -15,9 +15,11 @@ import pytest
 from handlers_fakes import AGENT, FakePlatform, clock, config, next_contact_rule, presence
 
 from outdial.app import Daemon
+from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
 from outdial.handlers.registry import HandlerRegistry
 from outdial.platforms.base import AgentState
+from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +74,7 @@ async def running(platform: FakePlatform) -> AsyncIterator[tuple[StubListener, R
         registry.on("v2.users.{userId}.presence", users=[AGENT, OTHER])(recorder.handle)
         daemon = Daemon(
             config(next_contact_rule()),
-            platform=platform,
+            platform=genesys_bundle(platform, ListenerConfig(), clock()),  # type: ignore[arg-type]
             store=store,
             clock=clock(),
             registry=registry,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from handlers_fakes import (
@@ -27,6 +27,7 @@ from outdial.config import Config, GuardsConfig
 from outdial.events import Event
 from outdial.handlers import DoNotCallFileError, HandlerRegistry, Handlers, Match
 from outdial.platforms.base import AgentState, AmbiguousOutcome, PlatformError
+from outdial.platforms.genesys.codec import GenesysCodec
 from outdial.store import ContactRow, SqliteStore
 
 
@@ -40,7 +41,7 @@ async def make(*rules: object, registry: HandlerRegistry | None = None) -> Handl
         [ContactRow(AGENT, "+441212345601"), ContactRow(AGENT, "+441212345602")]
     )
     cfg = config(*(rules or (next_contact_rule(),)))  # type: ignore[arg-type]
-    return Handlers(cfg, FakePlatform(), store, clock(), registry=registry)
+    return Handlers(cfg, FakePlatform(), store, clock(), codec=GenesysCodec(), registry=registry)
 
 
 def test_topics_include_call_tracking() -> None:
@@ -313,7 +314,7 @@ async def test_refresh_survives_platform_errors(caplog: pytest.LogCaptureFixture
     async def broken(user_id: str) -> AgentState:
         raise PlatformError("down", status=500)
 
-    h.platform.get_agent_state = broken  # type: ignore[method-assign]
+    cast(Any, h.platform).get_agent_state = broken
     with caplog.at_level(logging.INFO, logger="outdial"):
         await h.refresh([AGENT])
     assert events_named(caplog, "handler.error")
@@ -462,7 +463,7 @@ async def test_start_loads_the_do_not_call_file(
     )
     store = SqliteStore(":memory:")
     await store.import_contacts([ContactRow(AGENT, "+441212345602")])
-    h = Handlers(dnc_config(path), FakePlatform(), store, clock())
+    h = Handlers(dnc_config(path), FakePlatform(), store, clock(), codec=GenesysCodec())
     with caplog.at_level(logging.INFO, logger="outdial"):
         await h.start()
     for number in ("+441212345601", "+441212345602", "+4930123456"):
@@ -481,7 +482,7 @@ async def test_bad_do_not_call_lines_fail_startup_with_line_numbers(tmp_path: Pa
     path = tmp_path / "dnc.txt"
     path.write_text("+441212345601\nnot a number\n# ok\n12345\n+441212345602\n", encoding="utf-8")
     store = SqliteStore(":memory:")
-    h = Handlers(dnc_config(path), FakePlatform(), store, clock())
+    h = Handlers(dnc_config(path), FakePlatform(), store, clock(), codec=GenesysCodec())
     with pytest.raises(DoNotCallFileError) as caught:
         await h.start()
     message = str(caught.value)
@@ -497,7 +498,11 @@ async def test_bad_do_not_call_lines_fail_startup_with_line_numbers(tmp_path: Pa
 @pytest.mark.anyio
 async def test_missing_do_not_call_file_fails_startup(tmp_path: Path) -> None:
     h = Handlers(
-        dnc_config(tmp_path / "nope.txt"), FakePlatform(), SqliteStore(":memory:"), clock()
+        dnc_config(tmp_path / "nope.txt"),
+        FakePlatform(),
+        SqliteStore(":memory:"),
+        clock(),
+        codec=GenesysCodec(),
     )
     with pytest.raises(DoNotCallFileError, match="cannot read it"):
         await h.start()
@@ -505,5 +510,7 @@ async def test_missing_do_not_call_file_fails_startup(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_start_without_a_do_not_call_file_does_nothing() -> None:
-    h = Handlers(dnc_config(None), FakePlatform(), SqliteStore(":memory:"), clock())
+    h = Handlers(
+        dnc_config(None), FakePlatform(), SqliteStore(":memory:"), clock(), codec=GenesysCodec()
+    )
     await h.start()

@@ -23,6 +23,7 @@ from outdial.events import Event
 from outdial.handlers.dispatch import Handlers
 from outdial.handlers.pacer import READY_TOPIC
 from outdial.platforms.base import AgentState, AmbiguousOutcome, PlatformError
+from outdial.platforms.genesys.codec import GenesysCodec
 from outdial.store import ContactRow, SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -125,7 +126,7 @@ async def pacing(
     await store.import_contacts(
         contacts if contacts is not None else [ContactRow(AGENT, n) for n in LONDON]
     )
-    handlers = Handlers(cfg, platform, store, manual)
+    handlers = Handlers(cfg, platform, store, manual, codec=GenesysCodec())
 
     async def inline(user: str, step: Callable[[], Awaitable[None]]) -> None:
         await step()
@@ -277,7 +278,13 @@ async def test_the_same_readiness_live_here_and_re_read_in_a_replica_places_one_
         replica_platform.agents[AGENT] = AgentState(
             AGENT, REST_PRESENCE, {"status": "OFF_QUEUE", "startTime": "x"}, IDLE_SUMMARY
         )
-        replica = Handlers(live.handlers.config, replica_platform, live.store, live.clock)
+        replica = Handlers(
+            live.handlers.config,
+            replica_platform,
+            live.store,
+            live.clock,
+            codec=GenesysCodec(),
+        )
         await replica.refresh([AGENT])
         assert len(replica_platform.requests) == 1
         # The same readiness arrives live here: the same epoch, so the same key, already claimed.
@@ -315,7 +322,14 @@ async def test_a_custom_handler_on_the_ready_topic_hears_each_readiness_once() -
 
     store = SqliteStore(":memory:")
     manual = clock()
-    handlers = Handlers(config(), FakePlatform(clock=manual), store, manual, registry=registry)
+    handlers = Handlers(
+        config(),
+        FakePlatform(clock=manual),
+        store,
+        manual,
+        codec=GenesysCodec(),
+        registry=registry,
+    )
     try:
         assert f"v2.users.{AGENT}.presence" in handlers.topics()
         for event in (presence(), routing(), summary(), summary()):

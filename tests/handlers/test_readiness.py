@@ -13,22 +13,32 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outdial.config import ReadinessConfig
+from outdial.domain import CallLeg
 from outdial.events import CallConversation, ConversationSummary, Presence, body_as
+from outdial.handlers import readiness
 from outdial.handlers.readiness import (
     AgentFacts,
-    CallLeg,
     ReadinessPolicy,
     assess,
-    call_leg_from,
     epoch_of,
     with_call,
     with_calls_settled,
     with_dial_closed,
     with_dial_open,
-    with_presence,
     with_routing_status,
-    with_summary,
 )
+from outdial.platforms.genesys.codec import call_leg_from, presence_seen, workload_seen
+
+
+def with_presence(facts: AgentFacts, presence: Presence) -> AgentFacts:
+    """Facts after a Genesys presence body, read by the Genesys codec."""
+    return readiness.with_presence(facts, presence_seen(presence))
+
+
+def with_summary(facts: AgentFacts, summary: ConversationSummary) -> AgentFacts:
+    """Facts after a Genesys conversation summary, read by the Genesys codec."""
+    return readiness.with_workload(facts, workload_seen(summary))
+
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "genesys"
 AGENT = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"

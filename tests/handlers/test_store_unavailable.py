@@ -27,6 +27,7 @@ from handlers_fakes import (
 )
 
 from outdial.handlers import Handlers
+from outdial.platforms.genesys.codec import GenesysCodec
 from outdial.store import CallRecord, ContactRow, SqliteStore, StoreUnavailable
 
 pytestmark = pytest.mark.anyio
@@ -94,7 +95,9 @@ async def test_a_placed_call_is_recorded_once_the_store_takes_it_again(
 async def handlers() -> Handlers:
     store = SqliteStore(":memory:")
     await store.import_contacts([ContactRow(AGENT, "+441212345601")])
-    return Handlers(config(next_contact_rule()), FakePlatform(), store, clock())
+    return Handlers(
+        config(next_contact_rule()), FakePlatform(), store, clock(), codec=GenesysCodec()
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,14 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from outdial.clock import SystemClock
-from outdial.listener.session import (
+from outdial.platforms.base import ChannelInfo
+from outdial.platforms.genesys.socket import (
     CLOSE_CODE_MEANINGS,
     SessionEnd,
     SocketSession,
     WarningLimiter,
     who_closed,
 )
-from outdial.platforms.base import ChannelInfo
 
 # -- pure helpers ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import pytest
 from outdial.clock import ManualClock
 from outdial.fake import FakePlatform
 from outdial.platforms.base import AuthError, PlatformError, RetryableError
-from outdial.platforms.genesys import USERS_PER_REQUEST, GenesysPlatform
+from outdial.platforms.genesys.client import USERS_PER_REQUEST, GenesysPlatform
 from outdial.platforms.ratelimit import RateBudget, RequestBudget
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,11 @@ from outdial.clock import ManualClock
 from outdial.config import PlatformConfig
 from outdial.fake import FakePlatform
 from outdial.platforms.base import DialRequest, RetryableError
-from outdial.platforms.genesys import GenesysPlatform, error_from_response, retry_after_seconds
+from outdial.platforms.genesys.client import (
+    GenesysPlatform,
+    error_from_response,
+    retry_after_seconds,
+)
 from outdial.platforms.ratelimit import RateBudget, RequestBudget
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import pytest
 
 from outdial.fake import CallTiming, FakePlatform
 from outdial.platforms.base import AmbiguousOutcome, DialRequest, PlatformError, RetryableError
-from outdial.platforms.genesys import (
+from outdial.platforms.genesys.client import (
     AnalyticsConversation,
     GenesysPlatform,
     analytics_query,

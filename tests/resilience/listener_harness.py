@@ -22,7 +22,10 @@ from outdial.config import Config, ListenerConfig, parse_config
 from outdial.events import Event, Gap
 from outdial.fake import FakePlatform
 from outdial.listener import Listener
+from outdial.platforms.base import ChannelInfo
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.channel import ChannelSupervisor
+from outdial.platforms.genesys.sources import ChannelSources
 
 USER = "3b6a8e2c-5d41-4f0b-9a77-1c2d3e4f5a60"
 PRESENCE = f"v2.users.{USER}.presence"
@@ -72,6 +75,12 @@ class Harness:
     @property
     def events(self) -> list[Event]:
         return [i for i in self.items if isinstance(i, Event)]
+
+    def channel(self, shard: int) -> ChannelInfo | None:
+        """The notification channel shard ``shard`` is on now (Genesys sources only)."""
+        supervisor = self.listener.supervisors[shard]
+        assert isinstance(supervisor, ChannelSupervisor)
+        return supervisor.channel
 
     @property
     def gaps(self) -> list[Gap]:
@@ -125,7 +134,9 @@ async def running_listener(
         client_secret=client_secret or platform.client_secret,
         timeout=2.0,
     )
-    listener = Listener(client, topics, settings, SystemClock(), Random(0))
+    listener = Listener(
+        ChannelSources(client, settings, SystemClock(), Random(0)), topics, settings, SystemClock()
+    )
     harness = Harness(listener, client)
     if read:
         harness.reading.set()

@@ -37,6 +37,7 @@ from outdial.fake import CallTiming, FakePlatform, Outcome
 from outdial.handlers.dialer import Dialer, RetryPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import SqliteStore
 from outdial.store.base import ContactRow, Store
 
@@ -185,7 +186,12 @@ async def running(
                 clock=client_clock,
                 sleep=client_clock.sleep,
             )
-            daemon = Daemon(config, platform=client, store=store, clock=clock)
+            daemon = Daemon(
+                config,
+                platform=genesys_bundle(client, config.listener, clock),
+                store=store,
+                clock=clock,
+            )
             # Production dialer, test tempo: retries back off in milliseconds.
             daemon.handlers.dialer = Dialer(
                 client,

@@ -78,22 +78,23 @@ async def test_evicted_channel_is_replaced() -> None:
                 assert response.status_code == 200
         assert ours not in platform.live_channels
         await harness.ready(gaps=2)
-        assert harness.listener.supervisors[0].channel is not None
-        assert harness.listener.supervisors[0].channel.id != ours
+        replaced = harness.channel(0)
+        assert replaced is not None
+        assert replaced.id != ours
         assert await harness.roundtrip(platform, 0, 10) == list(range(10))
 
 
 async def test_second_socket_on_our_channel_kicks_us_and_we_come_back() -> None:
     async with FakePlatform([USER]) as platform, running_listener(platform) as harness:
         await harness.ready()
-        channel = harness.listener.supervisors[0].channel
+        channel = harness.channel(0)
         assert channel is not None
         intruder = await connect(channel.connect_uri, proxy=None)
         try:
             await harness.ready(gaps=2)
         finally:
             await intruder.close()
-        assert harness.listener.supervisors[0].channel == channel
+        assert harness.channel(0) == channel
         assert await harness.roundtrip(platform, 0, 10) == list(range(10))
 
 

@@ -25,6 +25,16 @@ def rows(n: int, user: str = AGENT) -> list[ContactRow]:
     return [ContactRow(user, f"+4930123456{i:02d}", name=f"c{i}") for i in range(n)]
 
 
+async def placed_and_ended(store: Store, key: str, conversation_id: str) -> None:
+    """The claim ``key`` placed ``conversation_id``, a call that has ended since."""
+    claim = await store.get_claim(key)
+    assert claim is not None
+    number = claim.phone_number or ""
+    contact_id = claim.contact.id if claim.contact is not None else None
+    call = CallRecord(conversation_id, claim.user_id, contact_id, number, "ended", None, NOW, NOW)
+    await store.record_placed(key, call)
+
+
 @pytest.mark.anyio
 async def test_claim_twice_second_gets_none(store: Store) -> None:
     first = await store.claim_dial("k1", "r", AGENT, NOW, phone_number="+441212345601")
@@ -160,7 +170,7 @@ async def test_open_claims_and_retry_compare_and_set(store: Store) -> None:
     assert a is not None
     assert b is not None
     assert c is not None
-    await store.mark_placed("c", "conv-c")
+    await placed_and_ended(store, "c", "conv-c")
     later = NOW + timedelta(minutes=1)
     await store.mark_unknown("a", "read timeout", later)
     assert [x.key for x in await store.open_claims()] == ["a", "b"]
@@ -228,7 +238,7 @@ async def test_claim_states_and_outcomes(store: Store) -> None:
     claim = await store.claim_dial("k", "r", AGENT, NOW, contact="next")
     assert claim is not None
     assert claim.contact is not None
-    await store.mark_placed("k", "conv-1")
+    await placed_and_ended(store, "k", "conv-1")
     placed = await store.get_claim("k")
     assert placed is not None
     assert placed.state == "placed"
@@ -693,10 +703,7 @@ async def test_claim_for_dial_takes_the_chosen_contact_only_while_due(store: Sto
     assert got.claim is not None
     assert got.claim.contact is not None
     assert (got.claim.contact.id, got.claim.phone_number) == (b.id, b.phone_number)
-    await store.mark_placed("k1", "conv")
-    await store.upsert_call(
-        CallRecord("conv", AGENT, b.id, b.phone_number, "ended", "busy", NOW, NOW)
-    )
+    await placed_and_ended(store, "k1", "conv")
     # Taken already (dialing): refused, and no claim is left behind.
     again = await store.claim_for_dial("k2", "r", AGENT, NOW, contact=b.id)
     assert (again.claim, again.refused) == (None, "no_contact")
@@ -772,7 +779,7 @@ async def test_remove_contacts_keeps_those_in_a_call_and_the_history_of_past_cla
     assert past is not None
     assert past.contact is not None
     assert past.contact.id == a.id
-    await store.mark_placed("k-past", "conv-past")
+    await placed_and_ended(store, "k-past", "conv-past")
     await store.record_outcome(a.id, "answered", NOW, None)
     now = await store.claim_dial("k-now", "r", AGENT, NOW, contact="next")
     assert now is not None

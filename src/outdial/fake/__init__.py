@@ -24,8 +24,11 @@ Where to look:
 * :mod:`outdial.fake.scenario`: scenario files (agents, outcomes, timing, faults).
 * :mod:`outdial.fake.control`: the ``/fake/...`` HTTP control endpoints.
 * :mod:`outdial.fake.pytest_plugin`: the ``fake_platform`` fixtures and daemon helpers.
+* :mod:`outdial.fake.cxone`: :class:`FakeCxone`, the fake NICE CXone platform
+  (``outdial fake-server --platform cxone``; ``fake_cxone`` fixtures).
 """
 
+from outdial.fake.cxone import FakeCxone
 from outdial.fake.errors import ApiError, FieldDetail
 from outdial.fake.platform import (
     DEFAULT_AGENTS,
@@ -59,6 +62,7 @@ __all__ = [
     "CallStep",
     "CallStyle",
     "CallTiming",
+    "FakeCxone",
     "FakePlatform",
     "Fault",
     "FaultProxy",

@@ -40,6 +40,19 @@ put an agent in the situations a dialer must respect:
   "conversationSummary")``;
 * the agent hanging up: ``fake_platform.set_hangup(number, "agent")``.
 
+For NICE CXone, beside them:
+
+* ``fake_cxone``: a running :class:`~outdial.fake.cxone.FakeCxone` (seed 0,
+  :data:`FAST_TIMING`; agents ``3141592`` and ``2718281`` with the manual
+  outbound skill 4242, Available).
+* ``fake_cxone_factory``: ``fake_cxone_factory(**options)``, the same fast
+  defaults with your options (``skills=``, ``dial_names_contact=True``, ...).
+* ``fake_cxone_control``: an ``httpx.AsyncClient`` on its ``/fake/...``
+  endpoints (:func:`fake_cxone_control_client` for any fake CXone).
+* :func:`fake_cxone_config` points a config at it: ``[platform] kind =
+  "cxone"``, its issuer and credentials, ``skill_id``, a station number per
+  agent, and every agent your rules name simulated by the fake.
+
 ``fake_platform.conversation_summary(user)`` and ``agent_routing_status(user)``
 say where an agent is now. Like the platform, the fake refuses a token's
 301st request in a minute (429 with ``Retry-After``);
@@ -60,6 +73,7 @@ import httpx
 import pytest
 
 from outdial.fake.control import control_headers
+from outdial.fake.cxone import FakeCxone
 from outdial.fake.platform import FakePlatform
 from outdial.fake.script import CallTiming
 
@@ -74,6 +88,11 @@ __all__ = [
     "fake_config",
     "fake_control",
     "fake_control_client",
+    "fake_cxone",
+    "fake_cxone_config",
+    "fake_cxone_control",
+    "fake_cxone_control_client",
+    "fake_cxone_factory",
     "fake_platform",
     "fake_platform_factory",
     "running_daemon",
@@ -184,6 +203,109 @@ def fake_config(
         for rule in parsed.rules:
             for user in rule.users:
                 platform.add_agent(user)
+    return parsed
+
+
+_FAST_CXONE_DEFAULTS: dict[str, Any] = {"seed": 0, "timing": FAST_TIMING}
+
+
+@pytest.fixture
+async def fake_cxone(anyio_backend: str) -> AsyncIterator[FakeCxone]:
+    """A running :class:`FakeCxone` with two agents, seed 0 and :data:`FAST_TIMING`."""
+    async with FakeCxone(**_FAST_CXONE_DEFAULTS) as cxone:
+        yield cxone
+
+
+@pytest.fixture
+def fake_cxone_factory() -> Callable[..., FakeCxone]:
+    """Build a :class:`FakeCxone` with the fixture's fast defaults overridden by yours.
+
+    ::
+
+        async with fake_cxone_factory(agents=["42"], dial_names_contact=True) as cxone:
+            ...
+    """
+
+    def make(**options: Any) -> FakeCxone:
+        return FakeCxone(**{**_FAST_CXONE_DEFAULTS, **options})
+
+    return make
+
+
+def fake_cxone_control_client(cxone: FakeCxone, **options: Any) -> httpx.AsyncClient:
+    """An HTTP client on ``cxone``'s control endpoints (paths relative to ``/fake``)."""
+    headers = {"Authorization": f"Bearer {cxone.control_token}"}
+    headers.update(dict(options.pop("headers", {})))
+    return httpx.AsyncClient(base_url=cxone.control_url, headers=headers, **options)
+
+
+@pytest.fixture
+async def fake_cxone_control(fake_cxone: FakeCxone) -> AsyncIterator[httpx.AsyncClient]:
+    """:func:`fake_cxone_control_client` on the ``fake_cxone`` fixture's fake."""
+    async with fake_cxone_control_client(fake_cxone) as client:
+        yield client
+
+
+#: The station numbers :func:`fake_cxone_config` gives agents that have none (one each:
+#: the platform refuses a second session on a number in use).
+_STATION_BASE = 14155550100
+
+
+def fake_cxone_config(
+    cxone: FakeCxone,
+    config: str | Path | Mapping[str, Any],
+    *,
+    store_url: str,
+    calling_window: tuple[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    add_agents: bool = True,
+) -> Config:
+    """Your config pointed at the fake CXone ``cxone`` (a TOML path or a parsed mapping).
+
+    ``[platform]`` becomes ``kind = "cxone"`` with the fake's issuer, app
+    credentials and access key (your ``session``, ``api_version``,
+    ``poll_timeout``... stay); ``skill_id`` defaults to the fake's manual
+    outbound skill, and every agent your rules name without a station number
+    gets one of its own. ``[store]`` and ``[guards] calling_window`` are as in
+    :func:`fake_config`. With ``add_agents`` every agent your rules name (CXone
+    agent ids: digits) becomes an agent of the fake.
+    """
+    from outdial.config import parse_config
+    from outdial.files import load_toml
+
+    if isinstance(config, str | Path):
+        source = str(config)
+        data: dict[str, Any] = load_toml(config, what="a config file")
+    else:
+        source, data = "<test config>", dict(config)
+    environ = os.environ if env is None else env
+    settings = dict(data.get("platform", {}))
+    for key in ("region", "api_url", "login_url"):
+        settings.pop(key, None)  # Genesys keys: a CXone config has none
+    settings.update(
+        kind="cxone",
+        issuer=cxone.issuer_url,
+        client_id=cxone.client_id,
+        client_secret=cxone.client_secret,
+        access_key_id=cxone.access_key_id,
+        access_key_secret=cxone.access_key_secret,
+    )
+    settings.setdefault("skill_id", cxone.skill_id)
+    guards = dict(data.get("guards", {}))
+    guards["calling_window"] = list(calling_window or always_open_window())
+    data = {**data, "platform": settings, "store": {"url": store_url}, "guards": guards}
+    users = [user for rule in parse_config(data, source, environ).rules for user in rule.users]
+    if not settings.get("station_phone_number") and not settings.get("station_id"):
+        agents = {k: dict(v) for k, v in dict(settings.get("agents", {})).items()}
+        for n, user in enumerate(dict.fromkeys(users)):
+            own = agents.setdefault(user, {})
+            if not own.get("station_phone_number") and not own.get("station_id"):
+                own["station_phone_number"] = f"+{_STATION_BASE + n + 1}"
+        settings["agents"] = agents
+    parsed = parse_config(data, source, environ)
+    if add_agents:
+        for user in users:
+            cxone.add_agent(user)
     return parsed
 
 

@@ -55,9 +55,9 @@ from outdial.handlers.selection import choose_contact
 from outdial.handlers.templates import RenderedDial, TemplateError
 from outdial.platforms.base import (
     AmbiguousOutcome,
+    CallControl,
     DialRequest,
     OutboundCall,
-    Platform,
     PlatformError,
 )
 from outdial.store.base import CallRecord, Claim, NumberCap, Store, StoreUnavailable
@@ -187,7 +187,7 @@ class Dialer:
 
     def __init__(
         self,
-        platform: Platform,
+        platform: CallControl,
         store: Store,
         guards_config: GuardsConfig,
         clock: Clock,

@@ -31,29 +31,25 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
-from pydantic import ValidationError
 
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import Config
-from outdial.events import (
-    CallConversation,
-    ConversationSummary,
-    Event,
-    Presence,
-    RoutingStatus,
-    body_as,
-    topic_user_id,
-)
-from outdial.handlers import guards, readiness
-from outdial.handlers.calls import (
-    Call,
+from outdial.domain import (
+    AgentObservation,
+    CallLeg,
+    CallSeen,
     CallState,
     CallUpdate,
-    Outcome,
-    advance,
-    update_from_conversation,
+    Decoded,
+    OutboundCall,
+    PresenceSeen,
+    RoutingSeen,
+    WorkloadSeen,
 )
+from outdial.events import Event, topic_user_id
+from outdial.handlers import guards, readiness
+from outdial.handlers.calls import Call, Outcome, advance
 from outdial.handlers.dialer import Dialer, DialResult
 from outdial.handlers.donotcall import load_do_not_call_file
 from outdial.handlers.pacer import (
@@ -64,21 +60,27 @@ from outdial.handlers.pacer import (
     ready_topic,
     ready_topic_user,
 )
-from outdial.handlers.readiness import CallLeg, ReadinessPolicy
+from outdial.handlers.readiness import ReadinessPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.handlers.templates import Template
-from outdial.platforms.base import AgentState, OutboundCall, Platform, PlatformError
+from outdial.platforms.base import (
+    AgentSnapshot,
+    AgentStateReader,
+    CallControl,
+    Codec,
+    MalformedEvent,
+    PlatformError,
+)
 from outdial.store.base import CallRecord, ContactOutcome, Store, StoreUnavailable
 
 __all__ = [
-    "CALLS_TOPIC",
     "Handlers",
     "HandlingObserver",
+    "RestPorts",
     "StepRunner",
     "UserStep",
-    "calls_topic",
     "dial_users",
     "readiness_topics",
     "ready_users",
@@ -88,8 +90,6 @@ __all__ = [
 
 logger = logging.getLogger("outdial.handlers")
 
-CALLS_TOPIC = "v2.users.{userId}.conversations.calls"
-_CALLS_SUFFIX = ".conversations.calls"
 # Call events that arrive before the dial's response names the call: kept
 # (newest wins, oldest dropped past this many) and applied once it is named.
 _EARLY_EVENTS = 256
@@ -104,14 +104,16 @@ MAX_FAILED_PER_EPOCH = 3
 #: A busy agent (per the store) is looked at again after this long at the latest,
 #: in case what keeps it busy settles without an event.
 _BUSY_RECHECK = 15.0
-#: The platform topics readiness needs, per agent.
-_READINESS_SUFFIXES = (".presence", ".routingStatus", ".conversationsummary", _CALLS_SUFFIX)
 
 #: One agent's part of a refresh: re-read over REST and feed through ``handle``.
 UserStep = Callable[[], Awaitable[None]]
 #: Runs one agent's step (``None``: no agent) and returns once it has run,
 #: raising what it raised. See :attr:`Handlers.run_for_user`.
 StepRunner = Callable[[str | None, UserStep], Awaitable[None]]
+
+
+class RestPorts(CallControl, AgentStateReader, Protocol):
+    """What the handlers ask of the platform over REST: calls, and agent re-reads."""
 
 
 class HandlingObserver(Protocol):
@@ -142,18 +144,13 @@ async def run_inline(user_id: str | None, step: UserStep) -> None:
     await step()
 
 
-def calls_topic(user_id: str) -> str:
-    """The conversations-calls topic of one agent."""
-    return CALLS_TOPIC.replace("{userId}", user_id)
-
-
 @dataclass(frozen=True, slots=True)
 class _EarlyCall:
     """A call event for a conversation not tracked (yet): not ours, or ours before the
     dial's answer named it."""
 
     user_id: str | None
-    conversation: CallConversation
+    call: CallSeen
     seen_at: datetime
 
 
@@ -174,16 +171,19 @@ class Handlers:
     def __init__(
         self,
         config: Config,
-        platform: Platform,
+        platform: RestPorts,
         store: Store,
         clock: Clock,
         *,
+        codec: Codec,
         registry: HandlerRegistry | None = None,
         dialer: Dialer | None = None,
         reconcile_policy: ReconcilePolicy | None = None,
     ) -> None:
         self.config = config
         self.platform = platform
+        #: Reads the platform's events into domain terms, and names its topics.
+        self.codec = codec
         self.store = store
         self.clock = clock
         self.rules = RuleIndex.compile(config.rules)
@@ -199,7 +199,9 @@ class Handlers:
             self.dialer.recent_calls = self.recent_calls
         #: False stops new dials (a draining shutdown) while calls are still tracked.
         self.dialing_enabled = True
-        self.readiness = ReadinessPolicy.from_config(config.readiness)
+        self.readiness = ReadinessPolicy.from_config(
+            config.readiness, check_routing=codec.has_routing_status
+        )
         #: Readiness facts, offers and wake-ups of the agents ready rules name.
         self.pacer = Pacer(clock, ready_users(self.rules, self.registry))
         # Live events seen per topic: a re-read that began before one of them is
@@ -222,16 +224,11 @@ class Handlers:
         unknown dial is looked for first, before asking the platform's call history."""
         calls: list[OutboundCall] = []
         for early in self._early.values():
-            conversation = early.conversation
-            if early.user_id != user_id or conversation.customer() is None:
+            call = early.call
+            if early.user_id != user_id or not call.outbound or not call.number:
                 continue
-            customer = conversation.customer()
-            assert customer is not None
-            direction = customer.direction or "outbound"
-            if direction.lower() != "outbound" or not customer.address:
-                continue
-            started = readiness.parse_time(customer.start_time) or early.seen_at
-            calls.append(OutboundCall(conversation.id, started, customer.address))
+            started = call.started_at or early.seen_at
+            calls.append(OutboundCall(call.update.conversation_id, started, call.number))
         return calls
 
     def _call_lock(self, conversation_id: str) -> anyio.Lock:
@@ -267,7 +264,9 @@ class Handlers:
             # Read before changing anything: a bad file refuses the whole reload.
             numbers = await load_do_not_call_file(path, config.guards.default_region)
         self.config, self.rules = config, rules
-        self.readiness = ReadinessPolicy.from_config(config.readiness)
+        self.readiness = ReadinessPolicy.from_config(
+            config.readiness, check_routing=self.codec.has_routing_status
+        )
         self.pacer.track(ready_users(rules, self.registry))
         # Rules, guards or readiness may have changed: every tracked agent is looked at again.
         for user in self.pacer.tracked:
@@ -335,8 +334,8 @@ class Handlers:
         """Every platform topic to subscribe: the rules', the custom handlers', call tracking,
         and what readiness needs for the agents ready rules name (derived topics are
         outdial's own and never subscribed)."""
-        topics = rule_topics(self.rules) | self.registry.topics()
-        topics |= readiness_topics(self.pacer.tracked)
+        topics = rule_topics(self.rules, self.codec) | self.registry.topics()
+        topics |= readiness_topics(self.pacer.tracked, self.codec)
         return {t for t in topics if not is_derived(t)}
 
     async def handle(self, event: Event) -> None:
@@ -349,25 +348,28 @@ class Handlers:
             self._live_seen[event.topic] = self._live_seen.get(event.topic, 0) + 1
         user = topic_user_id(event.topic)
         tracked = self.pacer.is_tracked(user)
-        conversation: CallConversation | None = None
+        decoded = self._decode(event)
+        call = decoded.call
         own = False
-        if event.topic.startswith("v2.users.") and event.topic.endswith(_CALLS_SUFFIX):
+        if call is not None:
             try:
-                conversation, own = await self._track_call(event)
-                if tracked and conversation is not None and user is not None:
-                    self._observe_call(user, conversation)
+                own = await self._track_call(call, user)
+                if tracked and call.leg is not None and user is not None:
+                    leg = call.leg
+                    self.pacer.update(user, lambda f: readiness.with_call(f, leg))
             except Exception as exc:
                 self._error("call.track", event, exc)
         elif tracked and user is not None:
-            self._observe(user, event)
+            for seen in decoded.observations:
+                self._observe(user, seen)
         try:
             matches = self.rules.match(event)
             custom = self.registry.match(event)
         except Exception as exc:
             self._error("rules.match", event, exc)
             return
-        if conversation is not None and any(not _fires_on_own(m) for m in matches):
-            own = own or await self._dialed_now(user, conversation)
+        if call is not None and any(not _fires_on_own(m) for m in matches):
+            own = own or await self._dialed_now(user, call)
             if own:
                 ignored = [m.name for m in matches if not _fires_on_own(m)]
                 matches = [m for m in matches if _fires_on_own(m)]
@@ -375,7 +377,7 @@ class Handlers:
                     logger,
                     "rule.own_call",
                     user=user,
-                    conversation=conversation.id,
+                    conversation=call.update.conversation_id,
                     rules=",".join(ignored),
                     reason="a call outdial placed; set on_own_calls = true to fire on it",
                 )
@@ -422,26 +424,29 @@ class Handlers:
 
     # -- readiness -------------------------------------------------------------
 
-    def _observe(self, user_id: str, event: Event) -> None:
-        """Feed a presence, routing status or conversation summary event into the facts."""
-        topic = event.topic
+    def _decode(self, event: Event) -> Decoded:
+        """What the event says, in domain terms; a malformed body says nothing (logged)."""
         try:
-            if topic.endswith(".presence"):
-                presence = body_as(Presence, event.body)
-                self.pacer.update(user_id, lambda f: readiness.with_presence(f, presence))
-            elif topic.endswith(".routingStatus"):
-                status = body_as(RoutingStatus, event.body).routing_status.status
-                self.pacer.update(user_id, lambda f: readiness.with_routing_status(f, status))
-            elif topic.endswith(".conversationsummary"):
-                summary = body_as(ConversationSummary, event.body)
-                self.pacer.update(user_id, lambda f: readiness.with_summary(f, summary))
-        except ValidationError as exc:
-            self._malformed(topic, exc)
+            return self.codec.decode(event, self.clock.now())
+        except MalformedEvent as exc:
+            calls = self.codec.is_calls_topic(event.topic)
+            log.emit(
+                logger,
+                "call.malformed" if calls else "event.malformed",
+                logging.WARNING,
+                topic=event.topic,
+                reason=str(exc),
+            )
+            return Decoded()
 
-    def _observe_call(self, user_id: str, conversation: CallConversation) -> None:
-        leg = readiness.call_leg_from(conversation, user_id, self.clock.now())
-        if leg is not None:
-            self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
+    def _observe(self, user_id: str, seen: AgentObservation) -> None:
+        """Feed what an event says of the agent's presence, routing or workload into the facts."""
+        if isinstance(seen, PresenceSeen):
+            self.pacer.update(user_id, lambda f: readiness.with_presence(f, seen))
+        elif isinstance(seen, RoutingSeen):
+            self.pacer.update(user_id, lambda f: readiness.with_routing_status(f, seen.status))
+        elif isinstance(seen, WorkloadSeen):
+            self.pacer.update(user_id, lambda f: readiness.with_workload(f, seen))
 
     async def _seed(self, user_id: str) -> None:
         """Before an agent's first look: its last ended call from the store.
@@ -673,7 +678,7 @@ class Handlers:
         return step
 
     def _agent_step(
-        self, state: AgentState, tracked_calls: set[str], seen_before: Mapping[str, int]
+        self, state: AgentSnapshot, tracked_calls: set[str], seen_before: Mapping[str, int]
     ) -> UserStep:
         """One agent's re-read state, applied in the agent's turn.
 
@@ -696,25 +701,24 @@ class Handlers:
                     reason="the platform does not know this user id; check the rules' users",
                 )
                 return
-            topic = f"v2.users.{user_id}.presence"
-            if state.presence and fresh(topic):
-                await self._handle(self._synthetic(topic, dict(state.presence)), pace=False)
-            topic = f"v2.users.{user_id}.routingStatus"
-            if state.routing_status and fresh(topic):
-                body = {"id": user_id, "routingStatus": dict(state.routing_status)}
-                await self._handle(self._synthetic(topic, body), pace=False)
+            workload_reread = False
+            for topic, body in state.reread_events():
+                if not fresh(topic):
+                    continue
+                event = self._synthetic(topic, dict(body))
+                workload_reread = workload_reread or any(
+                    isinstance(seen, WorkloadSeen) for seen in self._decode(event).observations
+                )
+                await self._handle(event, pace=False)
             if not self.pacer.is_tracked(user_id):
                 return
-            topic = f"v2.users.{user_id}.conversationsummary"
-            if state.conversation_summary is not None and fresh(topic):
-                self._observe(user_id, self._synthetic(topic, dict(state.conversation_summary)))
-                facts = self.pacer.facts[user_id]
-                if facts.active_calls == 0 and facts.acw_calls == 0:
-                    # Nothing going on: calls still listed ended unseen during the gap.
-                    now = self.clock.now()
-                    self.pacer.update(
-                        user_id, lambda f: readiness.with_calls_settled(f, now, tracked_calls)
-                    )
+            facts = self.pacer.facts[user_id]
+            if workload_reread and facts.active_calls == 0 and facts.acw_calls == 0:
+                # Nothing going on: calls still listed ended unseen during the gap.
+                now = self.clock.now()
+                self.pacer.update(
+                    user_id, lambda f: readiness.with_calls_settled(f, now, tracked_calls)
+                )
             await self.pace(user_id)
 
         return step
@@ -727,7 +731,7 @@ class Handlers:
             self._error("refresh.call", None, exc, conversation=conversation_id)
             return
         if snapshot is None:
-            update = CallUpdate(conversation_id, CallState.ENDED, False, "unknown")
+            update = CallUpdate(conversation_id, CallState.ENDED, disconnect_type="unknown")
             async with self._call_lock(conversation_id):
                 # Re-read under the lock: an event may have ended it meanwhile.
                 current = await self.store.get_call(conversation_id)
@@ -738,50 +742,41 @@ class Handlers:
                 self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
             return
         # Not paced here: the agent's own re-read (or the caller) looks at readiness.
-        await self._handle(self._synthetic(calls_topic(user_id), dict(snapshot.body)), pace=False)
+        topic = self.codec.calls_topic(user_id)
+        await self._handle(self._synthetic(topic, dict(snapshot.body)), pace=False)
 
     def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
         return Event(
             topic=topic, body=body, channel_id=_REFRESH, received_at=self.clock.monotonic()
         )
 
-    async def _track_call(self, event: Event) -> tuple[CallConversation | None, bool]:
-        """Advance the stored call an event is about.
-
-        Returns the parsed body (None: malformed) and whether the call is one
-        outdial placed (it is tracked in the store).
-        """
-        try:
-            conversation = body_as(CallConversation, event.body)
-        except ValidationError as exc:
-            self._malformed(event.topic, exc, what="call.malformed")
-            return None, False
-        async with self._call_lock(conversation.id):
-            record = await self.store.get_call(conversation.id)
+    async def _track_call(self, call: CallSeen, user_id: str | None) -> bool:
+        """Advance the stored call an event is about; True when it is one outdial placed
+        (it is tracked in the store)."""
+        cid = call.update.conversation_id
+        async with self._call_lock(cid):
+            record = await self.store.get_call(cid)
             if record is None:
                 # Not ours, or ours but the dial's response is not back yet.
-                self._early[conversation.id] = _EarlyCall(
-                    topic_user_id(event.topic), conversation, self.clock.now()
-                )
-                self._early.move_to_end(conversation.id)
+                self._early[cid] = _EarlyCall(user_id, call, self.clock.now())
+                self._early.move_to_end(cid)
                 while len(self._early) > _EARLY_EVENTS:
                     self._early.popitem(last=False)
-                return conversation, False
-            await self._apply(record, update_from_conversation(conversation))
-        return conversation, True
+                return False
+            await self._apply(record, call.update)
+        return True
 
-    async def _dialed_now(self, user_id: str | None, conversation: CallConversation) -> bool:
+    async def _dialed_now(self, user_id: str | None, call: CallSeen) -> bool:
         """Whether an untracked call is one of outdial's whose dial is still open.
 
         A dial whose answer is unknown (or not back yet) has no tracked call,
         but its call's events already come: a call of the agent to a number
         an open claim of the agent dials is taken as outdial's own.
         """
-        customer = conversation.customer()
-        if user_id is None or customer is None or not customer.address:
+        if user_id is None or not call.number:
             return False
         region = self.config.guards.default_region
-        number = guards.normalize_number(customer.address, region)
+        number = guards.normalize_number(call.number, region)
         if not isinstance(number, guards.Allow):
             return False
         for claim in await self.store.open_claims(user_id):
@@ -789,11 +784,6 @@ class Handlers:
             if isinstance(claimed, guards.Allow) and claimed.value == number.value:
                 return True
         return False
-
-    def _malformed(self, topic: str, exc: ValidationError, what: str = "event.malformed") -> None:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        log.emit(logger, what, logging.WARNING, topic=topic, reason=f"{where}: {first['msg']}")
 
     async def _after_dial(self, result: DialResult) -> None:
         if result.status != "placed" or result.conversation_id is None:
@@ -806,7 +796,7 @@ class Handlers:
             if early is not None:
                 record = await self.store.get_call(result.conversation_id)
                 if record is not None:
-                    await self._apply(record, update_from_conversation(early.conversation))
+                    await self._apply(record, early.call.update)
         if result.reconciled:
             # Found afterwards: the call may have moved on (or ended) unseen.
             record = await self.store.get_call(result.conversation_id)
@@ -939,9 +929,9 @@ def dial_users(rules: RuleIndex) -> set[str]:
     return users
 
 
-def rule_topics(rules: RuleIndex) -> set[str]:
+def rule_topics(rules: RuleIndex, codec: Codec) -> set[str]:
     """What the rules need subscribed: their own topics and each dialed agent's calls."""
-    return rules.topics() | {calls_topic(user) for user in dial_users(rules)}
+    return rules.topics() | {codec.calls_topic(user) for user in dial_users(rules)}
 
 
 def ready_users(rules: RuleIndex, registry: HandlerRegistry | None = None) -> set[str]:
@@ -959,6 +949,6 @@ def ready_users(rules: RuleIndex, registry: HandlerRegistry | None = None) -> se
     return users
 
 
-def readiness_topics(users: Iterable[str]) -> set[str]:
+def readiness_topics(users: Iterable[str], codec: Codec) -> set[str]:
     """The platform topics readiness reads, for each of ``users``."""
-    return {f"v2.users.{user}{suffix}" for user in users for suffix in _READINESS_SUFFIXES}
+    return {topic for user in users for topic in codec.agent_topics(user)}

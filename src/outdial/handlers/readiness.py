@@ -33,7 +33,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from outdial.config import ReadinessConfig
-from outdial.events import CallConversation, CallParticipant, ConversationSummary, Presence
+from outdial.domain import CallLeg, PresenceSeen, WorkloadSeen
+from outdial.timestamps import parse_time
 
 __all__ = [
     "AgentFacts",
@@ -41,7 +42,6 @@ __all__ = [
     "Readiness",
     "ReadinessPolicy",
     "assess",
-    "call_leg_from",
     "epoch_of",
     "parse_time",
     "with_call",
@@ -50,25 +50,12 @@ __all__ = [
     "with_dial_open",
     "with_presence",
     "with_routing_status",
-    "with_summary",
+    "with_workload",
 ]
 
-_ENDED = frozenset({"disconnected", "terminated"})
-_AGENT_PURPOSES = frozenset({"agent", "user"})
 #: Conversations remembered as finished, so a late or repeated event of one
 #: of them cannot bring it back (or move the epoch back to it).
 _FINISHED_KEPT = 32
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """A platform timestamp (``2026-11-23T09:16:41.010Z``) as an aware datetime, or None."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +65,17 @@ class ReadinessPolicy:
     presences: frozenset[str] = frozenset({"available"})
     routing_statuses: frozenset[str] = frozenset({"OFF_QUEUE", "IDLE"})
     after_call: float = 5.0
+    #: False on a platform without routing statuses (CXone): the check is left out.
+    check_routing: bool = True
 
     @classmethod
-    def from_config(cls, config: ReadinessConfig) -> ReadinessPolicy:
-        """The policy of a ``[readiness]`` section."""
+    def from_config(cls, config: ReadinessConfig, *, check_routing: bool = True) -> ReadinessPolicy:
+        """The policy of a ``[readiness]`` section (``check_routing``: the platform has one)."""
         return cls(
             presences=frozenset(p.lower() for p in config.presences),
             routing_statuses=frozenset(s.upper() for s in config.routing_statuses),
             after_call=config.after_call,
+            check_routing=check_routing,
         )
 
     def presence_allowed(self, system_presence: str | None, definition_id: str | None) -> bool:
@@ -93,69 +83,6 @@ class ReadinessPolicy:
         if system_presence is not None and system_presence.lower() in self.presences:
             return True
         return definition_id is not None and definition_id.lower() in self.presences
-
-
-@dataclass(frozen=True, slots=True)
-class CallLeg:
-    """One of the agent's calls, as the agent's own leg tells it.
-
-    ``done_at`` is when the agent was free of the call (its leg ended and its
-    wrap-up, if any, finished); None while the call or its wrap-up goes on.
-    """
-
-    conversation_id: str
-    ended: bool = False
-    wrapup_pending: bool = False
-    done_at: datetime | None = None
-
-    @property
-    def done(self) -> bool:
-        """True once the agent is free of this call."""
-        return self.done_at is not None
-
-
-def _agent_leg(conversation: CallConversation, user_id: str) -> CallParticipant | None:
-    legs = [p for p in conversation.participants if p.user_id == user_id]
-    if not legs:
-        legs = [p for p in conversation.participants if p.purpose in _AGENT_PURPOSES]
-    if not legs:
-        return None
-    # A transfer or a consult can give the agent several legs: an active one wins.
-    for leg in legs:
-        if (leg.state or "") not in _ENDED:
-            return leg
-    return legs[-1]
-
-
-def call_leg_from(
-    conversation: CallConversation, user_id: str, observed: datetime
-) -> CallLeg | None:
-    """What a ``conversations.calls`` body says of the agent's own leg; None if it has none.
-
-    Wrap-up is pending while the leg required it (``wrapupRequired``, or ACW
-    started) and neither ``endAcwTime``, a ``wrapup``, ``wrapupSkipped`` nor the
-    ``terminated`` state says it is over. The time the agent was done is the
-    platform's (end of the leg, or of its ACW), but never later than
-    ``observed``: a platform clock ahead of ours must not stretch ``after_call``.
-    """
-    leg = _agent_leg(conversation, user_id)
-    if leg is None:
-        return None
-    state = leg.state or ""
-    if state not in _ENDED:
-        return CallLeg(conversation.id)
-    required = bool(leg.wrapup_required) or leg.start_acw_time is not None
-    finished = (
-        leg.end_acw_time is not None
-        or leg.wrapup is not None
-        or bool(leg.wrapup_skipped)
-        or state == "terminated"
-    )
-    if required and not finished:
-        return CallLeg(conversation.id, ended=True, wrapup_pending=True)
-    times = [t for t in (parse_time(leg.end_time), parse_time(leg.end_acw_time)) if t]
-    done_at = min(max(times), observed) if times else observed
-    return CallLeg(conversation.id, ended=True, done_at=done_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,16 +110,13 @@ class AgentFacts:
     open_dials: frozenset[str] = frozenset()
 
 
-def with_presence(facts: AgentFacts, presence: Presence) -> AgentFacts:
-    """Facts after a presence event (or a presence re-read over REST: same fields)."""
-    definition = presence.presence_definition
-    modified = parse_time(presence.modified_date)
+def with_presence(facts: AgentFacts, presence: PresenceSeen) -> AgentFacts:
+    """Facts after a presence event (or a presence re-read over REST)."""
     return replace(
         facts,
-        presence=definition.system_presence,
-        presence_id=definition.id,
-        # Normalized, so a re-read that writes the same instant differently agrees.
-        presence_modified=modified.isoformat() if modified else presence.modified_date,
+        presence=presence.name,
+        presence_id=presence.definition_id,
+        presence_modified=presence.modified,
     )
 
 
@@ -201,13 +125,9 @@ def with_routing_status(facts: AgentFacts, status: str) -> AgentFacts:
     return replace(facts, routing_status=status.upper())
 
 
-def with_summary(facts: AgentFacts, summary: ConversationSummary) -> AgentFacts:
-    """Facts after a conversation summary: calls and callbacks, active and in ACW."""
-    return replace(
-        facts,
-        active_calls=summary.call.active + summary.callback.active,
-        acw_calls=summary.call.acw + summary.callback.acw,
-    )
+def with_workload(facts: AgentFacts, workload: WorkloadSeen) -> AgentFacts:
+    """Facts after the platform said how many calls the agent is on and wrapping up."""
+    return replace(facts, active_calls=workload.active, acw_calls=workload.acw)
 
 
 def with_call(facts: AgentFacts, leg: CallLeg) -> AgentFacts:
@@ -307,10 +227,11 @@ def assess(facts: AgentFacts, policy: ReadinessPolicy, now: datetime) -> Readine
         return Readiness(False, "presence not known yet")
     if not policy.presence_allowed(facts.presence, facts.presence_id):
         return Readiness(False, f"presence {facts.presence or facts.presence_id}")
-    if facts.routing_status is None:
-        return Readiness(False, "routing status not known yet")
-    if facts.routing_status not in policy.routing_statuses:
-        return Readiness(False, f"routing status {facts.routing_status}")
+    if policy.check_routing:
+        if facts.routing_status is None:
+            return Readiness(False, "routing status not known yet")
+        if facts.routing_status not in policy.routing_statuses:
+            return Readiness(False, f"routing status {facts.routing_status}")
     if facts.active_calls is None:
         # Fail closed: without it a call outdial did not place would go unseen.
         return Readiness(False, "conversation summary not known yet")

@@ -1,8 +1,10 @@
-"""The listener: every shard's channel, one bounded stream of events and gaps out.
+"""The listener: every event source, one bounded stream of events and gaps out.
 
-Topics are sharded over channels (at most 1,000 per channel, 20 channels per
-app). Each shard runs a :class:`ChannelSupervisor`; all of them hand events to
-one bounded memory stream that the handlers read. Receiving never waits for
+Topics are split over event sources as the platform needs
+(:class:`~outdial.platforms.base.EventSourceFactory`: Genesys notification
+channels of at most 1,000 topics, 20 per app; one CXone session per agent).
+Each source keeps its connection alive; all of them hand events to one
+bounded memory stream that the handlers read. Receiving never waits for
 handling. The overflow policy: when the stream is full, events are dropped and
 *counted* until the handlers have caught up with everything queued before the
 overflow; then they receive one gap covering exactly the dropped interval and
@@ -14,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from random import Random
 
 import anyio
 import anyio.abc
@@ -23,10 +24,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
-from outdial.listener.channel import ChannelSupervisor
-from outdial.listener.plan import OverlapDeduper, reshard, shard_topics
+from outdial.listener.dedupe import OverlapDeduper
 from outdial.log import emit
-from outdial.platforms.base import Platform, SubscriptionResult
+from outdial.platforms.base import EventSource, EventSourceFactory, SubscriptionResult
 
 __all__ = ["Listener", "ListenerStats"]
 
@@ -53,21 +53,19 @@ class Listener:
 
     Iterate it (``async for item in listener``) alongside ``await listener.run()``
     in the same task group; ``run`` returns only by cancellation or raises
-    :class:`~outdial.listener.channel.ListenerFatal`, and iteration ends after it.
+    :class:`~outdial.listener.state.ListenerFatal`, and iteration ends after it.
     """
 
     def __init__(
         self,
-        platform: Platform,
+        sources: EventSourceFactory,
         topics: Iterable[str],
         settings: ListenerConfig,
         clock: Clock,
-        rng: Random | None = None,
     ) -> None:
-        self._platform = platform
+        self._sources = sources
         self._settings = settings
         self._clock = clock
-        self._rng = rng or Random()
         self._send: MemoryObjectSendStream[Item]
         self._receive: MemoryObjectReceiveStream[Item]
         self._send, self._receive = anyio.create_memory_object_stream[Item](settings.queue_size)
@@ -82,8 +80,9 @@ class Listener:
         self.stats = ListenerStats()
         self._tg: anyio.abc.TaskGroup | None = None
         self._resharding = anyio.Lock()
-        self.supervisors = [
-            self._supervisor(index, shard) for index, shard in enumerate(shard_topics(topics))
+        #: One event source per shard (a channel, an agent session), in shard order.
+        self.supervisors: list[EventSource] = [
+            self._supervisor(index, shard) for index, shard in enumerate(sources.shard([], topics))
         ]
 
     @property
@@ -117,7 +116,7 @@ class Listener:
         (they are left out).
         """
         async with self._resharding:
-            layout = reshard([s.topics for s in self.supervisors], topics)
+            layout = self._sources.shard([s.topics for s in self.supervisors], topics)
             rejected: list[SubscriptionResult] = []
             for index, shard in enumerate(layout):
                 if index < len(self.supervisors):
@@ -130,25 +129,16 @@ class Listener:
             emit(log, "listener.topics", topics=len(self.topics), shards=len(self.supervisors))
             return rejected
 
-    def _supervisor(self, index: int, topics: Iterable[str]) -> ChannelSupervisor:
-        return ChannelSupervisor(
-            f"shard-{index}",
-            list(topics),
-            platform=self._platform,
-            settings=self._settings,
-            clock=self._clock,
-            rng=self._rng,
-            deliver=self._deliver,
-            report_gap=self._report_gap,
-            rotation_started=self._rotation_started,
-            rotation_finished=self._rotation_finished,
-        )
+    def _supervisor(self, index: int, topics: Iterable[str]) -> EventSource:
+        return self._sources.source(f"shard-{index}", frozenset(topics), self)
 
-    def _rotation_started(self) -> None:
+    def rotation_started(self) -> None:
+        """A source carries its topics on two connections for a while: drop duplicates."""
         self._rotations_under_way += 1
         self._dedupe.open()
 
-    def _rotation_finished(self) -> None:
+    def rotation_finished(self) -> None:
+        """The overlap is over (once no source is rotating, after a grace period)."""
         self._rotations_under_way -= 1
         if self._rotations_under_way == 0:
             self._dedupe.close(self._clock.monotonic())
@@ -204,7 +194,8 @@ class Listener:
         self._fast_streak = 0
         return await self._receive.receive()
 
-    def _deliver(self, event: Event) -> None:
+    def deliver(self, event: Event) -> None:
+        """One event from a source: queued, dropped as a duplicate, or counted in an overflow."""
         if self._dedupe.active(event.received_at) and not self._dedupe.first_delivery(
             event.identity
         ):
@@ -230,7 +221,9 @@ class Listener:
         else:
             self._overflow_since = min(self._overflow_since, since)
 
-    def _report_gap(self, gap: Gap) -> None:
+    def report_gap(self, gap: Gap) -> None:
+        """A source may have missed events: queued for the handlers, or folded into an
+        overflow gap when they are behind."""
         if self._overflow_since is None:
             try:
                 self._send.send_nowait(gap)

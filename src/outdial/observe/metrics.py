@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from outdial.listener import ChannelState
 from outdial.observe.status import busy_agents, readiness_problems
-from outdial.platforms.genesys import GenesysPlatform
+from outdial.platforms.ratelimit import RequestBudget, RestStats
 
 if TYPE_CHECKING:
     from outdial.app import Daemon
@@ -214,10 +214,13 @@ class _StateCollector(Collector):
         )
 
     def _rest(self, daemon: Daemon) -> Iterator[Metric]:
-        platform = daemon.platform
-        if not isinstance(platform, GenesysPlatform):
-            return  # another client (a test double) counts nothing
-        stats = platform.rest_stats
+        # A platform's REST client counts its answers (``rest_stats``) and keeps the
+        # shared budget (``budget``); a test double without them counts nothing.
+        rest = daemon.platform.calls
+        stats = getattr(rest, "rest_stats", None)
+        budget = getattr(rest, "budget", None)
+        if not isinstance(stats, RestStats) or not isinstance(budget, RequestBudget):
+            return
         responses = CounterMetricFamily(
             "outdial_rest_responses", "REST answers, by HTTP status", labels=["status"]
         )
@@ -237,7 +240,7 @@ class _StateCollector(Collector):
         yield _gauge(
             "outdial_rest_budget_remaining",
             "REST requests that may be sent now without waiting for the rate budget",
-            platform.budget.remaining(),
+            budget.remaining(),
         )
 
 

@@ -174,7 +174,7 @@ def snapshot(daemon: Daemon, board: StatusBoard) -> dict[str, Any]:
         {
             "shard": s.name,
             "state": s.stats.state.value,
-            "channel": s.channel.id if s.channel else None,
+            "channel": s.connection_id,
             "topics": len(s.topics),
             "last_frame_age": _age(s.last_frame_at, mono),
             "connects": s.stats.connects,

@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
 
 from outdial.clock import Clock
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_PER", "RateBudget", "RequestBudget", "Sleep"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_PER", "RateBudget", "RequestBudget", "RestStats", "Sleep"]
 
 #: Requests a client-credentials token may make per window (the platform's default).
 DEFAULT_LIMIT = 300
@@ -192,3 +193,15 @@ class RequestBudget:
     def observe(self, *, count: int, allowed: int, reset: float) -> None:
         """Feed an answer's ``inin-ratelimit-*`` headers in."""
         self.budget.observe(self._clock.monotonic(), count=count, allowed=allowed, reset=reset)
+
+
+@dataclass(slots=True)
+class RestStats:
+    """Answers to authenticated REST requests, counted for metrics.
+
+    ``responses`` counts answers by HTTP status (429s included); requests that
+    got no answer at all (a connection refused, a timeout) are ``unanswered``.
+    """
+
+    responses: dict[int, int] = field(default_factory=dict)
+    unanswered: int = 0

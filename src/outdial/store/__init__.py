@@ -1,6 +1,9 @@
 """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
 
-:func:`open_store` turns a ``[store] url`` into an open :class:`Store`:
+:func:`open_store` turns a ``[store] url`` into an open :class:`Store`, which
+is four roles on one database (:class:`ContactStore`, :class:`ClaimStore`,
+:class:`CallStore`, :class:`DoNotCallStore`); a caller that needs only one
+names that one:
 
 - ``sqlite:///outdial.db``: a file relative to the working directory
 - ``sqlite:////var/lib/outdial/outdial.db``: an absolute path
@@ -20,12 +23,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from outdial.store.base import (
     CallRecord,
+    CallStore,
     Claim,
     ClaimState,
+    ClaimStore,
     Contact,
     ContactRow,
     ContactsSummary,
     ContactState,
+    ContactStore,
+    DoNotCallStore,
     Store,
     StoreError,
     StoreSettings,
@@ -37,12 +44,16 @@ from outdial.store.sqlite import SqliteStore
 
 __all__ = [
     "CallRecord",
+    "CallStore",
     "Claim",
     "ClaimState",
+    "ClaimStore",
     "Contact",
     "ContactRow",
     "ContactState",
+    "ContactStore",
     "ContactsSummary",
+    "DoNotCallStore",
     "SqliteStore",
     "Store",
     "StoreError",

@@ -1,9 +1,12 @@
-"""The :class:`Store` protocol and the records it keeps.
+"""The :class:`Store` protocol, its roles, and the records it keeps.
 
 The store is the daemon's memory: personal contact lists, the dial claims that
 make "exactly one call per trigger" hold, the calls being tracked, and the
-do-not-call list. Every method is async; a backend may do its I/O however it
-likes (a worker thread for SQLite, a native async driver for PostgreSQL).
+do-not-call list. Each of those is a role protocol (:class:`ContactStore`,
+:class:`ClaimStore`, :class:`CallStore`, :class:`DoNotCallStore`) that a caller
+needing only one may name; :class:`Store` is all four on one database. Every
+method is async; a backend may do its I/O however it likes (a worker thread
+for SQLite, a native async driver for PostgreSQL).
 
 Times are timezone-aware UTC ``datetime`` values everywhere. States and
 outcomes are plain strings so the store does not depend on the handlers; the
@@ -22,15 +25,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallRecord",
+    "CallStore",
     "Claim",
     "ClaimState",
+    "ClaimStore",
     "Contact",
     "ContactOutcome",
     "ContactRow",
     "ContactState",
+    "ContactStore",
     "ContactsSummary",
     "DialClaim",
     "DialContext",
+    "DoNotCallStore",
     "DueContacts",
     "NumberCap",
     "Store",
@@ -295,72 +302,19 @@ class ContactsSummary:
     done: int = 0
 
 
-class Store(Protocol):
-    """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
+class ClaimStore(Protocol):
+    """Dial claims: what makes "exactly one call per trigger" hold.
 
-    Every method raises :class:`StoreUnavailable` when the database does not
-    take the operation (and nothing else of the driver's); ``health`` tells
-    whether it answers now, and calls its listeners when it is back.
+    A dial is claimed under its trigger's deterministic idempotency key, and
+    the claim is durable (committed) when :meth:`claim_for_dial` or
+    :meth:`claim_dial` returns, before the dial's request is sent: a process
+    that stops after sending leaves a claim behind, never a call nobody knows
+    of. A key is claimed at most once, also by processes (replicas) sharing
+    the database; a claim's contact is taken in the claim's own transaction.
+    Every method is one transaction: a claim moves ``claimed`` -> ``placed`` |
+    ``failed`` | ``unknown``, and back from ``unknown`` to ``claimed`` only by
+    :meth:`retry_claim`'s compare-and-set.
     """
-
-    health: StoreHealth
-
-    async def import_contacts(self, rows: Iterable[ContactRow]) -> int:
-        """Insert contacts; a known ``(user_id, phone_number)`` is updated, not duplicated.
-
-        Returns how many rows were written (inserted or updated).
-        """
-        ...
-
-    async def contacts(self, user_id: str | None = None) -> list[Contact]:
-        """All contacts (of one agent when ``user_id`` is given), by id."""
-        ...
-
-    async def get_contact(self, contact_id: int) -> Contact | None:
-        """One contact by id."""
-        ...
-
-    async def remove_contacts(
-        self, user_id: str, phone_numbers: Iterable[str] | None = None
-    ) -> int:
-        """Delete the agent's contacts (only ``phone_numbers``, when given); returns how many.
-
-        A contact in a call (``dialing``) stays: its call still reports to it.
-        """
-        ...
-
-    async def reset_contacts(
-        self, user_id: str | None = None, phone_numbers: Iterable[str] | None = None
-    ) -> int:
-        """Make contacts due again, as newly imported: no attempts, no outcome, due now.
-
-        Every contact, or the agent's (only ``phone_numbers``, when given);
-        one in a call (``dialing``) is left alone. Returns how many were reset.
-        """
-        ...
-
-    async def due_contacts(
-        self,
-        user_id: str,
-        now: datetime,
-        limit: int,
-        *,
-        key: str | None = None,
-        number_cap: NumberCap | None = None,
-    ) -> DueContacts:
-        """The agent's contacts due at ``now`` in list order (at most ``limit``), which of
-        their numbers are on the do-not-call list, the next due time after ``now``, and
-        which numbers ``number_cap`` holds back; when ``key`` has a claim already, only
-        that (``claimed``)."""
-        ...
-
-    async def contacts_generation(self) -> int:
-        """A counter that moves on whenever contacts are imported, by any process."""
-        ...
-
-    async def last_ended_call(self, user_id: str) -> CallRecord | None:
-        """The agent's call that ended last (by ``ended_at``), if any."""
-        ...
 
     async def claim_dial(
         self,
@@ -416,20 +370,18 @@ class Store(Protocol):
         """The claim recorded under ``key``, if any."""
         ...
 
-    async def mark_placed(self, key: str, conversation_id: str) -> None:
-        """The platform accepted the dial and named the call."""
-        ...
-
     async def dial_context(self, key: str, user_id: str) -> DialContext:
-        """``get_claim(key) is not None``, ``open_claims(user_id)`` and
-        ``active_call_for_user(user_id)`` in one operation (one round trip)."""
+        """Whether ``key`` has a claim, the agent's :meth:`open_claims` and its call
+        that has not ended (as :meth:`CallStore.active_call_for_user`), in one
+        operation (one round trip)."""
         ...
 
     async def record_placed(self, key: str, call: CallRecord) -> None:
-        """``mark_placed(key, call.conversation_id)`` and ``upsert_call(call)``, atomically.
+        """The claim is ``placed`` as ``call.conversation_id`` and ``call`` is tracked.
 
         One transaction: the claim is never placed without its call tracked,
-        nor the call tracked while its claim still looks open.
+        nor the call tracked while its claim still looks open. ``KeyError``
+        (and nothing written) when ``key`` has no claim.
         """
         ...
 
@@ -471,19 +423,15 @@ class Store(Protocol):
         """
         ...
 
-    async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:
-        """Put a ``dialing`` contact back to ``due`` without counting an attempt."""
-        ...
 
-    async def close_contact(self, contact_id: int, reason: str) -> None:
-        """Mark a contact ``done`` without counting an attempt (do-not-call, invalid number)."""
-        ...
+class CallStore(Protocol):
+    """The calls outdial placed, tracked until they end, and what they came to.
 
-    async def record_outcome(
-        self, contact_id: int, outcome: str, now: datetime, next_due_at: datetime | None
-    ) -> None:
-        """Count an attempt with ``outcome``; due again at ``next_due_at``, or done if None."""
-        ...
+    A call is keyed by its conversation id, so writing it again (a repeated
+    or re-read event) replaces it rather than adding one. An ended call and
+    its contact's outcome are written together (:meth:`record_call_progress`),
+    so a contact never loses or gains an attempt to a crash between the two.
+    """
 
     async def upsert_call(self, call: CallRecord) -> None:
         """Insert or replace a call by conversation id."""
@@ -515,13 +463,108 @@ class Store(Protocol):
         """The agent's call that has not ended, if any."""
         ...
 
+    async def last_ended_call(self, user_id: str) -> CallRecord | None:
+        """The agent's call that ended last (by ``ended_at``), if any."""
+        ...
+
     async def call_summary(self, since: datetime | None = None) -> list[UserCallSummary]:
-        """Per agent counts of calls placed and their outcomes, by user id."""
+        """Per agent counts of calls placed and their outcomes, by user id.
+
+        ``dial_errors`` counts the agent's claims that ended ``failed``.
+        """
+        ...
+
+
+class ContactStore(Protocol):
+    """Agents' personal contact lists and where each contact stands.
+
+    A contact is in at most one dial at a time: it is ``dialing`` from the
+    claim that took it (:class:`ClaimStore`, same transaction) until its
+    outcome, release or close, and list edits (remove, reset) leave a
+    ``dialing`` contact alone. A re-import refreshes the descriptive columns
+    and never the dialer's bookkeeping (attempts, outcome, due time).
+    :meth:`contacts_generation` moves on with every import, removal and
+    reset, so other processes sharing the database notice the list changed.
+    """
+
+    async def import_contacts(self, rows: Iterable[ContactRow]) -> int:
+        """Insert contacts; a known ``(user_id, phone_number)`` is updated, not duplicated.
+
+        Returns how many rows were written (inserted or updated).
+        """
+        ...
+
+    async def contacts(self, user_id: str | None = None) -> list[Contact]:
+        """All contacts (of one agent when ``user_id`` is given), by id."""
+        ...
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        """One contact by id."""
+        ...
+
+    async def remove_contacts(
+        self, user_id: str, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Delete the agent's contacts (only ``phone_numbers``, when given); returns how many.
+
+        A contact in a call (``dialing``) stays: its call still reports to it.
+        """
+        ...
+
+    async def reset_contacts(
+        self, user_id: str | None = None, phone_numbers: Iterable[str] | None = None
+    ) -> int:
+        """Make contacts due again, as newly imported: no attempts, no outcome, due now.
+
+        Every contact, or the agent's (only ``phone_numbers``, when given);
+        one in a call (``dialing``) is left alone. Returns how many were reset.
+        """
+        ...
+
+    async def due_contacts(
+        self,
+        user_id: str,
+        now: datetime,
+        limit: int,
+        *,
+        key: str | None = None,
+        number_cap: NumberCap | None = None,
+    ) -> DueContacts:
+        """The agent's contacts due at ``now`` in list order (at most ``limit``), which of
+        their numbers are on the do-not-call list, the next due time after ``now``, and
+        which numbers ``number_cap`` holds back; when ``key`` has a claim already, only
+        that (``claimed``). One read, so what it says holds together."""
+        ...
+
+    async def contacts_generation(self) -> int:
+        """A counter that moves on whenever contacts are imported, by any process."""
+        ...
+
+    async def release_contact(self, contact_id: int, next_due_at: datetime | None = None) -> None:
+        """Put a ``dialing`` contact back to ``due`` without counting an attempt."""
+        ...
+
+    async def close_contact(self, contact_id: int, reason: str) -> None:
+        """Mark a contact ``done`` without counting an attempt (do-not-call, invalid number)."""
+        ...
+
+    async def record_outcome(
+        self, contact_id: int, outcome: str, now: datetime, next_due_at: datetime | None
+    ) -> None:
+        """Count an attempt with ``outcome``; due again at ``next_due_at``, or done if None."""
         ...
 
     async def contacts_summary(self) -> ContactsSummary:
         """How many contacts are due, dialing and done."""
         ...
+
+
+class DoNotCallStore(Protocol):
+    """Numbers that must never be dialed, in E.164.
+
+    Adding is idempotent. The dialer's own reads (:meth:`ClaimStore.claim_for_dial`,
+    :meth:`ContactStore.due_contacts`) consult the same list inside their operation.
+    """
 
     async def add_do_not_call(self, numbers: Iterable[str]) -> int:
         """Add E.164 numbers to the do-not-call list; returns how many were new."""
@@ -530,6 +573,19 @@ class Store(Protocol):
     async def is_do_not_call(self, number: str) -> bool:
         """True when the E.164 number must never be dialed."""
         ...
+
+
+class Store(ClaimStore, CallStore, ContactStore, DoNotCallStore, Protocol):
+    """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
+
+    All four roles on one database, so that an operation spanning them (a
+    claim taking a contact, a call's end settling it) is one transaction.
+    Every method raises :class:`StoreUnavailable` when the database does not
+    take the operation (and nothing else of the driver's); ``health`` tells
+    whether it answers now, and calls its listeners when it is back.
+    """
+
+    health: StoreHealth
 
     async def aclose(self) -> None:
         """Close the connection."""

@@ -1,10 +1,11 @@
-"""What the SQL backends share: the schema, the statements, and the Store itself.
+"""What the SQL backends share: the statements and the Store itself.
 
 :class:`SqlStore` implements every :class:`~outdial.store.base.Store` method
 once, as plain blocking code against a :class:`Database`: one connection that
 runs a statement, runs many, opens a transaction, and says how a time is
 stored. ``sqlite.py`` and ``postgres.py`` supply only that (and how to connect
-and create the tables); everything above it is the same for both.
+and where the schema's version is kept); everything above it is the same for
+both, and so are the tables (:mod:`outdial.store.migrations`).
 
 Each store operation runs whole in a worker thread (``anyio.to_thread``) under
 an anyio lock, so one connection serves one operation at a time and a
@@ -58,7 +59,7 @@ from outdial.store.base import (
 )
 from outdial.store.health import StoreHealth
 
-__all__ = ["Database", "Result", "Row", "SqlStore", "schema"]
+__all__ = ["Database", "Result", "Row", "SqlStore"]
 
 _T = TypeVar("_T")
 
@@ -149,75 +150,6 @@ class Database(ABC):
     def parse_ts(self, value: Any) -> datetime | None:
         """A stored time (or NULL) back as a ``datetime`` (or None)."""
         return None if value is None else self.decode_ts(value)
-
-
-def schema(
-    *, serial: str, bigint: str, timestamp: str, json: str, add_columns: bool = False
-) -> list[str]:
-    """The tables and indexes, given the backend's names for the column types that differ.
-
-    With ``add_columns`` (a backend with ``ADD COLUMN IF NOT EXISTS``), the
-    columns added since the first release are added to older tables too.
-    """
-    added = [
-        f"ALTER TABLE dial_claims ADD COLUMN IF NOT EXISTS {name} {decl}"
-        for name, decl in (("owner", "TEXT"), ("lease_until", timestamp))
-    ]
-    return [
-        f"""CREATE TABLE IF NOT EXISTS contacts (
-    id {serial},
-    user_id TEXT NOT NULL,
-    phone_number TEXT NOT NULL,
-    name TEXT,
-    external_id TEXT,
-    timezone TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_outcome TEXT,
-    next_due_at {timestamp},
-    state TEXT NOT NULL DEFAULT 'due',
-    updated_at {timestamp},
-    UNIQUE (user_id, phone_number)
-)""",
-        "CREATE INDEX IF NOT EXISTS contacts_next_due"
-        " ON contacts (user_id, state, next_due_at, id)",
-        f"""CREATE TABLE IF NOT EXISTS dial_claims (
-    key TEXT PRIMARY KEY,
-    rule TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    contact_id {bigint} REFERENCES contacts (id),
-    phone_number TEXT,
-    state TEXT NOT NULL,
-    conversation_id TEXT,
-    error TEXT,
-    created_at {timestamp} NOT NULL,
-    request {json},
-    retries INTEGER NOT NULL DEFAULT 0,
-    updated_at {timestamp},
-    owner TEXT,
-    lease_until {timestamp}
-)""",
-        "CREATE INDEX IF NOT EXISTS dial_claims_open ON dial_claims (user_id, created_at)"
-        " WHERE state IN ('claimed', 'unknown')",
-        # The per-number cap counts a number's recent claims.
-        "CREATE INDEX IF NOT EXISTS dial_claims_number ON dial_claims (phone_number, created_at)",
-        f"""CREATE TABLE IF NOT EXISTS calls (
-    conversation_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    contact_id {bigint},
-    phone_number TEXT NOT NULL,
-    state TEXT NOT NULL,
-    outcome TEXT,
-    updated_at {timestamp} NOT NULL,
-    ended_at {timestamp}
-)""",
-        "CREATE INDEX IF NOT EXISTS calls_active ON calls (user_id) WHERE state <> 'ended'",
-        "CREATE TABLE IF NOT EXISTS do_not_call (phone_number TEXT PRIMARY KEY)",
-        # Counters other processes poll: "contacts" moves on every import, so a
-        # running daemon notices contacts imported by `outdial contacts import`.
-        f"CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value {bigint} NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS calls_ended ON calls (user_id, ended_at)",
-        *(added if add_columns else []),
-    ]
 
 
 _CONTACT_COLUMNS = (
@@ -762,10 +694,6 @@ class SqlStore:
                 _upsert_call(db, call)
 
         await self._run(run)
-
-    async def mark_placed(self, key: str, conversation_id: str) -> None:
-        """The claim's call exists as ``conversation_id``."""
-        await self._set_claim(key, "placed", conversation_id, None)
 
     async def mark_failed(self, key: str, error: str) -> None:
         """The claim placed nothing; ``error`` says why."""

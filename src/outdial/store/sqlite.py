@@ -1,11 +1,13 @@
 """The default store: one SQLite file, stdlib ``sqlite3``, WAL mode.
 
 The store itself is :class:`~outdial.store.sql.SqlStore`; this module connects,
-creates (or upgrades) the tables, and says how SQLite differs. ``sqlite3``
-blocks, which suits ``SqlStore``: each operation runs in a worker thread on the
-one shared connection, one at a time. SQLite serialises writers anyway, and
-``BEGIN IMMEDIATE`` takes the write lock at the start of every transaction, so
-two processes on the same file cannot both pick the same contact either.
+creates (or upgrades) the tables with :mod:`outdial.store.migrations` (the
+file's schema version is its ``PRAGMA user_version``), and says how SQLite
+differs. ``sqlite3`` blocks, which suits ``SqlStore``: each operation runs in a
+worker thread on the one shared connection, one at a time. SQLite serialises
+writers anyway, and ``BEGIN IMMEDIATE`` takes the write lock at the start of
+every transaction, so two processes on the same file cannot both pick the same
+contact either.
 Times are stored as fixed-width UTC text, so text order is time order.
 
 The file holds agents' contacts (names and numbers), so it is created
@@ -34,21 +36,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from outdial.store.base import StoreError, StoreSettings, StoreUnavailable, UnavailableReason
-from outdial.store.sql import Database, Result, SqlStore, schema
+from outdial.store.migrations import (
+    LATEST,
+    ColumnTypes,
+    Migration,
+    SchemaEditor,
+    check_version,
+    migrate,
+)
+from outdial.store.sql import Database, Result, SqlStore
 
 __all__ = ["SqliteStore"]
 
-_SCHEMA = schema(
+_TYPES = ColumnTypes(
     serial="INTEGER PRIMARY KEY AUTOINCREMENT", bigint="INTEGER", timestamp="TEXT", json="TEXT"
-)
-
-# Columns added to dial_claims after the first release: (name, SQL type and default).
-_CLAIM_COLUMNS_ADDED = (
-    ("request", "TEXT"),
-    ("retries", "INTEGER NOT NULL DEFAULT 0"),
-    ("updated_at", "TEXT"),
-    ("owner", "TEXT"),
-    ("lease_until", "TEXT"),
 )
 
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -156,12 +157,51 @@ class _SqliteDatabase(Database):
         self.conn.close()
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    # A file made by an older release lacks the newer claim columns.
-    have = {row["name"] for row in conn.execute("PRAGMA table_info(dial_claims)")}
-    for name, decl in _CLAIM_COLUMNS_ADDED:
+class _SqliteSchema(SchemaEditor):
+    """Migrations on a SQLite connection; the version is the file's ``PRAGMA user_version``."""
+
+    types = _TYPES
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str) -> None:
+        self.conn.execute(sql)
+
+    def add_column(self, table: str, name: str, decl: str) -> None:
+        # SQLite has no ADD COLUMN IF NOT EXISTS.
+        have = {row["name"] for row in self.conn.execute(f"PRAGMA table_info({table})")}
         if name not in have:
-            conn.execute(f"ALTER TABLE dial_claims ADD COLUMN {name} {decl}")
+            self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+    def version(self) -> int:
+        row = self.conn.execute("PRAGMA user_version").fetchone()
+        return int(row["user_version"])
+
+    def set_version(self, migration: Migration) -> None:
+        # A pragma takes no parameters; the version is our own integer. Part
+        # of the transaction: rolled back with the migration's statements.
+        self.conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the file's schema up to :data:`~outdial.store.migrations.LATEST`."""
+    editor = _SqliteSchema(conn)
+    database = f"the SQLite store {path}"
+    found = editor.version()
+    check_version(found, database)
+    if found == LATEST:
+        return  # the common case: no write lock taken, so opening never waits on a daemon
+    # BEGIN IMMEDIATE: of two processes opening an old file at once, the second
+    # waits here and then finds it migrated (migrate reads the version again).
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrate(editor, database)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _private_file(path: str) -> None:
@@ -207,9 +247,11 @@ class SqliteStore(SqlStore):
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            conn.executescript(";\n".join(_SCHEMA) + ";")
-            _migrate(conn)
+            _migrate(conn, self.path)
         except sqlite3.Error as exc:
             db.close()
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}") from None
+        except StoreError:
+            db.close()
+            raise
         super().__init__(db)

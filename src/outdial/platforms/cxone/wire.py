@@ -31,6 +31,8 @@ __all__ = [
     "ActiveContactsResponse",
     "AgentLegEvent",
     "AgentSessionStartEvent",
+    "AgentSkill",
+    "AgentSkillsResponse",
     "AgentStateEvent",
     "AgentStatesResponse",
     "CallContactEvent",
@@ -41,6 +43,7 @@ __all__ = [
     "DialPhoneResponse",
     "JoinSessionRequest",
     "NextEventResponse",
+    "OpenIdConfiguration",
     "RestActiveContact",
     "RestAgentState",
     "StartSessionRequest",
@@ -119,6 +122,13 @@ class TokenResponse(_Open):
     expires_in: int = 3600
     refresh_token: str | None = None
     id_token: str | None = None
+
+
+class OpenIdConfiguration(_Open):
+    """``GET {issuer}/.well-known/openid-configuration``: where the token endpoint is."""
+
+    issuer: str = ""
+    token_endpoint: str
 
 
 class CxoneConfiguration(_Open):
@@ -311,3 +321,34 @@ class AgentStatesResponse(_Open):
 
     last_poll_time: str = Field(default="", alias="lastPollTime")
     agent_states: list[RestAgentState] = Field(default_factory=list, alias="agentStates")
+
+
+class AgentSkill(_Open):
+    """One skill of ``GET .../agents/{id}/skills``: what it is and whether it dials out by hand."""
+
+    agent_id: int | None = Field(default=None, alias="agentId")
+    skill_id: int = Field(alias="skillId")
+    skill_name: str = Field(default="", alias="skillName")
+    media_type_id: int | None = Field(default=None, alias="mediaTypeId")
+    media_type_name: str = Field(default="", alias="mediaTypeName")
+    is_outbound: bool = Field(default=False, alias="isOutbound")
+    outbound_strategy: str = Field(default="", alias="outboundStrategy")
+    is_active: bool = Field(default=True, alias="isActive")
+
+    @property
+    def dials_by_hand(self) -> bool:
+        """An outbound phone skill ``dial-phone`` may use (Manual or SmartReach strategy)."""
+        return (
+            self.is_outbound
+            and self.media_type_id in (None, 4)
+            and self.outbound_strategy.strip().lower() in ("manual", "smartreach")
+        )
+
+
+class AgentSkillsResponse(_Open):
+    """``GET .../agents/{id}/skills``."""
+
+    last_poll_time: str = Field(default="", alias="lastPollTime")
+    agent_skill_assignments: list[AgentSkill] = Field(
+        default_factory=list, alias="agentSkillAssignments"
+    )

@@ -17,7 +17,6 @@ subscription, a 400) stop the daemon with what to fix.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,56 +30,21 @@ from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap, SocketClosing
 from outdial.listener.backoff import Backoff
-from outdial.listener.plan import rotation_delay, subscription_change
-from outdial.listener.session import SessionEnd, SocketSession, WarningLimiter
+from outdial.listener.state import ChannelState, ListenerFatal, SupervisorStats
 from outdial.log import emit
 from outdial.platforms.base import (
+    ChannelApi,
     ChannelGone,
     ChannelInfo,
-    Platform,
     PlatformError,
     SubscriptionResult,
 )
+from outdial.platforms.genesys.plan import rotation_delay, subscription_change
+from outdial.platforms.genesys.socket import SessionEnd, SocketSession, WarningLimiter
 
-__all__ = ["ChannelState", "ChannelSupervisor", "ListenerFatal", "SupervisorStats"]
+__all__ = ["ChannelSupervisor"]
 
 log = logging.getLogger("outdial.listener")
-
-
-class ListenerFatal(Exception):
-    """The listener cannot go on without a change by the operator (credentials, config)."""
-
-
-class ChannelState(enum.Enum):
-    """Connection states, as logged and counted."""
-
-    CONNECTING = "connecting"
-    SUBSCRIBED = "subscribed"
-    DEGRADED = "degraded"
-    RECONNECTING = "reconnecting"
-    ROTATING = "rotating"
-    STOPPED = "stopped"
-
-
-@dataclass(slots=True)
-class SupervisorStats:
-    """Counters of one shard, for logs, metrics and the soak report."""
-
-    state: ChannelState = ChannelState.CONNECTING
-    connects: int = 0
-    reconnects: int = 0
-    rotations: int = 0
-    channels_created: int = 0
-    resubscribes: int = 0
-    gaps: int = 0
-    longest_recovery: float = 0.0
-    #: Events on topics this shard does not subscribe (dropped: nothing asked for them).
-    unexpected_topics: int = 0
-    #: Silence (seconds since the last frame) when a socket was last declared dead.
-    last_dead_after: float | None = None
-    #: The last error a connection attempt failed with (None: none yet, or it said nothing).
-    last_error: str | None = None
-    transitions: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -99,7 +63,7 @@ class ChannelSupervisor:
         name: str,
         topics: Sequence[str],
         *,
-        platform: Platform,
+        platform: ChannelApi,
         settings: ListenerConfig,
         clock: Clock,
         rng: Random,
@@ -136,6 +100,11 @@ class ChannelSupervisor:
     def last_frame_at(self) -> float | None:
         """Monotonic time of the last frame on this shard's latest socket (None: none yet)."""
         return self._live.session.last_frame_at if self._live is not None else None
+
+    @property
+    def connection_id(self) -> str | None:
+        """The channel carrying the topics now (None: none yet)."""
+        return self.channel.id if self.channel else None
 
     def _set_state(self, state: ChannelState, **fields: Any) -> None:
         if state is not self.stats.state:

@@ -22,7 +22,6 @@ import re
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -50,7 +49,14 @@ from outdial.platforms.base import (
     RetryableError,
     SubscriptionResult,
 )
-from outdial.platforms.ratelimit import DEFAULT_LIMIT, DEFAULT_PER, RateBudget, RequestBudget, Sleep
+from outdial.platforms.ratelimit import (
+    DEFAULT_LIMIT,
+    DEFAULT_PER,
+    RateBudget,
+    RequestBudget,
+    RestStats,
+    Sleep,
+)
 
 __all__ = [
     "AnalyticsConversation",
@@ -58,7 +64,6 @@ __all__ = [
     "CreateCallRequest",
     "GenesysPlatform",
     "RestRoutingStatus",
-    "RestStats",
     "RestUser",
     "RestUserListing",
     "agent_parts",
@@ -504,18 +509,6 @@ def _parse_expires(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-@dataclass(slots=True)
-class RestStats:
-    """Answers to authenticated REST requests, counted for metrics.
-
-    ``responses`` counts answers by HTTP status (429s included); requests that
-    got no answer at all (a connection refused, a timeout) are ``unanswered``.
-    """
-
-    responses: dict[int, int] = field(default_factory=dict)
-    unanswered: int = 0
 
 
 class GenesysPlatform:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outdial.listener.plan import (
-    OverlapDeduper,
+from outdial.listener.dedupe import OverlapDeduper
+from outdial.platforms.genesys.plan import (
     TooManyTopics,
     reshard,
     rotation_delay,
