@@ -153,8 +153,11 @@ async def test_a_5xx_after_sending_reads_contacts_first() -> None:
             lambda r: httpx.Response(502) if r.url.path.endswith("dial-phone") else None
         )
         with pytest.raises(AmbiguousOutcome):
-            await place(rig)
-        assert rig.mock.requests[-1].url.path.endswith("/contacts/active")
+            await place(rig, advance=15)
+        # Read at once after the lost answer, and again once the contact wait ran out.
+        after = [r.url.path for r in rig.mock.requests if r.method == "GET"][-2:]
+        assert all(p.endswith("/contacts/active") for p in after)
+        assert rig.mock.requests[-3].url.path.endswith("dial-phone")
         rig.mock.active[AGENT] = [rest_contact(700007)]
         assert await place(rig) == PlacedCall("700007")
         assert dial_requests(rig.mock) == 2  # one per place_call, none re-sent

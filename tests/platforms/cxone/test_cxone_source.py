@@ -15,7 +15,7 @@ from cxone_mock import GONE, NOT_MODIFIED, MockCxone, settings
 from outdial.clock import ManualClock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
-from outdial.listener.channel import ChannelState, ListenerFatal
+from outdial.listener.state import ChannelState, ListenerFatal
 from outdial.platforms.cxone.client import CxoneClient
 from outdial.platforms.cxone.codec import CxoneCodec
 from outdial.platforms.cxone.correlate import DialCorrelator, SessionRegistry

@@ -46,7 +46,7 @@ from outdial.platforms.cxone.correlate import (
 )
 from outdial.platforms.cxone.shapes import active_contact_event, completed_contact_event
 
-__all__ = ["COMPLETED_LOOKBACK", "START_TOLERANCE", "CxoneCalls"]
+__all__ = ["CLOCK_SLACK", "COMPLETED_LOOKBACK", "START_TOLERANCE", "CxoneCalls"]
 
 log = logging.getLogger("outdial.dialer")
 
@@ -54,6 +54,8 @@ log = logging.getLogger("outdial.dialer")
 COMPLETED_LOOKBACK = timedelta(hours=24)
 #: A re-read contact that started this much before the dial is not the dial's (clock skew).
 START_TOLERANCE = timedelta(seconds=60)
+#: How far ahead of our clock a lookup window reaches (the platform's clock may run ahead).
+CLOCK_SLACK = timedelta(hours=1)
 
 
 def _validation_error(exc: ValidationError) -> PlatformError:
@@ -109,20 +111,36 @@ class CxoneCalls:
             try:
                 answer = await self._client.dial_phone(session, body)
             except AmbiguousOutcome as exc:
-                return await self._reread_or_ambiguous(pending, started, str(exc))
+                return await self._after_lost_answer(pending, started, str(exc))
             except RetryableError as exc:
                 if exc.status is None or exc.status < 500:
                     raise  # refused before acting (429), or never reached the platform
-                return await self._reread_or_ambiguous(pending, started, str(exc))
+                return await self._after_lost_answer(pending, started, str(exc))
             if answer.contact_id:
                 self._correlator.claim(answer.contact_id)
                 return self._placed(agent, answer.contact_id, "answer")
-            if await self._wait(pending):
-                assert pending.contact_id is not None
-                return self._placed(agent, pending.contact_id, "event")
-            return await self._reread_or_ambiguous(
-                pending, started, f"no contact within {self._settings.contact_wait:g} s"
-            )
+            return await self._settle(pending, started, "accepted")
+
+    async def _after_lost_answer(
+        self, pending: PendingDial, started: datetime, why: str
+    ) -> PlacedCall:
+        """The dial may or may not have been taken: re-read first, then wait as for a 202."""
+        found = await self._reread(pending, started, why)
+        return found if found is not None else await self._settle(pending, started, why)
+
+    async def _settle(self, pending: PendingDial, started: datetime, why: str) -> PlacedCall:
+        """Wait for the contact's event, then re-read once; else the outcome is unknown."""
+        if await self._wait(pending):
+            assert pending.contact_id is not None
+            return self._placed(pending.agent_id, pending.contact_id, "event")
+        why = f"{why}; no contact within {self._settings.contact_wait:g} s"
+        found = await self._reread(pending, started, why)
+        if found is not None:
+            return found
+        raise AmbiguousOutcome(
+            f"dial-phone for agent {pending.agent_id}: {why}, and no new outbound contact to "
+            "the number is active; reconcile before any retry (never re-send)"
+        )
 
     def _placed(self, agent: str, contact_id: str, how: str) -> PlacedCall:
         emit(log, "cxone.dial_correlated", agent=agent, contact=contact_id, by=how)
@@ -144,10 +162,8 @@ class CxoneCalls:
             tg.cancel_scope.cancel()
         return pending.contact_id is not None
 
-    async def _reread_or_ambiguous(
-        self, pending: PendingDial, started: datetime, why: str
-    ) -> PlacedCall:
-        """The dial may have taken effect: look for its contact before saying unknown."""
+    async def _reread(self, pending: PendingDial, started: datetime, why: str) -> PlacedCall | None:
+        """A new outbound contact of the agent to the number, from ``contacts/active``."""
         if pending.contact_id is not None:
             return self._placed(pending.agent_id, pending.contact_id, "event")
         try:
@@ -174,10 +190,7 @@ class CxoneCalls:
                 self._correlator.claim(cid)
                 pending.resolve(cid)
                 return self._placed(pending.agent_id, cid, "re-read")
-        raise AmbiguousOutcome(
-            f"dial-phone for agent {pending.agent_id}: {why}, and no new outbound contact to "
-            "the number is active; reconcile before any retry (never re-send)"
-        )
+        return None
 
     async def get_call(self, conversation_id: str) -> CallSnapshot | None:
         """The contact as a ``CallContactEvent`` body: active, else completed, else None."""
@@ -185,8 +198,10 @@ class CxoneCalls:
         for contact in await self._client.active_contacts(agent):
             if str(contact.contact_id) == conversation_id:
                 return CallSnapshot(conversation_id, active_contact_event(contact))
-        until = self._clock.now()
-        done = await self._client.completed_contacts(until - COMPLETED_LOOKBACK, until, agent)
+        now = self._clock.now()
+        done = await self._client.completed_contacts(
+            now - COMPLETED_LOOKBACK, now + CLOCK_SLACK, agent
+        )
         for finished in done:
             if str(finished.contact_id) == conversation_id:
                 return CallSnapshot(conversation_id, completed_contact_event(finished))

@@ -337,7 +337,12 @@ class CxoneClient:
         if response.status_code in (204, 404):
             return None
         if response.status_code != 200:
-            raise self._error(response, "read agent state")
+            error = self._error(response, "read agent state")
+            if response.status_code == 400 and "InvalidAgentId" in (
+                f"{error.code} {response.text}"
+            ):
+                return None
+            raise error
         states = self._parse(wire.AgentStatesResponse, response, "read agent state").agent_states
         mine = [s for s in states if str(s.agent_id) == agent_id] or states
         return mine[0] if mine else None

@@ -29,7 +29,6 @@ from outdial.clock import Clock
 from outdial.config import CxonePlatformConfig, ListenerConfig
 from outdial.events import Event, Gap, topic_user_id
 from outdial.listener.backoff import Backoff
-from outdial.listener.channel import ChannelState, ListenerFatal, SupervisorStats
 from outdial.listener.longpoll import (
     BackOff,
     BackoffElapsed,
@@ -54,6 +53,7 @@ from outdial.listener.longpoll import (
     StopRequested,
     WatchdogExpired,
 )
+from outdial.listener.state import ChannelState, ListenerFatal, SupervisorStats
 from outdial.log import emit
 from outdial.platforms.base import AuthError, PlatformError, SourceSink, SubscriptionResult
 from outdial.platforms.cxone import wire
