@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from random import Random
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,7 @@ def machine(mode: str = "start") -> LongPollSession:
     )
 
 
-def up(m: LongPollSession, now: float = 100.0) -> list[object]:
+def up(m: LongPollSession, now: float = 100.0) -> list[Any]:
     assert m.begin(now - 1) == [StartSession(join=m.mode == "join")]
     return list(m.handle(SessionStarted("s0", joined=m.mode == "join"), now))
 

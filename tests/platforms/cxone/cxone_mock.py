@@ -225,11 +225,11 @@ class MockCxone:
             new = self._id("s-")
             session.ids.append(new)
             state = self.agent_states.get(session.agent, {})
-            events = [
+            snapshot = [
                 {"Type": "AgentSessionStart", "AgentId": session.agent},
                 {"Type": "AgentState", "CurrentState": state.get("agentStateName", "Available")},
             ]
-            return httpx.Response(200, json={"sessionId": new, "events": events})
+            return httpx.Response(200, json={"sessionId": new, "events": snapshot})
         self.polls_in_flight += 1
         try:
             while not session.queue and not session.ended:
