@@ -231,6 +231,11 @@ class Dialer:
         async with self._lock(spec.user_id):
             return await self._dial_locked(match.name, key, spec)
 
+    def apply_guards(self, guards_config: GuardsConfig) -> None:
+        """Use the guards of a reloaded config from the next dial on (with a fresh rate bucket)."""
+        self.config = guards_config
+        self.bucket = guards.TokenBucket(guards_config.calls_per_second, self.clock.monotonic())
+
     def needs_reconciling(self, claim: Claim, now: datetime) -> bool:
         """Whether ``claim`` is reconciled now: unknown, or in flight for a process gone."""
         gone = reconcile.owner_gone(claim, now, self.owner, self._pid_alive)

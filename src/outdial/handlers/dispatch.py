@@ -273,10 +273,7 @@ class Handlers:
         for user in self.pacer.tracked:
             self.pacer.wake_at(user, self.clock.now())
         if guards_changed:
-            self.dialer.config = config.guards
-            self.dialer.bucket = guards.TokenBucket(
-                config.guards.calls_per_second, self.clock.monotonic()
-            )
+            self.dialer.apply_guards(config.guards)
             if numbers:
                 await self.store.add_do_not_call(numbers)
         log.emit(logger, "handlers.reloaded", rules=len(config.rules))
