@@ -127,11 +127,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: The example each platform's demo runs when no --config is given.
+DEMO_CONFIGS = {
+    "genesys": "examples/personal-dialing.toml",
+    "cxone": "examples/personal-dialing-cxone.toml",
+}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the daemon against the in-process fake platform and print a summary."""
     from outdial.demo import run_demo
 
-    path = Path(args.config)
+    path = Path(args.config or DEMO_CONFIGS[args.platform or "genesys"])
     if not path.is_file():
         print(
             f"outdial demo: {path} not found (run it from the repository root, or pass --config)",
@@ -140,10 +147,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         # Checked here, so a file that is not UTF-8 TOML is one line like every config.
-        load_toml(path, what="a config file")
+        data = load_toml(path, what="a config file")
     except TextFileError as exc:
         print(f"outdial demo: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
+    section = data.get("platform")
+    kind = section.get("kind", "genesys") if isinstance(section, dict) else "genesys"
+    if args.platform is not None and kind != args.platform:
+        print(
+            f"outdial demo: {path} is a {kind} config ([platform] kind) but --platform is"
+            f" {args.platform}; pass a {args.platform} config or leave --platform out",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return anyio.run(
         run_demo, path.read_text(encoding="utf-8"), str(path), args.duration, args.seed
     )
@@ -379,11 +395,31 @@ def offline_problems(config: Config) -> list[str]:
     problems: list[str] = []
     for n, rule in enumerate(config.rules):
         problems += rule_problems(n, rule)
+    problems += _cxone_problems(config)
     url = config.store.url
     if url.startswith("sqlite:") and not url.endswith(":memory:"):
         folder = Path(sqlite_path(url)).parent
         if not folder.is_dir():
             problems.append(f"store.url: the folder {folder} does not exist")
+    return problems
+
+
+def _cxone_problems(config: Config) -> list[str]:
+    """A CXone agent the rules dial for needs a manual outbound skill for ``dial-phone``."""
+    from outdial.config import CxonePlatformConfig
+
+    settings = config.platform
+    if not isinstance(settings, CxonePlatformConfig):
+        return []
+    problems = []
+    for n, rule in enumerate(config.rules):
+        for user in rule.users:
+            if settings.skill_for(user) is None:
+                problems.append(
+                    f"rules[{n}].users: agent {user} has no skill to dial with; set"
+                    f' platform.skill_id or platform.agents."{user}".skill_id (a manual'
+                    " outbound phone skill)"
+                )
     return problems
 
 
@@ -787,7 +823,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "run against the built-in fake platform and show a summary")
     demo.add_argument(
-        "--config", default="examples/personal-dialing.toml", help="the rules to demonstrate"
+        "--platform",
+        choices=["genesys", "cxone"],
+        help="which fake platform (and example rules) to run against (default: the config's"
+        " [platform] kind)",
+    )
+    demo.add_argument(
+        "--config",
+        help="the rules to demonstrate (default: examples/personal-dialing.toml,"
+        " or examples/personal-dialing-cxone.toml with --platform cxone)",
     )
     demo.add_argument("--duration", type=float, default=30.0, help="seconds of dialing")
     demo.add_argument("--seed", type=int, default=5, help="seed of the fake's random outcomes")

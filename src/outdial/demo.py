@@ -1,5 +1,8 @@
 """``outdial demo``: the real daemon against the in-process fake platform.
 
+The fake is the platform the config's ``[platform] kind`` names: Genesys
+Cloud (``examples/personal-dialing.toml``) or NICE CXone
+(``examples/personal-dialing-cxone.toml``, ``outdial demo --platform cxone``).
 Three simulated agents, a few dozen contacts on their personal lists, the rules
 of ``examples/personal-dialing.toml`` (the ready topic: each agent works through
 the list one call at a time, ``after_call`` apart, on a fake that, like a real
@@ -25,7 +28,7 @@ from outdial.app import Daemon, platform_from_config
 from outdial.cli import format_summary
 from outdial.clock import SystemClock
 from outdial.config import Config, ConfigError, parse_config
-from outdial.fake import CallTiming, FakePlatform
+from outdial.fake import CallTiming, FakeCxone, FakePlatform
 from outdial.store import open_store
 from outdial.store.base import ContactRow
 
@@ -104,6 +107,22 @@ def _demo_config(
     return parse_config(data, source, env)
 
 
+def _demo_cxone_config(
+    data: dict[str, Any], source: str, cxone: FakeCxone, store_url: str
+) -> Config:
+    data = dict(data)
+    env = {
+        "CXONE_CLIENT_ID": cxone.client_id,
+        "CXONE_CLIENT_SECRET": cxone.client_secret,
+        "CXONE_ACCESS_KEY_ID": cxone.access_key_id,
+        "CXONE_ACCESS_KEY_SECRET": cxone.access_key_secret,
+    }
+    data["platform"] = {**data.get("platform", {}), "issuer": cxone.issuer_url}
+    data["store"] = {"url": store_url}
+    data["guards"] = {**data.get("guards", {}), "calling_window": ["00:00", "23:59"]}
+    return parse_config(data, source, env)
+
+
 def _agents_from(data: dict[str, Any]) -> list[str]:
     agents: list[str] = []
     for rule in data.get("rules", []):
@@ -129,25 +148,36 @@ async def run_demo(config_text: str, source: str, duration: float, seed: int) ->
         with tempfile.TemporaryDirectory(prefix="outdial-demo-") as tmp:
             store_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
             timing = CallTiming(ring=(1.0, 3.0), talk=(2.0, 6.0), wrapup=1.0)
-            async with FakePlatform(agents=agents, seed=seed, timing=timing) as platform:
+            cxone = data.get("platform", {}).get("kind") == "cxone"
+            fake: FakePlatform | FakeCxone = (
+                FakeCxone(agents=agents, seed=seed, timing=timing)
+                if cxone
+                else FakePlatform(agents=agents, seed=seed, timing=timing)
+            )
+            async with fake:
                 try:
-                    config = _demo_config(data, source, platform, store_url)
+                    if isinstance(fake, FakeCxone):
+                        config = _demo_cxone_config(data, source, fake, store_url)
+                        where = f"fake CXone at {fake.issuer_url}"
+                    else:
+                        config = _demo_config(data, source, fake, store_url)
+                        where = f"fake platform at {fake.api_url}"
                 except ConfigError as exc:
                     print(exc, file=sys.stderr)
                     return 1
                 print(
-                    f"fake platform at {platform.api_url} with {len(agents)} agents; "
+                    f"{where} with {len(agents)} agents; "
                     f"dialing for {duration:.0f}s (Ctrl-C to stop early)\n",
                     flush=True,
                 )
                 async with open_store(store_url) as store:
                     await store.import_contacts(demo_contacts(agents))
-                    client = platform_from_config(config)
-                    daemon = Daemon(config, platform=client, store=store, clock=SystemClock())
+                    bundle = platform_from_config(config)
+                    daemon = Daemon(config, platform=bundle, store=store, clock=SystemClock())
                     try:
                         await _dial_then_drain(daemon, duration)
                     finally:
-                        await client.aclose()
+                        await bundle.aclose()
                     summary = await store.call_summary()
                     contacts = await store.contacts_summary()
     finally:

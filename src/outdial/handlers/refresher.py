@@ -241,4 +241,10 @@ class GapRefresher:
         await self._feed(self._synthetic(topic, dict(snapshot.body)))
 
     def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
-        return Event(topic=topic, body=body, channel_id=REFRESH, received_at=self.clock.monotonic())
+        return Event(
+            topic=topic,
+            body=body,
+            channel_id=REFRESH,
+            received_at=self.clock.monotonic(),
+            facts=self.codec.identity_facts,
+        )
