@@ -67,7 +67,8 @@ def ready_config(
 
 
 class Watched:
-    """The daemon's log events with the time each was emitted, and the presence events it got."""
+    """The daemon's log events with the time each was emitted, and the presence events it got
+    (Genesys: its presence topic; none are watched on other platforms)."""
 
     def __init__(self, daemon: Daemon, log: LogWatch, presences: list[Event]) -> None:
         self.daemon = daemon
@@ -110,10 +111,13 @@ async def daemon_for(
     registry = HandlerRegistry()
     users = sorted({u for rule in config.rules for u in rule.users})
 
-    @registry.on("v2.users.{userId}.presence", users=users)
-    async def on_presence(event: Event, match: object) -> None:
-        if event.channel_id != "refresh":
-            presences.append(event)
+    if config.platform.kind == "genesys":
+        # Genesys only: a presence topic the daemon would not subscribe to otherwise.
+
+        @registry.on("v2.users.{userId}.presence", users=users)
+        async def on_presence(event: Event, match: object) -> None:
+            if event.channel_id != "refresh":
+                presences.append(event)
 
     try:
         async with open_store(config.store.url) if store is None else _given(store) as opened:

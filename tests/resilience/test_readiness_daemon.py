@@ -16,6 +16,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from backends import Backend, backend_fixture  # noqa: F401 (the backend fixture)
 from daemon_harness import AFTER_CALL, NUMBERS, daemon_for, ready_config, sqlite
 from listener_harness import USER
 
@@ -31,24 +32,69 @@ CALLBACK_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "callback.
 
 
 async def test_an_agent_who_stays_available_works_through_a_20_contact_list(
-    tmp_path: Path,
+    tmp_path: Path, backend: Backend
 ) -> None:
-    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+    """One call at a time, in the list's order, each contact once: the agent never
+    changes their state, so readiness comes from the calls' ends alone."""
+    [agent] = backend.agent_ids(1)
+    async with backend.start([agent]) as fake:
         for number in NUMBERS:
-            platform.set_outcome(number, Outcome.ANSWERED)
-        config = ready_config(platform, sqlite(tmp_path))
-        async with daemon_for(config, contacts=[(USER, n) for n in NUMBERS]) as run:
+            fake.set_outcome(number, Outcome.ANSWERED)
+        config = fake.config(sqlite(tmp_path))
+        async with daemon_for(config, contacts=[(agent, n) for n in NUMBERS]) as run:
             await run.until("call.ended", len(NUMBERS))
             placed, ended = run.times("dial.placed"), run.times("call.ended")
             presences = list(run.presences)
-        dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
-    assert sorted(dialed) == sorted(NUMBERS)
+        calls = fake.calls()
+    assert [c.number for c in calls] == NUMBERS
+    assert {(c.agent, c.outcome) for c in calls} == {(agent, "answered")}
     assert len(placed) == len(NUMBERS)
     for before, after in zip(ended, placed[1:], strict=False):
         # One call at a time, each dial within after_call + 1 s of the previous call's end.
         # (The rest counts from the platform's end time, which may precede our log line.)
         assert before < after <= before + AFTER_CALL + 1.0
-    assert presences == []  # no presence event at all: a call never changes presence
+    assert presences == []  # Genesys: no presence event at all, a call never changes presence
+
+
+async def test_after_call_work_holds_the_next_dial_until_it_is_over(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The call has ended but the agent is still wrapping up (CXone: the contact's
+    ``Disconnected`` with ``FinalState=False``, ``IsAcw=True``): no dial until the
+    platform says the wrap-up is over (``FinalState=True``), then one within a second."""
+    [agent] = backend.agent_ids(1)
+    first, second = NUMBERS[:2]
+    async with backend.start([agent]) as fake:
+        fake.set_outcome(first, Outcome.ANSWERED)
+        fake.set_outcome(second, Outcome.ANSWERED)
+        fake.hold_acw(agent)
+        config = fake.config(sqlite(tmp_path), acw=True)
+        async with daemon_for(config, contacts=[(agent, first), (agent, second)]) as run:
+            [call] = await fake.wait_for_calls(1)
+            await fake.wait_for(lambda: fake.in_acw(agent))
+            await run.until("call.ended")
+            # The daemon has looked at the agent in after-call work and let them be.
+            await run.log.until(
+                lambda: any(
+                    "after-call work" in e["reason"] or "wrapping up" in e["reason"]
+                    for e in run.log.named("agent.not_ready", user=agent)
+                )
+            )
+            verdict = run.daemon.handlers.pacer.verdicts[agent]
+            assert not verdict.ready
+            assert verdict.recheck_at is None  # only the wrap-up's end can change it
+            # Time passes, longer than the rest after a call, with the daemon listening:
+            # still nothing, however long the agent wraps up.
+            await fake.quiet_rounds(2)
+            assert fake.in_acw(agent)
+            assert fake.numbers() == [first]
+            assert len(run.log.named("dial.placed")) == 1
+            ended = anyio.current_time()
+            await fake.end_acw(call.call_id)
+            await run.until("dial.placed", 2)
+            placed = run.times("dial.placed")[1]
+    assert fake.numbers() == [first, second]
+    assert placed - ended <= AFTER_CALL + 1.0
 
 
 async def test_an_agent_on_a_call_outdial_did_not_place_waits_for_it_and_its_wrap_up(
