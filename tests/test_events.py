@@ -172,3 +172,13 @@ def test_generated_frames_agree(data: Any) -> None:
 @given(st.text(max_size=40) | st.binary(max_size=40))
 def test_arbitrary_text_agrees(raw: str | bytes) -> None:
     assert_agree(raw)
+
+
+def test_every_platform_names_its_agent_in_the_topic_the_same_way() -> None:
+    from outdial.events import topic_user_id
+
+    assert topic_user_id("v2.users.3b6a.presence") == "3b6a"
+    assert topic_user_id("cxone.users.3141592.CallContactEvent") == "3141592"
+    assert topic_user_id("outdial.users.u1.ready") == "u1"
+    assert topic_user_id("v2.routing.queues.q1.conversations") is None
+    assert topic_user_id("v2.users.u1") is None

@@ -280,9 +280,15 @@ def _classify(
 
 
 def topic_user_id(topic: str) -> str | None:
-    """The user id in a ``v2.users.{id}.<suffix>`` topic, else None."""
+    """The agent a topic is about: ``<namespace>.users.<id>.<what>``, else None.
+
+    Every platform names its agents' topics this way (Genesys
+    ``v2.users.{id}.presence``, CXone ``cxone.users.{id}.AgentState``, outdial's
+    own ``outdial.users.{id}.ready``), so the listener, the workers and the
+    handlers find the agent without knowing the platform.
+    """
     parts = topic.split(".", 3)
-    if len(parts) >= 4 and parts[0] == "v2" and parts[1] == "users":
+    if len(parts) >= 4 and parts[1] == "users" and parts[0] and parts[2]:
         return parts[2]
     return None
 
