@@ -20,7 +20,8 @@ agent ids                   user ids (UUIDs)                     agent ids (digi
 ``lose_next_dial_answer``   call accepted, then the REST         call placed, the connection reset
                             connection reset (proxy)             instead of the 202
 ``hold_next_dial_answer``   call accepted, answer held           call placed, 202 held
-``fail_dials``              503 on a share of call requests      503 on a share of ``dial-phone``
+``fail_dials``              429 or 5xx on a share of call        the same on ``dial-phone``
+                            requests
 ==========================  ===================================  ==================================
 
 :func:`backend` names the platform, and the fixture ``backend`` (import
@@ -224,7 +225,8 @@ class Fake(Protocol):
         ...
 
     def fail_dials(self, rate: float, status: int = 503) -> None:
-        """Refuse a seeded share ``rate`` of dial requests with ``status`` (nothing placed)."""
+        """Refuse a seeded share ``rate`` of dial requests with ``status`` (nothing placed;
+        429 and 503 carry ``Retry-After: 1``)."""
         ...
 
     def release(self) -> None:
@@ -590,7 +592,16 @@ class CxoneFake:
 
     @property
     def requests(self) -> int:
-        return len(self.platform.recorded.dials)
+        # ``recorded.dials``: each dial-phone that reached the platform (a dropped answer
+        # included); those a REST fault refused first (429, 5xx) are only in ``requests``.
+        dial = re.compile(CXONE_DIAL_PATH)
+        recorded = self.platform.recorded
+        refused = sum(
+            1
+            for r in recorded.requests
+            if r.method == "POST" and dial.search(r.path) and (r.status == 429 or r.status >= 500)
+        )
+        return len(recorded.dials) + refused
 
     async def wait_for_calls(self, n: int, timeout: float = 10.0) -> list[Call]:  # noqa: ASYNC109
         await self.platform.wait_for_calls(n, timeout=timeout)
