@@ -395,11 +395,31 @@ def offline_problems(config: Config) -> list[str]:
     problems: list[str] = []
     for n, rule in enumerate(config.rules):
         problems += rule_problems(n, rule)
+    problems += _cxone_problems(config)
     url = config.store.url
     if url.startswith("sqlite:") and not url.endswith(":memory:"):
         folder = Path(sqlite_path(url)).parent
         if not folder.is_dir():
             problems.append(f"store.url: the folder {folder} does not exist")
+    return problems
+
+
+def _cxone_problems(config: Config) -> list[str]:
+    """A CXone agent the rules dial for needs a manual outbound skill for ``dial-phone``."""
+    from outdial.config import CxonePlatformConfig
+
+    settings = config.platform
+    if not isinstance(settings, CxonePlatformConfig):
+        return []
+    problems = []
+    for n, rule in enumerate(config.rules):
+        for user in rule.users:
+            if settings.skill_for(user) is None:
+                problems.append(
+                    f"rules[{n}].users: agent {user} has no skill to dial with; set"
+                    f' platform.skill_id or platform.agents."{user}".skill_id (a manual'
+                    " outbound phone skill)"
+                )
     return problems
 
 

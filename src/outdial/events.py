@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -103,6 +103,9 @@ class Event:
     channel_id: str = ""
     received_at: float = 0.0
     _identity: str | None = field(default=None, repr=False)
+    #: What identifies the body's state (the platform codec's ``identity_facts``);
+    #: None: the Genesys notification topics' facts, else the whole body.
+    facts: Callable[[str, Mapping[str, Any]], Any] | None = field(default=None, repr=False)
 
     @property
     def identity(self) -> str:
@@ -115,7 +118,9 @@ class Event:
         """
         if self._identity is None:
             canonical = json.dumps(
-                _identity_facts(self.topic, self.body), sort_keys=True, separators=(",", ":")
+                (self.facts or genesys_identity_facts)(self.topic, self.body),
+                sort_keys=True,
+                separators=(",", ":"),
             )
             digest = hashlib.blake2b(
                 f"{self.topic}\n{canonical}".encode(), digest_size=16
@@ -124,8 +129,12 @@ class Event:
         return self._identity
 
 
-def _identity_facts(topic: str, body: Mapping[str, Any]) -> Any:
-    """What identifies one state of an agent topic, live or re-read; else the whole body."""
+def genesys_identity_facts(topic: str, body: Mapping[str, Any]) -> Any:
+    """What identifies one state of a Genesys agent topic, live or re-read; else the whole body.
+
+    The frames of :func:`parse_frame` (Genesys notifications) use it; other
+    platforms' events carry their codec's own (:attr:`Event.facts`).
+    """
     if topic.endswith(".presence"):
         definition = body.get("presenceDefinition")
         if isinstance(definition, Mapping):

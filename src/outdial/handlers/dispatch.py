@@ -748,7 +748,11 @@ class Handlers:
 
     def _synthetic(self, topic: str, body: Mapping[str, Any]) -> Event:
         return Event(
-            topic=topic, body=body, channel_id=_REFRESH, received_at=self.clock.monotonic()
+            topic=topic,
+            body=body,
+            channel_id=_REFRESH,
+            received_at=self.clock.monotonic(),
+            facts=self.codec.identity_facts,
         )
 
     async def _track_call(self, call: CallSeen, user_id: str | None) -> bool:

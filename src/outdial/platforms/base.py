@@ -284,6 +284,11 @@ class Codec(Protocol):
         """True for an agent's calls topic."""
         ...
 
+    def identity_facts(self, topic: str, body: Mapping[str, Any]) -> Any:
+        """What identifies the state an event says, so that the same state seen live and
+        re-read over REST (whose bodies differ in extra fields) is one trigger."""
+        ...
+
     def decode(self, event: Event, observed: datetime) -> Decoded:
         """What ``event`` says; raises :class:`MalformedEvent` for a body it cannot read.
 

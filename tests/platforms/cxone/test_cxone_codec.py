@@ -4,6 +4,7 @@ any event: a call never reads as over before Disconnected, done never later than
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,35 @@ def test_other_types_say_nothing_and_broken_bodies_are_named() -> None:
 def test_status_mapping() -> None:
     assert call_state("CallBackDisconnected") is CallState.ENDED
     assert call_state("NaturalCallRinging") is CallState.RINGING
+
+
+def test_a_state_seen_live_and_re_read_is_one_trigger() -> None:
+    """The re-read bodies lack the live events' host fields; their identity does not."""
+    from outdial.events import Event
+    from outdial.platforms.cxone import shapes, wire
+    from outdial.platforms.cxone.codec import CxoneCodec
+
+    codec = CxoneCodec()
+    live_state: dict[str, Any] = {
+        "Type": "AgentState",
+        "IISHost": "iis-01",
+        "VCHost": "vc-01",
+        "CurrentState": "Available",
+        "CurrentOutReason": "",
+        "StartTimeUTC": "2026-11-23T10:00:02.000Z",
+        "IsAcw": "False",
+        "AcwTimeout": "0",
+        "NextStates": [],
+    }
+    reread = shapes.agent_state_event(
+        wire.RestAgentState.model_validate(
+            {"agentId": 3141592, "agentStateName": "Available", "startDate": "2026-11-23T10:00:02Z"}
+        )
+    )
+    topic = "cxone.users.3141592.AgentState"
+
+    def identity(body: Mapping[str, Any]) -> str:
+        return Event(topic, body, facts=codec.identity_facts).identity
+
+    assert identity(live_state) == identity(reread)
+    assert identity(live_state) != identity({**live_state, "IsAcw": "True"})

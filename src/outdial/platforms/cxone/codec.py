@@ -151,6 +151,15 @@ class CxoneCodec:
         """True for an agent's ``CallContactEvent`` topic."""
         return topic_agent(topic) is not None and topic.endswith(f".{CALL_CONTACT}")
 
+    def identity_facts(self, topic: str, body: Mapping[str, Any]) -> Any:
+        """What identifies a state, live or re-read: a REST re-read lacks fields the live
+        event carries (``IISHost``, ``VCHost``, ...), so only the facts both share count."""
+        if topic.endswith(f".{AGENT_STATE}"):
+            return {k: body.get(k) for k in ("CurrentState", "StartTimeUTC", "IsAcw")}
+        if topic.endswith(f".{CALL_CONTACT}"):
+            return {k: body.get(k) for k in ("ContactID", "Status", "FinalState")}
+        return body
+
     def decode(self, event: Event, observed: datetime) -> Decoded:
         """What an ``AgentState`` or ``CallContactEvent`` says; nothing for any other type."""
         if topic_agent(event.topic) is None:

@@ -58,8 +58,11 @@ from outdial.log import emit
 from outdial.platforms.base import AuthError, PlatformError, SourceSink, SubscriptionResult
 from outdial.platforms.cxone import wire
 from outdial.platforms.cxone.client import CxoneClient
-from outdial.platforms.cxone.codec import topic_agent, topic_for
+from outdial.platforms.cxone.codec import CxoneCodec, topic_agent, topic_for
 from outdial.platforms.cxone.correlate import DialCorrelator, SessionRegistry
+
+#: What identifies an event's state (shared with re-reads: one trigger, live or re-read).
+_IDENTITY = CxoneCodec().identity_facts
 
 __all__ = ["IN_PROGRESS_CODES", "CxoneSessionSource", "CxoneSources", "agent_of_topic"]
 
@@ -278,6 +281,7 @@ class CxoneSessionSource:
         return PollAnswered(answer.session_id or action.session_id, answer.events, answer.renewal)
 
     def _deliver(self, session_id: str, events: Sequence[object]) -> None:
+        """Hand each event of a batch on, after the dial correlator saw it."""
         now = self._clock.monotonic()
         for body in events:
             if not isinstance(body, dict):
@@ -291,6 +295,7 @@ class CxoneSessionSource:
                     body=body,
                     channel_id=session_id,
                     received_at=now,
+                    facts=_IDENTITY,
                 )
             )
 

@@ -47,7 +47,9 @@ Wrap-up. The agent's own leg is pending wrap-up while it required it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -72,6 +74,7 @@ from outdial.events import (
     Presence,
     RoutingStatus,
     body_as,
+    genesys_identity_facts,
     topic_user_id,
 )
 from outdial.platforms.base import MalformedEvent
@@ -327,6 +330,10 @@ class GenesysCodec:
     def is_calls_topic(self, topic: str) -> bool:
         """True for ``v2.users.{id}.conversations.calls``."""
         return topic.startswith("v2.users.") and topic.endswith(CALLS_SUFFIX)
+
+    def identity_facts(self, topic: str, body: Mapping[str, Any]) -> Any:
+        """Presence by name and ``modifiedDate``, routing by status and start, calls by legs."""
+        return genesys_identity_facts(topic, body)
 
     def decode(self, event: Event, observed: datetime) -> Decoded:
         """What a Genesys event says; raises MalformedEvent naming the first bad field."""
