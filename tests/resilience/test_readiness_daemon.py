@@ -267,8 +267,18 @@ async def test_dialing_resumes_after_a_gap_that_lost_the_calls_end(
 
 
 async def test_two_daemons_on_one_postgresql_place_one_call_per_readiness(
-    postgres_url: str, postgres_schema: str, backend: Backend
+    postgres_url: str, postgres_schema: str, backend: Backend, request: pytest.FixtureRequest
 ) -> None:
+    if backend.kind == "cxone":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="product bug: two daemons on CXone share each agent's session (the "
+                "second joins it) and fight over its rotating id: every poll of one makes "
+                "the other's id stale, so both get a state renewal (a gap) on each poll, "
+                "hundreds a second; under load dialing stalls",
+            )
+        )
     from outdial.store.postgres import PostgresStore
 
     numbers = NUMBERS[:3]
@@ -291,10 +301,13 @@ async def test_two_daemons_on_one_postgresql_place_one_call_per_readiness(
                     )
                 )
                 await a.log.until(lambda: bool(a.log.named("dial.skipped", guard="contacts")))
+                gaps = a.daemon.gaps_handled + b.daemon.gaps_handled
         finally:
             await first.aclose()
             await second.aclose()
     assert sorted(fake.numbers()) == sorted(numbers)
+    # Sharing the platform is no fault: each daemon has its startup gap and no more.
+    assert gaps <= 4, f"{gaps} gaps in {len(numbers)} calls"
 
 
 @pytest.mark.parametrize("purposes", ["agent-customer", "user-external"])
