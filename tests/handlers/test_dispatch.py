@@ -514,3 +514,18 @@ async def test_start_without_a_do_not_call_file_does_nothing() -> None:
         dnc_config(None), FakePlatform(), SqliteStore(":memory:"), clock(), codec=GenesysCodec()
     )
     await h.start()
+
+
+@pytest.mark.anyio
+async def test_a_reload_brings_new_guards_to_the_next_dial() -> None:
+    h = await make()
+    closed = GuardsConfig(calling_window=("13:00", "21:00"))  # it is noon in London
+    await h.apply_config(config(next_contact_rule(), guards=closed))
+    assert h.config.guards == closed
+    await h.handle(presence())
+    platform = h.platform
+    assert isinstance(platform, FakePlatform)
+    assert platform.requests == []  # the window the reload set is not open yet
+    await h.apply_config(config(next_contact_rule()))
+    await h.handle(presence(stamp="t2"))
+    assert len(platform.requests) == 1

@@ -1,4 +1,5 @@
-"""The handlers: rules (compile + match), dispatch, guards, the dialer, the call state machine.
+"""The handlers: rules, the router and its parts (call tracker, readiness offers, gap
+refresher), guards, the dialer, the call state machine.
 
 The daemon needs :class:`Handlers` (``start``, ``topics``, ``handle``, ``refresh``,
 ``reconcile_unknown``); custom

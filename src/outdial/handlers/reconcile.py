@@ -46,6 +46,7 @@ __all__ = [
     "Wait",
     "decide",
     "is_stale",
+    "lease_until",
     "needs_reconciling",
     "owner_gone",
     "search_window",
@@ -173,6 +174,11 @@ def needs_reconciling(
     if claim.state == "unknown":
         return True
     return claim.state == "claimed" and (gone or is_stale(claim, now, policy))
+
+
+def lease_until(now: datetime, policy: ReconcilePolicy) -> datetime:
+    """Until when a claim made or renewed at ``now`` is its process's (see :func:`owner_gone`)."""
+    return now + timedelta(seconds=policy.lease)
 
 
 def search_window(
