@@ -364,17 +364,8 @@ async def test_debug_logs_each_event_received_and_each_rest_request_with_its_tim
 
 
 async def test_an_agent_id_the_platform_does_not_know_is_named_in_a_warning(
-    tmp_path: Path, backend: Backend, request: pytest.FixtureRequest
+    tmp_path: Path, backend: Backend
 ) -> None:
-    if backend.kind == "cxone":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="product bug: on CXone a rule naming an agent id the platform does "
-                "not know stops the whole daemon (start session 400 InvalidAgentId is "
-                "ListenerFatal) instead of warning agent.unknown and dialing the others",
-            )
-        )
     known, ghost = backend.agent_ids(2)
     async with backend.start([known]) as fake:
         config = fake.config(sqlite(tmp_path), [known, ghost])
