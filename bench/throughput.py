@@ -395,7 +395,7 @@ async def measure(args: argparse.Namespace) -> int:
         spread = ", ".join(f"{r.rate:,.0f}" for r in runs)
         print(
             f"{label:<46} {rate:>10,.0f} {rate / stable:>7.0%} {rate / bare:>7.0%} "
-            f"{1e6 / rate:>9.2f} {dropped:>9,.0f} {gaps:>5,.0f}  [{spread}]"
+            f"{1e6 / rate:>9.2f} {run_dropped:>9,.0f} {run_gaps:>5,.0f}  [{spread}]"
         )
     print(
         f"\n(dropped, gaps: medians per run of {args.events:,} frames; a dropped event is not "
