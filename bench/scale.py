@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -249,6 +250,8 @@ class Result:
     channels: int
     dropped_total: float = 0.0
     shed: int = 0
+    log_lines: int = 0
+    log_top: str = ""
 
     @property
     def seconds(self) -> float:
@@ -502,8 +505,24 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                     )
                 finally:
                     stop(proc)
+                    log.flush()
+                    lines, top = summarise_log(Path(tmp) / "outdial.log")
+                    print(f"    outdial's log: {lines:,} lines; {top}", file=sys.stderr)
     finally:
         platform.stop()
+
+
+def summarise_log(path: Path) -> tuple[int, str]:
+    """Lines in outdial's log and its most frequent kinds (``LEVEL name``), for the report."""
+    kinds: Counter[str] = Counter()
+    with open(path, errors="replace") as lines:
+        for line in lines:
+            words = line.split()
+            # "DATE TIME,ms LEVEL name key=value ...": the level and the name say the kind.
+            if len(words) >= 4:
+                kinds[f"{words[2]} {words[3]}"] += 1
+    top = ", ".join(f"{kind} x{n:,}" for kind, n in kinds.most_common(4))
+    return sum(kinds.values()), top or "empty"
 
 
 def _ready(url: str) -> bool:
