@@ -28,7 +28,7 @@ from outdial.events import Event, Gap
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import Match, RuleError
 from outdial.listener import Listener, ListenerFatal
-from outdial.platforms.base import Platform, PlatformError
+from outdial.platforms.base import PlatformBundle, PlatformError
 
 __version__ = "0.1.0"
 
@@ -44,7 +44,7 @@ __all__ = [
     "ListenerFatal",
     "ManualClock",
     "Match",
-    "Platform",
+    "PlatformBundle",
     "PlatformError",
     "RuleError",
     "SystemClock",

@@ -20,7 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from outdial.config import Config
 from outdial.exits import EXIT_AUTH, EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE, one_line
-from outdial.platforms.base import AuthError, Platform, PlatformError
+from outdial.platforms.base import AuthError, PlatformError
+from outdial.platforms.genesys.client import GenesysPlatform
 
 __all__ = ["OnlineReport", "check_online", "platform_topics"]
 
@@ -75,7 +76,7 @@ def _code(exc: PlatformError) -> int:
 
 
 async def check_online(
-    config: Config, rule_topics: list[str], platform: Platform | None = None
+    config: Config, rule_topics: list[str], platform: GenesysPlatform | None = None
 ) -> OnlineReport:
     """Run the online checks for ``config`` (``platform``: the config's own, by default)."""
     from outdial.config import PlatformConfig
@@ -95,7 +96,7 @@ async def check_online(
 
 
 async def _check(
-    config: Config, platform: Platform, topics: list[str], report: OnlineReport
+    config: Config, platform: GenesysPlatform, topics: list[str], report: OnlineReport
 ) -> None:
     agents = _agents(config)
     try:

@@ -25,7 +25,7 @@ from outdial.config import GuardsConfig
 from outdial.handlers import reconcile
 from outdial.handlers.dialer import Dialer
 from outdial.handlers.reconcile import Found, GiveUp, ReconcilePolicy, Retry, Wait, decide
-from outdial.platforms.base import AmbiguousOutcome, OutboundCall, Platform, RetryableError
+from outdial.platforms.base import AmbiguousOutcome, CallControl, OutboundCall, RetryableError
 from outdial.store.base import Claim
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -383,7 +383,7 @@ async def test_two_replicas_reconciling_send_at_most_once() -> None:
 
 
 def test_platform_fake_is_a_platform() -> None:
-    platform: Platform = FakePlatform()
+    platform: CallControl = FakePlatform()
     assert platform is not None
 
 

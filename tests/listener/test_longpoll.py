@@ -158,8 +158,8 @@ def test_a_session_in_progress_is_joined() -> None:
 def test_fatal_errors_stop_for_good() -> None:
     m = machine()
     m.begin(0.0)
-    assert m.handle(StartFailed(StartProblem.FATAL, "InvalidAgentId"), 1.0) == [
-        Stop(fatal="InvalidAgentId")
+    assert m.handle(StartFailed(StartProblem.FATAL, "ImpersonateNotEnabled"), 1.0) == [
+        Stop(fatal="ImpersonateNotEnabled")
     ]
     assert m.state is State.STOPPED
     with pytest.raises(LongPollError):
@@ -167,6 +167,17 @@ def test_fatal_errors_stop_for_good() -> None:
     m = machine()
     up(m)
     assert m.handle(PollFailed("401", fatal=True), 101.0) == [Stop(fatal="401")]
+
+
+def test_an_unknown_agent_stops_its_session_with_a_gap_not_the_daemon() -> None:
+    m = machine()
+    m.begin(0.0)
+    out = m.handle(StartFailed(StartProblem.UNKNOWN_AGENT, "InvalidAgentId"), 1.0)
+    assert out == [ReportGap(1.0, 1.0, "agent unknown"), Stop(parked=True)]
+    assert m.state is State.STOPPED
+    assert m.fatal is None
+    # Topics wanted again (a reload): it tries once more.
+    assert m.handle(ResumeRequested(), 5.0) == [StartSession(join=False)]
 
 
 def test_stop_ends_our_session_and_resume_starts_anew_with_a_startup_gap() -> None:

@@ -9,6 +9,11 @@ dialed again and this time reached.
 
 Nothing sleeps for a deadline: the test waits for the daemon's log events and
 the fake's own conditions.
+
+Genesys only: a CXone dial has no agent-unavailable outcome. ``dial-phone``
+runs on the agent's own session and is refused (400 ``InvalidState``) before
+anything is placed when the agent cannot take it, so there is no call whose
+customer leg never comes up; the fake CXone refuses the outcome outright.
 """
 
 from __future__ import annotations

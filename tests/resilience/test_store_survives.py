@@ -12,6 +12,11 @@ duplicate).
 
 PostgreSQL runs privately for these tests (``pg_cluster.py``): the shared
 server is never restarted.
+
+The SQLite lock runs on both platforms (the ``backend`` fixture); the
+PostgreSQL faults stay on Genesys: how the daemon rides out its store does not
+depend on the platform, and each of them restarts or stops a server, which is
+the slow part of this suite.
 """
 
 from __future__ import annotations
@@ -26,20 +31,19 @@ from pathlib import Path
 
 import anyio
 import pytest
-from daemon_harness import NUMBERS, Watched, daemon_for, ready_config
-from listener_harness import USER
+from backends import Backend, Fake, GenesysBackend, backend_fixture  # noqa: F401 (fixture)
+from daemon_harness import NUMBERS, Watched, daemon_for
 from pg_cluster import Cluster, make_cluster, remove_cluster
 
-from outdial.fake import FakePlatform, Outcome
-from outdial.fake.pytest_plugin import FAST_TIMING
+from outdial.fake import Outcome
 from outdial.store import StoreSettings, open_store
 
 pytestmark = pytest.mark.anyio
 
-CALL_PATH = r"/api/v2/conversations/calls/user/"
 #: Done means: dialing again within this many seconds of the database answering.
 RECOVERY = 5.0
 SETTINGS = StoreSettings(statement_timeout=2.0, connect_timeout=2.0)
+GENESYS = GenesysBackend()
 
 
 @pytest.fixture(scope="module")
@@ -63,28 +67,29 @@ async def database(cluster: Cluster) -> str:
 
 @asynccontextmanager
 async def dialing(
-    url: str, settings: StoreSettings = SETTINGS
-) -> AsyncIterator[tuple[FakePlatform, Watched]]:
+    url: str, settings: StoreSettings = SETTINGS, backend: Backend = GENESYS
+) -> AsyncIterator[tuple[Fake, Watched]]:
     """The daemon on ``url`` dialing one ready agent through ``NUMBERS`` (all answer)."""
-    async with FakePlatform([USER], timing=FAST_TIMING, seed=3) as platform:
+    [agent] = backend.agent_ids(1)
+    async with backend.start([agent]) as fake:
         for number in NUMBERS:
-            platform.set_outcome(number, Outcome.ANSWERED)
-        config = ready_config(platform, url)
-        contacts = [(USER, n) for n in NUMBERS]
+            fake.set_outcome(number, Outcome.ANSWERED)
+        config = fake.config(url)
+        contacts = [(agent, n) for n in NUMBERS]
         async with (
             open_store(url, settings) as store,
             daemon_for(config, contacts=contacts, store=store) as run,
         ):
             await run.until("call.ended", 2)  # dialing, one call after the other
-            yield platform, run
+            yield fake, run
             assert run.log.named("daemon.stopped") == []  # it never exited
             assert run.log.named("daemon.refresh_failed") == []
 
 
-def assert_each_contact_called_once(platform: FakePlatform) -> None:
-    dialed = [c.payload["phoneNumber"] for c in platform.recorded.accepted_calls]
+def assert_each_contact_called_once(fake: Fake) -> None:
+    dialed = fake.numbers()
     assert len(dialed) == len(set(dialed)), f"a contact was called twice: {dialed}"
-    assert len(platform.recorded.call_requests) == len(dialed)
+    assert fake.requests == len(dialed)
 
 
 async def dials_again(run: Watched, fault: float, answered: float, already: int) -> float:
@@ -100,15 +105,15 @@ async def dials_again(run: Watched, fault: float, answered: float, already: int)
     return max(0.0, placed - answered)
 
 
-async def in_flight(platform: FakePlatform, run: Watched, hold: float) -> int:
+async def in_flight(fake: Fake, run: Watched, hold: float) -> int:
     """Hold the answer to the next dial for ``hold`` s; return once it is sent.
 
     Returns how many dials are placed with it (it included): the next one
     after that is a dial made after the fault.
     """
-    sent = len(platform.recorded.call_requests)
-    platform.stall_next(CALL_PATH, hold, method="POST")
-    await platform.wait_for(lambda: len(platform.recorded.call_requests) > sent, timeout=10)
+    sent = fake.requests
+    fake.hold_next_dial_answer(hold)
+    await fake.wait_for(lambda: fake.requests > sent, timeout=10)
     return sent + 1
 
 
@@ -145,12 +150,12 @@ async def test_postgresql_stopped_then_started_while_a_dial_is_in_flight(
         assert not run.daemon.store_healthy
         # The sockets stay up, and a gap in them meanwhile is taken in stride:
         # its refresh reads nothing now, and waits for the store.
-        assert platform.connected_channels
+        assert platform.platform.connected_channels
         gaps = run.daemon.gaps_handled
-        await platform.drop_sockets()
+        await platform.break_events()
         await run.log.until(lambda: run.daemon.gaps_handled > gaps)
         await run.until("daemon.refreshed", unread=1)
-        requests = len(platform.recorded.call_requests)
+        requests = platform.requests
         await cluster.start()
         answered = anyio.current_time()
         resumed = await dials_again(run, fault, answered, placed)
@@ -211,21 +216,21 @@ async def test_a_hung_backend_is_given_up_within_the_statement_timeout(
     assert_each_contact_called_once(platform)
 
 
-async def test_a_sqlite_file_locked_by_another_process(tmp_path: Path) -> None:
+async def test_a_sqlite_file_locked_by_another_process(tmp_path: Path, backend: Backend) -> None:
     path = tmp_path / "outdial.db"
     settings = StoreSettings(statement_timeout=0.5)
-    async with dialing(f"sqlite:///{path}", settings) as (platform, run):
+    async with dialing(f"sqlite:///{path}", settings, backend) as (platform, run):
         holder = sqlite3.connect(path, isolation_level=None)
         try:
             holder.execute("BEGIN IMMEDIATE")  # the write lock, held
             await run.until("store.unavailable")
             assert not run.daemon.store_healthy
-            requests = len(platform.recorded.call_requests)
+            requests = platform.requests
         finally:
             holder.execute("ROLLBACK")
             holder.close()
         released = anyio.current_time()
-        assert len(platform.recorded.call_requests) == requests
+        assert platform.requests == requests
         placed = len(run.log.named("dial.placed"))
         resumed = await dials_again(run, released, released, placed)
         [down] = run.log.named("store.unavailable")

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +41,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from outdial.fake.common.net import set_linger_zero
 from outdial.log import emit
 
 __all__ = ["CHUNK_SIZE", "QUEUE_CHUNKS", "FaultProxy"]
@@ -432,12 +431,3 @@ async def _close(stream: anyio.abc.SocketStream, *, rst: bool) -> None:
     if rst:
         set_linger_zero(stream)
     await stream.aclose()
-
-
-def set_linger_zero(stream: anyio.abc.SocketStream) -> None:
-    """Make closing ``stream`` send RST instead of FIN (``SO_LINGER`` on, timeout 0)."""
-    try:
-        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except (OSError, anyio.TypedAttributeLookupError):
-        pass  # already closed: nothing left to reset

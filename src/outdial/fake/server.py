@@ -8,14 +8,17 @@ at it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import anyio
-
-from outdial.config import is_loopback_host
+from outdial.fake.common.serve import (
+    check_bind,
+    format_banner,
+    print_text,
+    remote_bind_refusal,
+    run_until_cancelled,
+)
 from outdial.fake.control import control_token
 from outdial.fake.platform import DEFAULT_AGENTS, FakePlatform
 from outdial.fake.scenario import Scenario, load_scenario, platform_from_scenario
@@ -24,40 +27,29 @@ from outdial.fake.script import CallTiming, Outcome
 __all__ = ["banner", "print_banner", "remote_bind_refusal", "serve"]
 
 
-def remote_bind_refusal(host: str, *, allow_remote: bool) -> str | None:
-    """Why listening on ``host`` is refused (None when it is loopback or ``allow_remote``).
-
-    Beyond loopback, anyone on the network could log in with the fake's
-    well-known credentials and read or drive its calls.
-    """
-    if allow_remote or is_loopback_host(host):
-        return None
-    shown = host or "(all interfaces)"
-    return (
-        f"--host {shown} would serve the fake beyond this machine; use 127.0.0.1, "
-        "or pass --allow-remote to mean it"
-    )
-
-
 def banner(platform: FakePlatform) -> str:
     """A few lines telling a user where the fake listens and how to log in to it."""
-    lines = [
+    return format_banner(
         "outdial fake Genesys Cloud platform is ready",
-        f"  api_url       {platform.api_url}",
-        f"  login_url     {platform.login_url}",
-        f"  ws_url        {platform.connect_url}",
-        f"  control_url   {platform.control_url}",
-        f"  control_token {control_token(platform)}  (Authorization: Bearer <control_token>)",
-        f"  client_id     {platform.client_id}",
-        f"  client_secret {platform.client_secret}",
-        "  agents        " + ", ".join(platform.agents),
-    ]
-    return "\n".join(lines)
+        [
+            ("api_url", platform.api_url),
+            ("login_url", platform.login_url),
+            ("ws_url", platform.connect_url),
+            ("control_url", platform.control_url),
+            (
+                "control_token",
+                f"{control_token(platform)}  (Authorization: Bearer <control_token>)",
+            ),
+            ("client_id", platform.client_id),
+            ("client_secret", platform.client_secret),
+            ("agents", ", ".join(platform.agents)),
+        ],
+    )
 
 
 def print_banner(platform: FakePlatform) -> None:
     """Print :func:`banner` to standard output and flush it (for wrappers waiting on it)."""
-    print(banner(platform), file=sys.stdout, flush=True)
+    print_text(banner(platform))
 
 
 async def serve(
@@ -87,9 +79,7 @@ async def serve(
     before the first request and its fault schedule starts once the platform
     listens.
     """
-    refusal = remote_bind_refusal(host, allow_remote=allow_remote)
-    if refusal is not None:
-        raise ValueError(refusal)
+    check_bind(host, allow_remote=allow_remote)
     options: dict[str, Any] = {
         "agents": agents,
         "seed": seed,
@@ -116,9 +106,10 @@ async def serve(
         platform = platform_from_scenario(loaded, **network, **fallback)
     else:
         platform = FakePlatform(**options, **network)
-    async with platform:
-        if loaded is not None and loaded.faults:
-            platform.run_schedule(loaded.faults)
-        if on_ready is not None:
-            on_ready(platform)
-        await anyio.sleep_forever()
+    faults = loaded.faults if loaded is not None else None
+
+    def started(running: FakePlatform) -> None:
+        if faults:
+            running.run_schedule(faults)
+
+    await run_until_cancelled(platform, on_ready, started=started)

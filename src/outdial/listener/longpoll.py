@@ -95,6 +95,10 @@ class StartProblem(enum.Enum):
     IN_PROGRESS = "in_progress"
     #: Nothing to join yet (the agent is not logged in): back off, an agent logs in later.
     UNAVAILABLE = "unavailable"
+    #: The platform knows no such agent (``InvalidAgentId``): this agent's session
+    #: stops (nothing to poll) and a gap makes the re-read name the agent; the
+    #: other agents' sessions go on.
+    UNKNOWN_AGENT = "unknown_agent"
     #: Credentials, permissions, configuration: retrying cannot help.
     FATAL = "fatal"
 
@@ -239,9 +243,14 @@ class EndSession:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    """Nothing more to do: ``fatal`` says why it cannot go on (None: stopped on request)."""
+    """Nothing more to do: ``fatal`` says why it cannot go on (None: stopped on request).
+
+    ``parked``: the platform knows no such agent; wait until the topics are set again
+    (a reload) rather than resuming at once.
+    """
 
     fatal: str | None = None
+    parked: bool = False
 
 
 Output = StartSession | Poll | Deliver | ReportGap | BackOff | EndSession | Stop
@@ -255,6 +264,7 @@ Key = Literal[
     "start_retry",
     "start_join",
     "start_fatal",
+    "start_unknown",
     "answered",
     "empty",
     "ended",
@@ -275,11 +285,13 @@ TRANSITIONS: dict[tuple[State, Key], State] = {
     (_S.STARTING, "start_retry"): _S.BACKING_OFF,
     (_S.STARTING, "start_join"): _S.STARTING,
     (_S.STARTING, "start_fatal"): _S.STOPPED,
+    (_S.STARTING, "start_unknown"): _S.STOPPED,
     (_S.STARTING, "stop"): _S.STOPPED,
     (_S.RESTARTING, "started"): _S.POLLING,
     (_S.RESTARTING, "start_retry"): _S.BACKING_OFF,
     (_S.RESTARTING, "start_join"): _S.RESTARTING,
     (_S.RESTARTING, "start_fatal"): _S.STOPPED,
+    (_S.RESTARTING, "start_unknown"): _S.STOPPED,
     (_S.RESTARTING, "stop"): _S.STOPPED,
     (_S.POLLING, "answered"): _S.POLLING,
     (_S.POLLING, "empty"): _S.POLLING,
@@ -372,6 +384,8 @@ class LongPollSession:
                 return "started"
             case StartFailed(problem=StartProblem.FATAL):
                 return "start_fatal"
+            case StartFailed(problem=StartProblem.UNKNOWN_AGENT):
+                return "start_unknown"
             case StartFailed(problem=StartProblem.IN_PROGRESS) if not self._joining:
                 return "start_join"
             case StartFailed():
@@ -410,6 +424,11 @@ class LongPollSession:
                 self._last_error = error
                 if key == "start_fatal":
                     return self._fatal(error)
+                if key == "start_unknown":
+                    # Not the daemon's end: the re-read this gap asks for names the agent.
+                    self.session_id = None
+                    self.owned = False
+                    return [ReportGap(now, now, "agent unknown"), Stop(parked=True)]
                 if key == "start_join":
                     self._joining = True
                     return [StartSession(join=True)]

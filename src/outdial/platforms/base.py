@@ -45,7 +45,6 @@ __all__ = [
     "MalformedEvent",
     "OutboundCall",
     "PlacedCall",
-    "Platform",
     "PlatformBundle",
     "PlatformError",
     "RetryableError",
@@ -401,77 +400,4 @@ class ChannelApi(Protocol):
         self, channel_id: str, topics: Sequence[str]
     ) -> list[SubscriptionResult]:
         """Add ``topics`` to what the channel carries, keeping the others."""
-        ...
-
-
-class Platform(Protocol):
-    """The REST side of a contact-center platform, as outdial uses it."""
-
-    async def create_channel(self) -> ChannelInfo:
-        """Create a notification channel."""
-        ...
-
-    async def channel_exists(self, channel_id: str) -> bool:
-        """True while the channel is valid; False once expired or evicted."""
-        ...
-
-    async def get_subscriptions(self, channel_id: str) -> list[str]:
-        """The topics the channel carries now."""
-        ...
-
-    async def put_subscriptions(
-        self, channel_id: str, topics: Sequence[str]
-    ) -> list[SubscriptionResult]:
-        """Replace the channel's topics with exactly ``topics``."""
-        ...
-
-    async def add_subscriptions(
-        self, channel_id: str, topics: Sequence[str]
-    ) -> list[SubscriptionResult]:
-        """Add ``topics`` to what the channel carries, keeping the others."""
-        ...
-
-    async def place_call(self, request: DialRequest) -> PlacedCall:
-        """Place an outbound call on behalf of ``request.user_id``."""
-        ...
-
-    async def get_call(self, conversation_id: str) -> CallSnapshot | None:
-        """The call as it is now, or None when the platform no longer knows it."""
-        ...
-
-    async def get_agent_state(self, user_id: str) -> AgentState:
-        """The agent's presence and routing status, to re-read after a gap."""
-        ...
-
-    async def get_agent_states(
-        self, user_ids: Sequence[str], *, give_up_after: float = 60.0
-    ) -> list[AgentState]:
-        """Every agent's state, one per distinct id in ``user_ids``, in their order.
-
-        No agent is dropped: an agent the platform does not know comes back with
-        ``known=False``; retryable failures are retried until ``give_up_after`` seconds
-        have passed, then raised (a :class:`RetryableError`), as is any other error.
-        """
-        ...
-
-    async def find_outbound_calls(
-        self,
-        user_id: str,
-        since: datetime,
-        until: datetime,
-        phone_number: str | None = None,
-    ) -> list[OutboundCall]:
-        """The agent's outbound calls that started in ``[since, until)``, oldest first.
-
-        Reconciles a dial whose answer never came: found, the call exists and
-        must not be placed again. Ended calls are listed too. The platform's
-        history may lag a few seconds behind, so "not listed" only means "not
-        placed" once the caller has waited long enough. With ``phone_number``
-        (E.164) the platform may be asked for calls to that number only; calls
-        to other numbers may still be listed, so the caller checks the number.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
         ...

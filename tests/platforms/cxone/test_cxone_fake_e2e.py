@@ -25,6 +25,7 @@ from outdial.fake.cxone import FakeCxone
 from outdial.fake.script import CallTiming, Outcome
 from outdial.platforms.base import AmbiguousOutcome, PlatformBundle
 from outdial.platforms.cxone.bundle import cxone_bundle
+from outdial.platforms.ratelimit import RestStats
 
 pytestmark = pytest.mark.anyio
 AGENT = "3141592"
@@ -108,6 +109,11 @@ async def test_a_dial_is_followed_to_its_end_and_found_again() -> None:
         assert state.known
         assert not stranger.known
         assert state.reread_events()[0][0] == f"cxone.users.{AGENT}.AgentState"
+        # The REST accounting the daemon's metrics read off the call control.
+        stats = getattr(rig.bundle.calls, "rest_stats", None)
+        assert isinstance(stats, RestStats)
+        assert stats.responses.get(202, 0) >= 1  # the dial's accepted answer
+        assert stats.responses.get(200, 0) >= 3
 
 
 async def test_a_lost_dial_is_ambiguous_and_never_sent_twice() -> None:

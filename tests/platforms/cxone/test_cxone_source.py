@@ -233,17 +233,14 @@ async def test_a_session_in_progress_is_joined_instead() -> None:
     assert "DELETE" not in {r.method for r in mock.requests}
 
 
-async def test_a_fatal_start_stops_the_listener_naming_the_agent() -> None:
+def _refusing(text: str) -> tuple[MockCxone, ManualClock, CxoneClient, Sink, CxoneSessionSource]:
     mock, clock = MockCxone(), ManualClock()
     mock.overrides.append(
-        lambda r: (
-            httpx.Response(400, text="InvalidAgentId")
-            if r.url.path.endswith("/agent-sessions")
-            else None
-        )
+        lambda r: httpx.Response(400, text=text) if r.url.path.endswith("/agent-sessions") else None
     )
     config = settings()
     client = CxoneClient(config, clock, transport=mock.transport())
+    sink = Sink()
     source = CxoneSources(
         client=client,
         settings=config,
@@ -252,9 +249,27 @@ async def test_a_fatal_start_stops_the_listener_naming_the_agent() -> None:
         rng=Random(1),
         sessions=SessionRegistry(),
         correlator=DialCorrelator(),
-    ).source("s", TOPICS, Sink())
-    with pytest.raises(ListenerFatal, match=f"agent {AGENT}.*InvalidAgentId"):
+    ).source("s", TOPICS, sink)
+    return mock, clock, client, sink, source
+
+
+async def test_a_fatal_start_stops_the_listener_naming_the_agent() -> None:
+    _mock, _clock, client, _sink, source = _refusing("ImpersonateNotEnabled")
+    with pytest.raises(ListenerFatal, match=f"agent {AGENT}.*ImpersonateNotEnabled"):
         await source.run()
+    await client.aclose()
+
+
+async def test_an_agent_the_platform_does_not_know_stops_only_its_own_session() -> None:
+    """Not the daemon's end: a gap asks for the re-read that names the agent."""
+    _mock, _clock, client, sink, source = _refusing("InvalidAgentId")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(source.run)
+        await settle()
+        assert [g.reason for g in sink.gaps] == ["agent unknown"]
+        assert sink.gaps[0].topics == TOPICS
+        assert source.stats.state is ChannelState.STOPPED
+        tg.cancel_scope.cancel()
     await client.aclose()
 
 

@@ -1,6 +1,6 @@
 """Control endpoints of the fake CXone under ``/fake/`` on the issuer port.
 
-The same security as the Genesys fake's (:func:`outdial.fake.control.control_refusal`):
+The same security as the Genesys fake's (:func:`outdial.fake.common.control.control_refusal`):
 the ``Host`` header must be the fake's, cross-site browser requests are
 refused (403), and every request carries ``Authorization: Bearer
 <control_token>`` (:attr:`FakeCxone.control_token
@@ -39,115 +39,24 @@ Fault kinds (:data:`FAULT_KINDS`) and their bodies: ``stall_polls``
 from __future__ import annotations
 
 import dataclasses
-import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from outdial.fake.control import control_refusal
-from outdial.fake.errors import ApiError, FieldDetail, status_error
+from outdial.fake.common.control import (
+    ControlEndpoints,
+    ControlHandler,
+    json_object,
+    optional_field,
+    required_field,
+)
+from outdial.fake.common.routes import Routes
+from outdial.fake.errors import ApiError, FieldDetail
 from outdial.fake.script import Outcome
-from outdial.fake.validation import parse_json
-from outdial.http import Request, Response, Router
+from outdial.http import Request, Response
 
 if TYPE_CHECKING:
     from outdial.fake.cxone.platform import FakeCxone
 
 __all__ = ["FAULT_KINDS", "handle_control", "recorded_json", "state_json"]
-
-_Handler = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def _router() -> Router:
-    router = Router()
-    router.add("GET", "/fake/state", "state")
-    router.add("GET", "/fake/recorded", "recorded")
-    router.add("POST", "/fake/clear", "clear")
-    router.add("POST", "/fake/faults/{kind}", "fault")
-    router.add("PUT", "/fake/agents/{agent_id}/state", "agent_state")
-    router.add("PUT", "/fake/agents/{agent_id}/acw", "hold_acw")
-    router.add("POST", "/fake/agents/{agent_id}/contacts", "start_contact")
-    router.add("POST", "/fake/agents/{agent_id}/events", "publish")
-    router.add("POST", "/fake/contacts/{contact_id}/end", "end_contact")
-    router.add("POST", "/fake/contacts/{contact_id}/acw/end", "end_acw")
-    router.add("PUT", "/fake/outcomes/{number}", "outcome")
-    return router
-
-
-_ROUTER = _router()
-
-
-async def handle_control(cxone: FakeCxone, request: Request) -> Response:
-    """Answer one ``/fake/...`` request, after the same checks as the Genesys fake's."""
-    correlation = str(uuid.uuid4())
-    headers = [("X-Request-Id", correlation)]
-    own = urlsplit(cxone.control_url).hostname
-    refusal = control_refusal(
-        request, token=cxone.control_token, own_hosts=frozenset({own} if own else ())
-    )
-    if refusal is not None:
-        if refusal.status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="outdial fake control"'))
-        return Response.json(refusal.status, refusal.body(correlation), headers)
-    match = _ROUTER.resolve(request.method, request.path)
-    try:
-        if isinstance(match, int):
-            raise status_error(match)
-        handler = _HANDLERS[match.route.name]
-        payload = await handler(cxone, request, **match.params)
-    except ApiError as error:
-        return Response.json(error.status, error.body(correlation), headers)
-    except KeyError as exc:
-        refusal = ApiError(404, "not.found", "{reason}", {"reason": str(exc).strip("'\"")})
-        return Response.json(404, refusal.body(correlation), headers)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        refusal = ApiError(400, "bad.request", "{reason}", {"reason": str(exc)})
-        return Response.json(400, refusal.body(correlation), headers)
-    return Response.json(200, payload, headers)
-
-
-def _object(request: Request) -> dict[str, Any]:
-    body = parse_json(request.body)
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(
-            400,
-            "bad.request",
-            "The request body must be a JSON object",
-            {},
-            [FieldDetail("body", "invalid.value")],
-        )
-    return body
-
-
-def _field(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    """``body[key]`` (None when absent); a 400 naming it when it is not ``kind``."""
-    value = body.get(key)
-    # A JSON true is a Python int too: only a bool field takes it.
-    wrong = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
-    if value is not None and wrong:
-        raise ApiError(
-            400,
-            "bad.request",
-            "The field {field} must be " + what,
-            {"field": key},
-            [FieldDetail(key, "invalid.value")],
-        )
-    return value
-
-
-def _required(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = _field(body, key, kind, what)
-    if value is None:
-        raise ApiError(
-            400,
-            "bad.request",
-            "The field {field} is required (" + what + ")",
-            {"field": key},
-            [FieldDetail(key, "required")],
-        )
-    return value
 
 
 def state_json(cxone: FakeCxone) -> dict[str, Any]:
@@ -211,21 +120,21 @@ async def _clear(cxone: FakeCxone, request: Request) -> dict[str, Any]:
 
 
 def _count(body: dict[str, Any], default: int | None = 1) -> int | None:
-    value = _field(body, "count", int, "a positive integer")
+    value = optional_field(body, "count", int, "a positive integer")
     return default if value is None else int(value)
 
 
 async def _fault(cxone: FakeCxone, request: Request, kind: str) -> dict[str, Any]:
-    body = _object(request)
+    body = json_object(request, required=False)
     number = (int, float)
     if kind == "stall_polls":
         cxone.stall_polls(_count(body, None))
     elif kind == "release_stalls":
         cxone.release_stalls()
     elif kind == "storm_304":
-        cxone.storm_304(_required(body, "count", int, "a positive integer"))
+        cxone.storm_304(required_field(body, "count", int, "a positive integer"))
     elif kind == "end_session":
-        agent_id = _required(body, "agentId", str, "an agent id")
+        agent_id = required_field(body, "agentId", str, "an agent id")
         cxone.agent(agent_id)
         return {"kind": kind, "ended": cxone.end_session(agent_id)}
     elif kind == "revoke_tokens":
@@ -234,24 +143,24 @@ async def _fault(cxone: FakeCxone, request: Request, kind: str) -> dict[str, Any
         cxone.expire_tokens()
     elif kind == "fail_next":
         cxone.fail_next(
-            _required(body, "path", str, "a path regex"),
-            _required(body, "status", int, "an HTTP status"),
+            required_field(body, "path", str, "a path regex"),
+            required_field(body, "status", int, "an HTTP status"),
             _count(body) or 1,
-            _field(body, "retryAfter", number, "seconds"),
-            method=_field(body, "method", str, "an HTTP method"),
+            optional_field(body, "retryAfter", number, "seconds"),
+            method=optional_field(body, "method", str, "an HTTP method"),
         )
     elif kind == "fail_rate":
         cxone.fail_rate(
-            _required(body, "status", int, "an HTTP status"),
-            float(_required(body, "rate", number, "a number from 0 to 1")),
-            _field(body, "path", str, "a path regex"),
-            method=_field(body, "method", str, "an HTTP method"),
+            required_field(body, "status", int, "an HTTP status"),
+            float(required_field(body, "rate", number, "a number from 0 to 1")),
+            optional_field(body, "path", str, "a path regex"),
+            method=optional_field(body, "method", str, "an HTTP method"),
         )
     elif kind == "stall_next":
         cxone.stall_next(
-            _required(body, "path", str, "a path regex"),
-            float(_required(body, "seconds", number, "seconds")),
-            _field(body, "method", str, "an HTTP method"),
+            required_field(body, "path", str, "a path regex"),
+            float(required_field(body, "seconds", number, "seconds")),
+            optional_field(body, "method", str, "an HTTP method"),
             _count(body) or 1,
         )
     elif kind == "lose_dial":
@@ -259,7 +168,7 @@ async def _fault(cxone: FakeCxone, request: Request, kind: str) -> dict[str, Any
     elif kind == "drop_dial_answer":
         cxone.drop_next_dial_answer(_count(body) or 1)
     elif kind == "duplicate_events":
-        copies = _required(body, "copies", int, "a positive integer")
+        copies = required_field(body, "copies", int, "a positive integer")
         if copies < 1:
             raise ValueError("copies must be at least 1")
         cxone.duplicate_events = copies
@@ -272,33 +181,33 @@ async def _fault(cxone: FakeCxone, request: Request, kind: str) -> dict[str, Any
 
 
 async def _agent_state(cxone: FakeCxone, request: Request, agent_id: str) -> dict[str, Any]:
-    body = _object(request)
-    state = _required(body, "state", str, "Available, Unavailable or LoggedOut")
-    reason = _field(body, "outReason", str, "a string") or ""
+    body = json_object(request, required=False)
+    state = required_field(body, "state", str, "Available, Unavailable or LoggedOut")
+    reason = optional_field(body, "outReason", str, "a string") or ""
     cxone.set_agent_state(agent_id, state, reason)
     return {"agentId": agent_id, "state": cxone.agent_state(agent_id)}
 
 
 async def _hold_acw(cxone: FakeCxone, request: Request, agent_id: str) -> dict[str, Any]:
-    hold = _required(_object(request), "hold", bool, "true or false")
+    hold = required_field(json_object(request, required=False), "hold", bool, "true or false")
     cxone.hold_acw(agent_id, hold)
     return {"agentId": agent_id, "hold": hold}
 
 
 async def _start_contact(cxone: FakeCxone, request: Request, agent_id: str) -> dict[str, Any]:
-    body = _object(request)
-    inbound = _field(body, "inbound", bool, "true or false")
+    body = json_object(request, required=False)
+    inbound = optional_field(body, "inbound", bool, "true or false")
     contact_id = await cxone.start_foreign_contact(
         agent_id,
-        phone_number=_required(body, "phoneNumber", str, "an E.164 number"),
+        phone_number=required_field(body, "phoneNumber", str, "an E.164 number"),
         inbound=True if inbound is None else inbound,
-        skill_id=_field(body, "skillId", int, "a skill id"),
+        skill_id=optional_field(body, "skillId", int, "a skill id"),
     )
     return {"contactId": contact_id}
 
 
 async def _publish(cxone: FakeCxone, request: Request, agent_id: str) -> dict[str, Any]:
-    event = _object(request)
+    event = json_object(request, required=False)
     cxone.publish_event(agent_id, event)
     return {"agentId": agent_id, "queued": True}
 
@@ -316,7 +225,7 @@ async def _end_acw(cxone: FakeCxone, request: Request, contact_id: str) -> dict[
 
 
 async def _outcome(cxone: FakeCxone, request: Request, number: str) -> dict[str, Any]:
-    raw = _object(request).get("outcome")
+    raw = json_object(request, required=False).get("outcome")
     try:
         outcome = None if raw is None else Outcome(raw)
         cxone.set_outcome(number, outcome)
@@ -350,16 +259,31 @@ FAULT_KINDS = (
 )
 """The faults ``POST /fake/faults/{kind}`` applies."""
 
-_HANDLERS: dict[str, _Handler] = {
-    "state": _state,
-    "recorded": _recorded,
-    "clear": _clear,
-    "fault": _fault,
-    "agent_state": _agent_state,
-    "hold_acw": _hold_acw,
-    "start_contact": _start_contact,
-    "publish": _publish,
-    "end_contact": _end_contact,
-    "end_acw": _end_acw,
-    "outcome": _outcome,
-}
+
+def _routes() -> Routes[ControlHandler]:
+    routes: Routes[ControlHandler] = Routes()
+    routes.add("GET", "/fake/state", _state)
+    routes.add("GET", "/fake/recorded", _recorded)
+    routes.add("POST", "/fake/clear", _clear)
+    routes.add("POST", "/fake/faults/{kind}", _fault)
+    routes.add("PUT", "/fake/agents/{agent_id}/state", _agent_state)
+    routes.add("PUT", "/fake/agents/{agent_id}/acw", _hold_acw)
+    routes.add("POST", "/fake/agents/{agent_id}/contacts", _start_contact)
+    routes.add("POST", "/fake/agents/{agent_id}/events", _publish)
+    routes.add("POST", "/fake/contacts/{contact_id}/end", _end_contact)
+    routes.add("POST", "/fake/contacts/{contact_id}/acw/end", _end_acw)
+    routes.add("PUT", "/fake/outcomes/{number}", _outcome)
+    return routes
+
+
+# A TypeError from a control is a value of the wrong kind: the caller's mistake too.
+_ENDPOINTS: ControlEndpoints[FakeCxone] = ControlEndpoints(
+    _routes(), id_header="X-Request-Id", bad_request=(ValueError, RuntimeError, TypeError)
+)
+
+
+async def handle_control(cxone: FakeCxone, request: Request) -> Response:
+    """Answer one ``/fake/...`` request, after the same checks as the Genesys fake's."""
+    return await _ENDPOINTS.answer(
+        cxone, request, token=cxone.control_token, control_url=cxone.control_url
+    )

@@ -18,13 +18,10 @@ closes first.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextvars
 import json
 import logging
 import random
-import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
@@ -32,12 +29,17 @@ from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
 
 from outdial.clock import Clock, SystemClock
+from outdial.fake.common.auth import bearer_token, client_login, same_secret
+from outdial.fake.common.changes import Changes
+from outdial.fake.common.control import CONTROL_PREFIX, is_control_path
+from outdial.fake.common.front import StallGate
+from outdial.fake.common.net import set_linger_zero, url_host
+from outdial.fake.common.routes import Routes
 from outdial.fake.cxone.agents import (
     DEFAULT_SKILL_ID,
     Agent,
@@ -51,6 +53,7 @@ from outdial.fake.cxone.agents import (
     set_state,
     skills_body,
 )
+from outdial.fake.cxone.api import API_PREFIX, CxoneHandler, CxonePort
 from outdial.fake.cxone.calls import (
     DEFAULT_END_REASONS,
     DIAL_OUTCOMES,
@@ -63,7 +66,7 @@ from outdial.fake.cxone.calls import (
     rest_active_contact,
     rest_completed_contact,
 )
-from outdial.fake.cxone.errors import ERROR_FORMATS, CxoneError, error_response, oauth_response
+from outdial.fake.cxone.errors import ERROR_FORMATS, CxoneError, oauth_response
 from outdial.fake.cxone.faults import CxoneFaults
 from outdial.fake.cxone.recorded import (
     Recorded,
@@ -71,16 +74,15 @@ from outdial.fake.cxone.recorded import (
     RecordedDial,
     RecordedDisposition,
     RecordedPoll,
-    RecordedRequest,
     RecordedSession,
     RecordedToken,
 )
 from outdial.fake.cxone.sessions import AgentSession, SessionBook
 from outdial.fake.cxone.tokens import Grant, TokenBook, encode_jwt
-from outdial.fake.faults import RestFaults, RestVerdict
-from outdial.fake.proxy import FaultProxy, set_linger_zero
+from outdial.fake.faults import RestFaults
+from outdial.fake.proxy import FaultProxy
 from outdial.fake.script import DEFAULT_OUTCOME_WEIGHTS, CallTiming, Outcome, plan_call
-from outdial.http import HttpServer, Request, Response, Router
+from outdial.http import HttpServer, Request, Response
 from outdial.log import emit
 from outdial.platforms.cxone.validation import check_phone_number, dial_problems
 from outdial.platforms.cxone.wire import (
@@ -113,10 +115,7 @@ DEFAULT_CXONE_AGENTS: tuple[str, ...] = ("3141592", "2718281")
 MAX_POLL_TIMEOUT = 60
 """The longest ``get-next-event`` ``timeout`` the platform takes, in seconds."""
 
-_API_PREFIX = "/InContactAPI/services/{version}"
-_VERSION = re.compile(r"^v\d+\.\d+$")
 _HOSTS = {"IISHost": "iis-01", "VCHost": "vc-01"}
-_CONTROL_PREFIX = "/fake"
 
 # Set for each connection: drops it (RST) from inside a handler, for a lost answer.
 _DROP: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
@@ -277,12 +276,12 @@ class FakeCxone:
         self._dialing: set[str] = set()
         self._acw_held: set[str] = set()
         self._acw_end: set[str] = set()
-        self._issuer_router = _issuer_routes()
-        self._api_router = _api_routes()
-        self._issuer_http = HttpServer(self._dispatch_issuer, server_name="outdial-fake-cxone")
-        self._api_http = HttpServer(self._dispatch_api, server_name="outdial-fake-cxone")
-        self._changed = anyio.Event()
-        self._stall_release = anyio.Event()
+        self._changes = Changes()
+        self._stalls = StallGate(self._notify)
+        self._issuer = CxonePort(self, self._issuer_routes(), authenticated=False)
+        self._api = CxonePort(self, self._api_routes(), authenticated=True)
+        self._issuer_http = HttpServer(self._serve_issuer, server_name="outdial-fake-cxone")
+        self._api_http = HttpServer(self._api, server_name="outdial-fake-cxone")
         self._stack: AsyncExitStack | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._bound_port = 0
@@ -297,8 +296,8 @@ class FakeCxone:
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
-            self._changed = anyio.Event()
-            self._stall_release = anyio.Event()
+            self._changes.reset()
+            self._stalls.reset()
             issuer = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
             await stack.enter_async_context(issuer)
             api = await anyio.create_tcp_listener(local_host=self._host, local_port=self._api_port)
@@ -311,7 +310,7 @@ class FakeCxone:
             tg.start_soon(issuer.serve, self._connection(self._issuer_http), tg)
             tg.start_soon(api.serve, self._connection(self._api_http), tg)
             if self._want_proxy:
-                target = _url_host(self._host).strip("[]")
+                target = url_host(self._host).strip("[]")
                 self._proxy = await stack.enter_async_context(
                     FaultProxy(target, self._bound_api_port, self._host, seed=self._seed)
                 )
@@ -365,18 +364,18 @@ class FakeCxone:
     @property
     def issuer_url(self) -> str:
         """The issuer a daemon's ``[platform] issuer`` points at, ``http://127.0.0.1:PORT``."""
-        return f"http://{_url_host(self._host)}:{self._bound_port}"
+        return f"http://{url_host(self._host)}:{self._bound_port}"
 
     @property
     def api_url(self) -> str:
         """The ``api_endpoint`` discovery hands out (the proxy's with ``api_proxy``)."""
         port = self._proxy.port if self._proxy is not None else self._bound_api_port
-        return f"http://{_url_host(self._host)}:{port}"
+        return f"http://{url_host(self._host)}:{port}"
 
     @property
     def control_url(self) -> str:
         """Base URL of the control endpoints (``/fake/...``, on the issuer port)."""
-        return f"{self.issuer_url}{_CONTROL_PREFIX}"
+        return f"{self.issuer_url}{CONTROL_PREFIX}"
 
     @property
     def api_proxy(self) -> FaultProxy:
@@ -712,8 +711,7 @@ class FakeCxone:
         """Answer every held poll now (304) and stop holding new ones."""
         if self._faults.stall_polls is None:
             self._faults.stall_polls = 0
-        self._stall_release.set()
-        self._stall_release = anyio.Event()
+        self._stalls.release()
         self._rest_faults.clear()
         self._notify()
 
@@ -804,8 +802,7 @@ class FakeCxone:
     ) -> None:
         """Wait until ``predicate()`` holds, re-checked on every change; TimeoutError after
         ``timeout`` seconds."""
-        with anyio.fail_after(timeout):
-            await self._until(predicate)
+        await self._changes.wait_for(predicate, timeout)
 
     async def wait_for_calls(
         self,
@@ -817,88 +814,57 @@ class FakeCxone:
         return self.recorded.calls
 
     async def _until(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            await self._changed.wait()
+        await self._changes.until(predicate)
 
     def notify_changed(self) -> None:
         """Wake every waiter to re-check (after a change made outside the fake)."""
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changes.notify()
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    async def _dispatch_issuer(self, request: Request) -> Response:
-        if request.path == _CONTROL_PREFIX or request.path.startswith(_CONTROL_PREFIX + "/"):
+    async def _serve_issuer(self, request: Request) -> Response:
+        if is_control_path(request.path):
             from outdial.fake.cxone.control import handle_control
 
             return await handle_control(self, request)
-        return await self._dispatch(request, self._issuer_router, api=False)
-
-    async def _dispatch_api(self, request: Request) -> Response:
-        return await self._dispatch(request, self._api_router, api=True)
-
-    async def _dispatch(self, request: Request, router: Router, *, api: bool) -> Response:
-        request_id = secrets.token_hex(8)
-        match = router.resolve(request.method, request.path)
-        verdict = self._rest_faults.decide(request.method, request.path)
-        await self._hold(verdict.hold_before, verdict)
-        try:
-            if isinstance(match, int):
-                raise CxoneError(match)
-            if verdict.status is not None:
-                retry = verdict.retry_after
-                if retry is None and verdict.status in (429, 503):
-                    retry = 1.0
-                raise CxoneError(verdict.status, retry_after=retry)
-            params = dict(match.params)
-            version = params.pop("version", None)
-            if version is not None and not _VERSION.match(version):
-                raise CxoneError(404, "InvalidApiVersion", f"no API version {version}")
-            token = self._authenticate(request) if api else ""
-            handler = getattr(self, f"_h_{match.route.name}")
-            response: Response = await handler(request, token, **params)
-        except CxoneError as error:
-            response = error_response(error, self.error_format)
-            if error.status == 401 and api:
-                response.headers.append(("WWW-Authenticate", 'Bearer realm="cxone"'))
-        except Exception as exc:  # a bug here must still answer as the platform would
-            emit(_log, "fake.cxone.handler_error", logging.ERROR, path=request.path, error=exc)
-            response = error_response(CxoneError(500), self.error_format)
-        response.headers.append(("X-Request-Id", request_id))
-        self.recorded.requests.append(
-            RecordedRequest(request.method, request.path, response.status)
-        )
-        emit(
-            _log,
-            "fake.cxone.request",
-            logging.DEBUG,
-            method=request.method,
-            path=request.path,
-            status=response.status,
-        )
-        await self._hold(verdict.hold_after, verdict)
-        return response
-
-    async def _hold(self, seconds: float, verdict: RestVerdict) -> None:
-        if seconds <= 0:
-            return
-        with anyio.move_on_after(seconds):
-            if verdict.stalled:
-                await self._stall_release.wait()
-            else:
-                await anyio.sleep(seconds)
+        return await self._issuer(request)
 
     def _authenticate(self, request: Request) -> str:
-        scheme, _, value = (request.header("authorization") or "").partition(" ")
-        token = value.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if token is None:
             raise CxoneError(401, "Unauthorized", "no bearer token")
         if self._tokens.check(token, self._clock.monotonic()) is None:
             raise CxoneError(401, "Unauthorized", "the token is expired, revoked or unknown")
         return token
+
+    # -- routes -----------------------------------------------------------------------------
+
+    def _issuer_routes(self) -> Routes[CxoneHandler]:
+        routes: Routes[CxoneHandler] = Routes()
+        routes.add("GET", "/.well-known/openid-configuration", self._h_openid)
+        routes.add("GET", "/.well-known/cxone-configuration", self._h_cxone_configuration)
+        routes.add("POST", "/auth/token", self._h_token)
+        return routes
+
+    def _api_routes(self) -> Routes[CxoneHandler]:
+        routes: Routes[CxoneHandler] = Routes()
+        sessions = f"{API_PREFIX}/agent-sessions"
+        routes.add("POST", sessions, self._h_start_session)
+        routes.add("POST", f"{sessions}/join", self._h_join_session)
+        routes.add("DELETE", f"{sessions}/{{session_id}}", self._h_end_session)
+        routes.add("GET", f"{sessions}/{{session_id}}/get-next-event", self._h_poll)
+        routes.add("POST", f"{sessions}/{{session_id}}/dial-phone", self._h_dial)
+        disposition = f"{API_PREFIX}/interactions/{{contact_id}}/disposition"
+        routes.add("POST", disposition, self._h_disposition)
+        routes.add("GET", f"{API_PREFIX}/contacts/active", self._h_active_contacts)
+        routes.add("GET", f"{API_PREFIX}/contacts/completed", self._h_completed_contacts)
+        routes.add("GET", f"{API_PREFIX}/agents/states", self._h_agent_states)
+        routes.add("GET", f"{API_PREFIX}/agents/{{agent_id}}/states", self._h_agent_state)
+        routes.add("GET", f"{API_PREFIX}/agents/{{agent_id}}/skills", self._h_agent_skills)
+        return routes
 
     # -- issuer -----------------------------------------------------------------------------
 
@@ -937,11 +903,9 @@ class FakeCxone:
         return Response.json(200, body.model_dump(by_alias=True, exclude_none=True))
 
     async def _h_token(self, request: Request, token: str) -> Response:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
+        login = client_login(request)
+        form, client_id = login.form, login.client_id
         grant_type = form.get("grant_type", "")
-        client_id, secret = _basic_credentials(request.header("authorization"))
-        if client_id is None:
-            client_id, secret = form.get("client_id"), form.get("client_secret")
         username = form.get("username")
 
         def refuse(status: int, error: str, why: str) -> Response:
@@ -951,14 +915,12 @@ class FakeCxone:
             self._notify()
             return oauth_response(status, error, why)
 
-        if client_id != self.client_id or not secrets.compare_digest(
-            (secret or "").encode(), self.client_secret.encode()
-        ):
+        if client_id != self.client_id or not same_secret(login.secret, self.client_secret):
             return refuse(401, "invalid_client", "unknown client or wrong secret")
         now = self._clock.monotonic()
         if grant_type == "password":
-            if username != self.access_key_id or not secrets.compare_digest(
-                form.get("password", "").encode(), self.access_key_secret.encode()
+            if username != self.access_key_id or not same_secret(
+                form.get("password"), self.access_key_secret
             ):
                 return refuse(400, "invalid_grant", "unknown access key or wrong secret")
             issued = self._tokens.issue(Grant(client_id, username), now)
@@ -1196,13 +1158,13 @@ class FakeCxone:
                 return "superseded"
             if session.queue:
                 return "events"
-            await self._changed.wait()
+            await self._changes.wait()
 
     async def _stalled_poll(self) -> Response:
         self.stalled_polls += 1
         self._notify()
         try:
-            await self._stall_release.wait()
+            await self._stalls.wait()
         finally:
             self.stalled_polls -= 1
             self._notify()
@@ -1387,31 +1349,6 @@ class FakeCxone:
         return Response.json(200, skills_body(agent, self._clock.now()))
 
 
-def _issuer_routes() -> Router:
-    router = Router()
-    router.add("GET", "/.well-known/openid-configuration", "openid")
-    router.add("GET", "/.well-known/cxone-configuration", "cxone_configuration")
-    router.add("POST", "/auth/token", "token")
-    return router
-
-
-def _api_routes() -> Router:
-    router = Router()
-    sessions = f"{_API_PREFIX}/agent-sessions"
-    router.add("POST", sessions, "start_session")
-    router.add("POST", f"{sessions}/join", "join_session")
-    router.add("DELETE", f"{sessions}/{{session_id}}", "end_session")
-    router.add("GET", f"{sessions}/{{session_id}}/get-next-event", "poll")
-    router.add("POST", f"{sessions}/{{session_id}}/dial-phone", "dial")
-    router.add("POST", f"{_API_PREFIX}/interactions/{{contact_id}}/disposition", "disposition")
-    router.add("GET", f"{_API_PREFIX}/contacts/active", "active_contacts")
-    router.add("GET", f"{_API_PREFIX}/contacts/completed", "completed_contacts")
-    router.add("GET", f"{_API_PREFIX}/agents/states", "agent_states")
-    router.add("GET", f"{_API_PREFIX}/agents/{{agent_id}}/states", "agent_state")
-    router.add("GET", f"{_API_PREFIX}/agents/{{agent_id}}/skills", "agent_skills")
-    return router
-
-
 def _decoded(raw: bytes) -> Any:
     """A JSON body, or its text when it is not JSON (the validator then names ``body``)."""
     if not raw.strip():
@@ -1452,23 +1389,3 @@ def _query_time(request: Request, name: str) -> datetime | None:
     if when is None:
         raise CxoneError(400, "InvalidParameter", f"{name} must be an ISO-8601 time")
     return when
-
-
-def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
-    scheme, _, value = (header or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, None
-    client_id, sep, secret = decoded.partition(":")
-    return (client_id, secret) if sep else (None, None)
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import anyio
-
+from outdial.fake.common.serve import check_bind, format_banner, print_text, run_until_cancelled
 from outdial.fake.cxone.platform import DEFAULT_CXONE_AGENTS, FakeCxone
 from outdial.fake.script import CallTiming, Outcome
 
@@ -16,26 +14,27 @@ __all__ = ["cxone_banner", "print_cxone_banner", "serve_cxone"]
 
 def cxone_banner(cxone: FakeCxone) -> str:
     """A few lines telling a user where the fake CXone listens and how to log in to it."""
-    lines = [
+    return format_banner(
         "outdial fake NICE CXone platform is ready",
-        f"  issuer            {cxone.issuer_url}",
-        f"  api_endpoint      {cxone.api_url}",
-        f"  control_url       {cxone.control_url}",
-        f"  control_token     {cxone.control_token}  (Authorization: Bearer <control_token>)",
-        f"  client_id         {cxone.client_id}",
-        f"  client_secret     {cxone.client_secret}",
-        f"  access_key_id     {cxone.access_key_id}",
-        f"  access_key_secret {cxone.access_key_secret}",
-        f"  tenant_id         {cxone.tenant_id}",
-        f"  skill_id          {cxone.skill_id}",
-        "  agents            " + ", ".join(cxone.agents),
-    ]
-    return "\n".join(lines)
+        [
+            ("issuer", cxone.issuer_url),
+            ("api_endpoint", cxone.api_url),
+            ("control_url", cxone.control_url),
+            ("control_token", f"{cxone.control_token}  (Authorization: Bearer <control_token>)"),
+            ("client_id", cxone.client_id),
+            ("client_secret", cxone.client_secret),
+            ("access_key_id", cxone.access_key_id),
+            ("access_key_secret", cxone.access_key_secret),
+            ("tenant_id", cxone.tenant_id),
+            ("skill_id", str(cxone.skill_id)),
+            ("agents", ", ".join(cxone.agents)),
+        ],
+    )
 
 
 def print_cxone_banner(cxone: FakeCxone) -> None:
     """Print :func:`cxone_banner` to standard output and flush it."""
-    print(cxone_banner(cxone), file=sys.stdout, flush=True)
+    print_text(cxone_banner(cxone))
 
 
 async def serve_cxone(
@@ -54,14 +53,10 @@ async def serve_cxone(
     """Serve the fake CXone until cancelled; call ``on_ready`` once it listens.
 
     A ``host`` beyond loopback raises :class:`ValueError` unless ``allow_remote``
-    (see :func:`outdial.fake.server.remote_bind_refusal`). ``options`` go to
+    (see :func:`outdial.fake.common.serve.remote_bind_refusal`). ``options`` go to
     :class:`FakeCxone`.
     """
-    from outdial.fake.server import remote_bind_refusal
-
-    refusal = remote_bind_refusal(host, allow_remote=allow_remote)
-    if refusal is not None:
-        raise ValueError(refusal)
+    check_bind(host, allow_remote=allow_remote)
     cxone = FakeCxone(
         agents,
         seed=seed,
@@ -72,7 +67,4 @@ async def serve_cxone(
         outcome_weights=outcome_weights,
         **options,
     )
-    async with cxone:
-        if on_ready is not None:
-            on_ready(cxone)
-        await anyio.sleep_forever()
+    await run_until_cancelled(cxone, on_ready)

@@ -86,6 +86,9 @@ class CxoneCalls:
         self._clock = clock
         self._sessions = sessions
         self._correlator = correlator
+        # What the metrics read off a platform's call control: its REST accounting.
+        self.rest_stats = client.rest_stats
+        self.budget = client.budget
 
     async def place_call(self, request: DialRequest) -> PlacedCall:
         """``dial-phone`` for ``request.user_id``; the answer names the contact (ContactID)."""

@@ -27,28 +27,17 @@ from pydantic import BaseModel, ValidationError
 from outdial.clock import Clock
 from outdial.config import CxonePlatformConfig
 from outdial.log import emit
-from outdial.platforms.base import AmbiguousOutcome, PlatformError, RetryableError
+from outdial.platforms.base import PlatformError
 from outdial.platforms.cxone import wire
 from outdial.platforms.cxone.auth import CxoneAuth, TokenSource
 from outdial.platforms.cxone.discovery import api_base, discover
 from outdial.platforms.cxone.errors import error_from_response
-from outdial.platforms.ratelimit import DEFAULT_PER, RateBudget, RequestBudget
+from outdial.platforms.ratelimit import DEFAULT_PER, RateBudget, RequestBudget, RestStats
+from outdial.platforms.transport import ABORT_ON_CLOSE, send
 
-__all__ = ["ABORT_ON_CLOSE", "CxoneClient", "PollResult", "RestCounts"]
+__all__ = ["CxoneClient", "PollResult"]
 
 log = logging.getLogger("outdial.platform")
-
-#: Close every connection with a reset (``SO_LINGER`` 0), as the Genesys client does: a
-#: request abandoned at its timeout is dropped at once instead of reaching the platform
-#: late, after a reconciled dial could have been decided on.
-ABORT_ON_CLOSE: list[tuple[int, int, bytes]] = []
-try:  # pragma: no branch - every platform outdial runs on has SO_LINGER
-    import socket
-    import struct
-
-    ABORT_ON_CLOSE = [(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))]
-except (ImportError, AttributeError):  # pragma: no cover
-    pass
 
 #: How long a 429 that names no wait holds every request back.
 DEFAULT_RATE_LIMITED_WAIT = 1.0
@@ -69,14 +58,6 @@ class PollResult:
     def renewal(self) -> bool:
         """The batch renews the whole state after missed events (``icBranchValue: 3``)."""
         return self.headers.get(wire.BRANCH_HEADER.lower()) == wire.BRANCH_RENEWAL
-
-
-@dataclass(slots=True)
-class RestCounts:
-    """Answers by HTTP status, and requests that got none, for metrics."""
-
-    responses: dict[int, int] = field(default_factory=dict)
-    unanswered: int = 0
 
 
 def _agent_number(agent_id: str) -> int:
@@ -125,7 +106,8 @@ class CxoneClient:
         self._auth = CxoneAuth(self.tokens, before_send=self.budget.acquire)
         self._base: str | None = None
         self._base_lock = anyio.Lock()
-        self.counts = RestCounts()
+        #: Answers by status and requests that got none (metrics read them).
+        self.rest_stats = RestStats()
 
     async def _sleep(self, seconds: float) -> None:
         await self._clock.sleep_until(self._clock.monotonic() + seconds)
@@ -158,29 +140,18 @@ class CxoneClient:
         """Send one authenticated request; an answer of any status comes back."""
         url = f"{await self.api_base()}{path}"
         sent = self._clock.monotonic()
-        try:
-            response = await self._http.request(
-                method,
-                url,
-                json=json,
-                params=dict(params) if params else None,
-                auth=self._auth,
-                timeout=read_for if read_for is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            self.counts.unanswered += 1
-            # Nothing reached the platform: safe to retry whatever the request was.
-            raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:
-            self.counts.unanswered += 1
-            if ambiguous_after_send:
-                raise AmbiguousOutcome(
-                    f"{what}: sent, but no answer ({type(exc).__name__}); "
-                    "the outcome must be reconciled before any retry"
-                ) from exc
-            raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-        counted = self.counts.responses
-        counted[response.status_code] = counted.get(response.status_code, 0) + 1
+        response = await send(
+            self._http,
+            self.rest_stats,
+            method,
+            url,
+            what=what,
+            ambiguous_after_send=ambiguous_after_send,
+            json=json,
+            params=dict(params) if params else None,
+            auth=self._auth,
+            timeout=read_for if read_for is not None else httpx.USE_CLIENT_DEFAULT,
+        )
         if response.status_code in (429, 503):
             error = error_from_response(response, what=what, now=self._clock.now())
             wait = error.retry_after

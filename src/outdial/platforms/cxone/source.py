@@ -72,6 +72,8 @@ log = logging.getLogger("outdial.listener")
 IN_PROGRESS_CODES = ("SessionInProgress", "StationIDInUse", "PhoneNumberInUse")
 #: Errors no retry can mend, whatever the mode.
 _FATAL_CODES = ("ImpersonateNotEnabled",)
+#: A start refused because the platform knows no such agent.
+_UNKNOWN_AGENT_CODES = ("InvalidAgentId",)
 
 _STATS_STATE = {
     State.STARTING: ChannelState.CONNECTING,
@@ -96,6 +98,8 @@ def start_problem(exc: PlatformError, *, joining: bool) -> StartProblem:
     text = _error_text(exc)
     if isinstance(exc, AuthError) or any(code in text for code in _FATAL_CODES):
         return StartProblem.FATAL
+    if any(code in text for code in _UNKNOWN_AGENT_CODES):
+        return StartProblem.UNKNOWN_AGENT
     if exc.retryable:
         return StartProblem.RETRYABLE
     if any(code in text for code in IN_PROGRESS_CODES):
@@ -135,6 +139,8 @@ class CxoneSessionSource:
         self._correlator = correlator
         self._machine: LongPollSession | None = None
         self._stop_wanted = not self.topics
+        # Stopped because the platform knows no such agent: idle until topics are set again.
+        self._parked = False
         self._interrupt: anyio.CancelScope | None = None
         self._resume: anyio.Event | None = None
         self._stats = SupervisorStats()
@@ -163,7 +169,8 @@ class CxoneSessionSource:
             if self._interrupt is not None:
                 self._interrupt.cancel()
         else:
-            self._stop_wanted = False
+            # Topics set again (a reload, say): an agent the platform did not know is tried anew.
+            self._stop_wanted = self._parked = False
             if self._resume is not None:
                 self._resume.set()
         return []
@@ -219,9 +226,10 @@ class CxoneSessionSource:
             case EndSession(session_id=sid):
                 await self._end_quietly(sid)
                 return None
-            case Stop(fatal=fatal):
+            case Stop(fatal=fatal, parked=parked):
                 if fatal is not None:
                     raise ListenerFatal(f"CXone agent {self.agent_id}: {fatal}")
+                self._parked = parked
                 return await self._idle()
         raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
 
@@ -336,7 +344,7 @@ class CxoneSessionSource:
     async def _idle(self) -> Input:
         """No topics wanted: wait until some are (cancellation ends the source)."""
         emit(log, "cxone.session_stopped", agent=self.agent_id)
-        while self._stop_wanted:
+        while self._stop_wanted or self._parked:
             self._resume = anyio.Event()
             await self._resume.wait()
         self._resume = None

@@ -19,8 +19,6 @@ import logging
 import math
 import random
 import re
-import socket
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -57,6 +55,7 @@ from outdial.platforms.ratelimit import (
     RestStats,
     Sleep,
 )
+from outdial.platforms.transport import ABORT_ON_CLOSE, send
 
 __all__ = [
     "AnalyticsConversation",
@@ -75,14 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("outdial.platform")
-
-#: Every connection closes with a reset (``SO_LINGER`` 0): a request abandoned at its
-#: timeout is dropped from the kernel's buffers at once, instead of being
-#: retransmitted and reaching the platform long after we gave up on it (and after
-#: a reconciled re-send could have placed the call a second time).
-ABORT_ON_CLOSE: list[tuple[int, int, bytes]] = [
-    (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-]
 
 #: Refresh the token this long before the platform says it expires.
 TOKEN_REFRESH_MARGIN = 60.0
@@ -612,26 +603,17 @@ class GenesysPlatform:
             token = await self._valid_token(force=stale_token is not None)
             await self.budget.acquire()
             sent = self._clock.monotonic()
-            try:
-                response = await self._http.request(
-                    method,
-                    f"{self._api_url}{path}",
-                    json=json,
-                    params=list(params) if params is not None else None,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                self.rest_stats.unanswered += 1
-                # Nothing reached the platform: safe to retry whatever the request was.
-                raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
-            except httpx.TransportError as exc:
-                self.rest_stats.unanswered += 1
-                if ambiguous_after_send:
-                    raise AmbiguousOutcome(
-                        f"{what}: sent, but no answer ({type(exc).__name__}); "
-                        "the outcome must be reconciled before any retry"
-                    ) from exc
-                raise RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            response = await send(
+                self._http,
+                self.rest_stats,
+                method,
+                f"{self._api_url}{path}",
+                what=what,
+                ambiguous_after_send=ambiguous_after_send,
+                json=json,
+                params=list(params) if params is not None else None,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             self._account(response)
             emit(
                 log,
@@ -651,8 +633,6 @@ class GenesysPlatform:
 
     def _account(self, response: httpx.Response) -> None:
         """Tell the budget what the answer says about the token's allowance."""
-        responses = self.rest_stats.responses
-        responses[response.status_code] = responses.get(response.status_code, 0) + 1
         count = _int_header(response, "inin-ratelimit-count")
         allowed = _int_header(response, "inin-ratelimit-allowed")
         reset = _float_header(response, "inin-ratelimit-reset")
