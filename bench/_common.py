@@ -39,14 +39,17 @@ __all__ = [
     "BENCH_DIR",
     "FIXTURES",
     "REPO",
+    "Layout",
     "StreamServer",
     "StubPlatform",
     "call_bodies",
+    "cpu_seconds",
     "header",
     "is_trigger",
     "iso_now",
     "median",
     "percentile",
+    "pin",
     "presence_body",
     "rss_kib",
     "stream_frames",
@@ -64,8 +67,11 @@ FIXTURES = REPO / "tests" / "fixtures" / "genesys"
 # -- reporting --------------------------------------------------------------------------------
 
 
-def header(title: str, notes: Sequence[str] = ()) -> str:
-    """The machine, the software and the exact command, so a figure can be reproduced."""
+def header(title: str, notes: Sequence[str] = (), layout: Layout | None = None) -> str:
+    """The machine, the software and the exact command, so a figure can be reproduced.
+
+    ``layout`` adds where the load generator and the measured side ran.
+    """
     versions = []
     for package in ("outdial", "websockets", "anyio", "pydantic", "httpx"):
         try:
@@ -80,6 +86,8 @@ def header(title: str, notes: Sequence[str] = ()) -> str:
         f"packages: {', '.join(versions)}",
         f"command : {shlex.join([Path(sys.executable).name, *sys.argv])}",
     ]
+    if layout is not None:
+        lines.append(f"layout  : {layout.describe()}")
     lines += [f"note    : {n}" for n in notes]
     return "\n".join(lines)
 
@@ -92,6 +100,50 @@ def _cpu_model() -> str | None:
     except OSError:
         return None
     return None
+
+
+class Layout:
+    """Which CPUs the load generator and the measured side run on.
+
+    With two or more CPUs available the load (servers, publishers) is pinned
+    to the first and the measured side (the daemon, the bare client) to the
+    second, so neither steals the other's core and the measured side's CPU
+    time is its own. With one CPU nothing is pinned, and the layout says so.
+    """
+
+    def __init__(self, *, pinned: bool = True) -> None:
+        try:
+            available = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux: no affinity to set
+            available = []
+        self.available = available
+        if pinned and len(available) >= 2:
+            self.load: set[int] | None = {available[0]}
+            self.measured: set[int] | None = {available[1]}
+        else:
+            self.load = self.measured = None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the two sides run on separate, pinned CPUs."""
+        return self.measured is not None
+
+    def describe(self) -> str:
+        """One line for the header."""
+        if self.load is not None and self.measured is not None:
+            return (
+                f"load generator pinned to CPU {min(self.load)}, measured side to CPU "
+                f"{min(self.measured)} (os.sched_setaffinity; {len(self.available)} CPUs usable)"
+            )
+        if len(self.available) < 2:
+            return f"not pinned: {len(self.available) or '?'} CPU(s) usable, all share them"
+        return f"not pinned (asked): every process shares the {len(self.available)} CPUs"
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Pin process ``pid`` (0: this one) to ``cpus``; nothing when ``cpus`` is None."""
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
 
 
 def median(values: Sequence[float]) -> float:
@@ -108,12 +160,29 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def rss_kib() -> int:
-    """Resident set size of this process (``VmRSS`` in /proc/self/status), in KiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_kib(pid: int | None = None) -> int:
+    """Resident set size of a process (``VmRSS`` in /proc/PID/status), in KiB; default this one."""
+    where = "self" if pid is None else str(pid)
+    for line in Path(f"/proc/{where}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS in /proc/{where}/status")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds a process has used; default this one (``os.times()``).
+
+    For another process, its ``utime`` and ``stime`` from /proc/PID/stat (the same
+    counters ``os.times()`` and ``resource`` read, in clock ticks).
+    """
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces: count fields after its closing paren.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 # -- realistic frames (shapes from tests/fixtures/genesys) -------------------------------------
@@ -287,8 +356,8 @@ class StreamServer:
 
     @classmethod
     @contextmanager
-    def running(cls) -> Iterator[StreamServer]:
-        """Start the server process, yield it, stop it (that process only)."""
+    def running(cls, cpus: set[int] | None = None) -> Iterator[StreamServer]:
+        """Start the server process (pinned to ``cpus``), yield it, stop it (that process only)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "servers.stream"],
             cwd=BENCH_DIR,
@@ -296,6 +365,7 @@ class StreamServer:
             text=True,
         )
         try:
+            pin(proc.pid, cpus)
             assert proc.stdout is not None
             line = proc.stdout.readline()
             if not line.startswith("PORT "):

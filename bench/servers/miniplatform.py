@@ -35,6 +35,9 @@ over the agents) and the rest Away, and prints what it did;
 ``ready RATE`` makes every agent Available in turn, RATE agents per second (a
 presence event with a fresh ``modifiedDate`` each), and prints what it did;
 ``summaries`` publishes each agent's conversation summary once, as it is now;
+``scale RATE SECONDS SHARE WARMUP GRACE`` publishes presence events at RATE
+per second (``bench/scale.py``; see :meth:`MiniPlatform.scale`) and prints
+what it did, with the event -> call request latencies it measured;
 ``stats`` prints ``{"calls_accepted": N, "requests": {...}}``; ``quit`` stops.
 """
 
@@ -105,6 +108,11 @@ class MiniPlatform:
         initial = "Away" if mode == "ready" else "Busy"
         self.state = {a: _Agent(a, initial) for a in agents}
         self._loop = asyncio.get_running_loop()
+        self.request_at = 0.0
+        #: ``scale``: each agent's trigger waiting for its call request (sent at, counted?).
+        self.waiting: dict[str, tuple[float, bool]] = {}
+        self.latencies: list[float] = []
+        self.unattributed = 0
 
     def send(self, topic: str, body: dict[str, Any]) -> bool:
         """Publish one event to the socket whose channel subscribes ``topic``."""
@@ -121,6 +129,8 @@ class MiniPlatform:
         try:
             while True:
                 method, target, headers = read_head(await reader.readuntil(b"\r\n\r\n"))
+                # When the request reached the platform: the end of a scale trigger's latency.
+                self.request_at = time.monotonic()
                 url = urlsplit(target)
                 path = url.path
                 if headers.get("upgrade", "").lower() == "websocket":
@@ -269,6 +279,11 @@ class MiniPlatform:
         return 200, {"entities": entities}
 
     def _place(self, user: str, request: dict[str, Any]) -> dict[str, Any]:
+        waiting = self.waiting.pop(user, None)
+        if waiting is None:
+            self.unattributed += 1
+        elif waiting[1]:
+            self.latencies.append(self.request_at - waiting[0])
         self.calls_accepted += 1
         self.requests["call.place"] += 1
         conversation = str(uuid.uuid4())
@@ -372,6 +387,82 @@ class MiniPlatform:
             "most_late": most_late,
         }
 
+    async def scale(
+        self, rate: float, seconds: float, share: float, warmup: float, grace: float
+    ) -> dict[str, Any]:
+        """Presence events at RATE a second for WARMUP + SECONDS, a SHARE of them Available.
+
+        Every millisecond tick sends the events due by then (an absolute schedule),
+        each agent in turn. A trigger's latency runs from the moment its frame is
+        written to the moment the agent's call request reaches this server (both on
+        this process's monotonic clock); triggers written during the last SECONDS
+        are measured, and GRACE seconds after the last one the undialed are counted.
+        """
+        templates = {
+            presence: envelope(
+                "v2.users.%(user)s.presence",
+                {**presence_body(presence), "modifiedDate": "%(date)s"},
+                "%(correlation)s",
+            )
+            for presence in ("Available", "Away")
+        }
+        self.waiting.clear()
+        self.latencies = []
+        self.unattributed = 0
+        total = int(rate * (warmup + seconds))
+        first_measured = int(rate * warmup)
+        measured = undialed_at_end = 0
+        triggers = others = delivered = 0
+        most_late = 0.0
+        start = time.monotonic()
+        sent = 0
+        while sent < total:
+            now = time.monotonic()
+            due = min(total, int((now - start) * rate) + 1)
+            most_late = max(most_late, now - (start + sent / rate))
+            for i in range(sent, due):
+                if is_trigger(i, share):
+                    user, presence = self.agents[triggers % len(self.agents)], "Available"
+                    triggers += 1
+                else:
+                    user, presence = self.agents[others % len(self.agents)], "Away"
+                    others += 1
+                self.serial += 1
+                text = templates[presence] % {
+                    "user": user,
+                    "date": iso_now(),
+                    "correlation": f"00000000-0000-0000-0000-{self.serial:012d}",
+                }
+                channel = self.by_topic.get(f"v2.users.{user}.presence")
+                if channel is None or channel.writer is None or channel.writer.is_closing():
+                    continue
+                channel.writer.write(frame(1, text.encode()))
+                delivered += 1
+                if presence == "Available":
+                    counted = i >= first_measured
+                    measured += counted
+                    old = self.waiting.get(user)
+                    if old is not None and old[1]:
+                        undialed_at_end += 1  # superseded before its dial: never dialed
+                    self.waiting[user] = (time.monotonic(), counted)
+            sent = due
+            await asyncio.sleep(0.001)
+        took = time.monotonic() - start
+        await asyncio.sleep(grace)
+        undialed = undialed_at_end + sum(1 for _, counted in self.waiting.values() if counted)
+        return {
+            "published": total,
+            "delivered": delivered,
+            "seconds": took,
+            "rate": total / took if took > 0 else 0.0,
+            "most_late": most_late,
+            "measured": measured,
+            "latencies": self.latencies,
+            "undialed": undialed,
+            "unattributed": self.unattributed,
+            "calls_accepted": self.calls_accepted,
+        }
+
 
 async def main(args: argparse.Namespace) -> None:
     """Serve until ``quit`` on standard input."""
@@ -396,6 +487,9 @@ async def main(args: argparse.Namespace) -> None:
             if line[0] == "go":
                 stats = await platform.publish(float(line[1]), int(line[2]), float(line[3]))
                 print(json.dumps(stats), flush=True)
+            elif line[0] == "scale":
+                numbers = [float(x) for x in line[1:6]]
+                print(json.dumps(await platform.scale(*numbers)), flush=True)
             elif line[0] == "ready":
                 print(json.dumps(await platform.make_ready(float(line[1]))), flush=True)
             elif line[0] == "summaries":

@@ -6,7 +6,9 @@ control), so the client under test, not the server, is the bottleneck. The
 same server feeds the bare ``websockets`` loop and outdial's listener.
 
 Query parameters of the connect URL: ``n`` frames to send (default 10,000),
-``users`` agents in the stream (default 50), ``prefix`` for their ids. It
+``users`` agents in the stream (default 50), ``prefix`` for their ids,
+``rate`` frames per second (default 0: flat out; else paced on an absolute
+schedule, the frames due written every 5 ms). It
 answers the platform's app-level ``{"message":"ping"}`` with a pong, protocol
 pings with pongs, and a close frame with a close frame.
 
@@ -54,7 +56,33 @@ def _block(users: int, prefix: str) -> bytes:
     return b"".join(_encoded(users, prefix))
 
 
-async def _stream(writer: asyncio.StreamWriter, n: int, users: int, prefix: str) -> None:
+#: Seconds between the writes of a paced stream.
+_TICK = 0.005
+
+
+async def _paced(
+    writer: asyncio.StreamWriter, n: int, users: int, prefix: str, rate: float
+) -> None:
+    """``n`` frames at ``rate`` a second: every tick, the frames due by then (absolute schedule)."""
+    frames = _encoded(users, prefix)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = 0
+    while sent < n:
+        due = min(n, int((loop.time() - start) * rate) + 1)
+        chunk = [frames[i % len(frames)] for i in range(sent, due)]
+        writer.write(b"".join(chunk))
+        sent = due
+        await writer.drain()
+        await asyncio.sleep(_TICK)
+
+
+async def _stream(
+    writer: asyncio.StreamWriter, n: int, users: int, prefix: str, rate: float = 0.0
+) -> None:
+    if rate > 0:
+        await _paced(writer, n, users, prefix, rate)
+        return
     frames = _encoded(users, prefix)
     block = _block(users, prefix)
     full, rest = divmod(n, len(frames))
@@ -119,9 +147,10 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         n = int(query.get("n", ["10000"])[0])
         users = int(query.get("users", ["50"])[0])
         prefix = query.get("prefix", ["a"])[0]
+        rate = float(query.get("rate", ["0"])[0])
         reading = asyncio.ensure_future(read_client(reader, writer))
         try:
-            await _stream(writer, n, users, prefix)
+            await _stream(writer, n, users, prefix, rate)
             await reading  # hold the socket open until the client closes it
         finally:
             reading.cancel()

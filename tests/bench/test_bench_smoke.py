@@ -21,6 +21,7 @@ RUNS = {
     "ready_latency": ["ready_latency.py", "--quick"],
     "memory": ["memory.py", "--quick"],
     "recovery": ["recovery.py", "--quick"],
+    "scale": ["scale.py", "--quick"],
     "soak": ["soak.py", "--duration", "4"],
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -478,3 +479,11 @@ def test_outcome_for_precedence(
     elif disconnect == "peer":
         assert outcome is Outcome.NO_ANSWER
     assert outcome is not Outcome.AGENT_UNAVAILABLE or unavailable
+
+
+def test_a_codec_cannot_make_a_call_seen_ringing_agent_unavailable() -> None:
+    """Only the agent-leg flag, while still dialing, says the customer was never dialed."""
+    ringing = call(CallState.RINGING)
+    update = CallUpdate("conv", CallState.ENDED, unanswered=Outcome.AGENT_UNAVAILABLE)
+    assert advance(ringing, update).outcome is Outcome.FAILED
+    assert advance(ringing, replace(update, unanswered=Outcome.BUSY)).outcome is Outcome.BUSY

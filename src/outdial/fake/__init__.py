@@ -1,7 +1,8 @@
-"""The fake Genesys Cloud platform: REST + WebSocket on loopback, for tests and for trying rules.
+"""The fake platforms, Genesys Cloud and NICE CXone, on loopback: for tests and for trying rules.
 
->>> from outdial.fake import FakePlatform, CallTiming, Outcome
+>>> from outdial.fake import FakeCxone, FakePlatform, CallTiming, Outcome
 >>> # async with FakePlatform(agents=["user-1"], seed=0) as platform: ...
+>>> # async with FakeCxone(agents=["3141592"], seed=0) as cxone: ...
 
 :class:`FakePlatform` speaks the platform contract of ``DESIGN.md`` closely
 enough that the official ``PureCloudPlatformClientV2`` SDK works against it
@@ -12,7 +13,9 @@ fake-server``.
 
 Where to look:
 
-* :mod:`outdial.fake.platform`: the platform, its recordings and every fault control.
+* :mod:`outdial.fake.genesys`: the Genesys shell by concern (login, channels and sockets,
+  events, users, calls, analytics, faults, controls); :mod:`outdial.fake.common`: what
+  both fakes share (the HTTP front with its REST faults, typed routes, control security).
 * :mod:`outdial.fake.agents`: agents' presence, routing status and conversation summary
   as the platform keeps them (pure), and the users reads built from them.
 * :mod:`outdial.fake.script`: how one call plays out (pure): outcomes, legs, wrap-up.

@@ -25,6 +25,9 @@ __all__ = [
     "outcome_for",
 ]
 
+#: The outcomes of a call that ended without connecting.
+_UNANSWERED = frozenset({Outcome.BUSY, Outcome.NO_ANSWER, Outcome.FAILED})
+
 _RANK = {CallState.DIALING: 0, CallState.RINGING: 1, CallState.CONNECTED: 2, CallState.ENDED: 3}
 
 
@@ -55,7 +58,10 @@ def outcome_for(
         return Outcome.ANSWERED
     if agent_unavailable:
         return Outcome.AGENT_UNAVAILABLE
-    return unanswered or Outcome.FAILED
+    # A codec's reading of the disconnect can only be a way of not being answered: a
+    # call that never connected was not answered, and only the agent's own leg (the
+    # flag above, while the call was still dialing) says the customer was never dialed.
+    return unanswered if unanswered in _UNANSWERED else Outcome.FAILED
 
 
 def advance(call: Call, update: CallUpdate) -> Call:
