@@ -21,6 +21,11 @@ closed (a dial whose claim cannot be written is never sent), and
 agent is re-read as after a gap, so those that could not be handled meanwhile
 are looked at again within a second or so.
 
+Replicas sharing a store share the platform's agents: where an agent has one
+connection (CXone's agent session), the replica holding the agent's lease in
+the store (:class:`~outdial.listener.leases.StoreLeases`, renewed with the
+claims' leases) listens and the others stand by; a clean stop releases them.
+
 Shutdown is cancellation of the daemon's task group: every socket closes and
 the store is closed by its context manager.
 """
@@ -46,9 +51,12 @@ from outdial.domain import DialRequest, OutboundCall, PlacedCall
 from outdial.events import Event, Gap, topic_user_id
 from outdial.handlers.dispatch import Handlers, UserStep, run_inline
 from outdial.handlers.donotcall import DoNotCallFileError
+from outdial.handlers.reconcile import ClaimOwner
+from outdial.handlers.reconciler import pid_alive_here
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
+from outdial.listener.leases import StoreLeases
 from outdial.log import emit
 from outdial.observe import Observatory
 from outdial.observe.server import serve as serve_observe
@@ -120,6 +128,18 @@ class _RestPorts:
         return await self._agents.get_agent_states(user_ids, give_up_after=give_up_after)
 
 
+def owner_gone_here(text: str, me: ClaimOwner) -> bool:
+    """Whether the process ``text`` names (``host:pid:nonce``) ran on this host and is gone.
+
+    Only a pid that no longer runs counts: another daemon in this very process
+    (tests; one pid, another nonce) is alive and keeps its leases.
+    """
+    owner = ClaimOwner.parse(text)
+    if owner is None or owner == me or owner.host != me.host or owner.pid == me.pid:
+        return False
+    return not pid_alive_here(owner.pid)
+
+
 class Daemon:
     """outdial running: listener in, handlers out."""
 
@@ -147,6 +167,17 @@ class Daemon:
             codec=platform.codec,
             registry=registry,
         )
+        me = self.handlers.dialer.owner
+        #: Which agents' connections this replica holds (one replica listens to an agent).
+        self.leases = StoreLeases(
+            store,
+            str(me),
+            self.clock,
+            config.reconcile.lease,
+            gone=lambda owner: owner_gone_here(owner, me),
+        )
+        # Before the listener makes its first source: every source asks these leases.
+        platform.sources.use_leases(self.leases)
         self.listener = Listener(
             platform.sources, self.handlers.topics(), config.listener, self.clock
         )
@@ -203,6 +234,13 @@ class Daemon:
                     await self._consume(item)
         finally:
             unsubscribe()
+            # The sources have ended their sessions: a standby replica may take over now
+            # rather than once the leases lapse.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_GRACE):
+                try:
+                    await self.leases.release_all()
+                except Exception as exc:  # they lapse by themselves in the end
+                    emit(log, "daemon.lease_release_failed", logging.WARNING, error=repr(exc))
             self.handlers.run_for_user = run_inline
             self._workers = []
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
@@ -290,7 +328,8 @@ class Daemon:
         assert seconds is not None
         await anyio.sleep(seconds)
         supervisors = self.listener.supervisors
-        if any(s.stats.connects for s in supervisors):
+        # A source that stood by for another replica is no sign of an unreachable platform.
+        if any(s.stats.connects or s.stats.transitions.get("standby") for s in supervisors):
             return
         last = next((s.stats.last_error for s in supervisors if s.stats.last_error), None)
         raise PlatformUnreachable(
@@ -300,16 +339,22 @@ class Daemon:
         )
 
     async def _renew_leases(self) -> None:
-        """Keep this process's claims in flight its own: renew their leases, lease / 3 apart.
+        """Keep this process's claims in flight and agents' connections its own: renew
+        their leases, lease / 3 apart.
 
-        A replica reconciles a claim whose lease ran out (its process is gone);
-        on this host a dead owner is noticed at once, lease or not.
+        A replica reconciles a claim whose lease ran out (its process is gone),
+        and takes over an agent whose lease did; on this host a dead owner is
+        noticed at once, lease or not.
         """
         while True:
             await anyio.sleep(self.config.reconcile.lease / 3)
             try:
                 await self.handlers.dialer.renew_leases()
             except Exception as exc:  # the store's trouble shows elsewhere too
+                emit(log, "daemon.lease_renewal_failed", logging.WARNING, error=repr(exc))
+            try:
+                await self.leases.renew()
+            except Exception as exc:  # kept as held: the store cannot say otherwise now
                 emit(log, "daemon.lease_renewal_failed", logging.WARNING, error=repr(exc))
 
     async def _watch_contacts(self) -> None:

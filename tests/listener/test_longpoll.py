@@ -14,6 +14,8 @@ from outdial.listener.longpoll import (
     BackoffElapsed,
     Deliver,
     EndSession,
+    LeaseLost,
+    LeaseRefused,
     LongPollError,
     LongPollSession,
     Poll,
@@ -24,6 +26,8 @@ from outdial.listener.longpoll import (
     ResumeRequested,
     SessionEnded,
     SessionStarted,
+    Standby,
+    StandbyElapsed,
     StartFailed,
     StartProblem,
     StartSession,
@@ -44,6 +48,11 @@ def machine(mode: str = "start") -> LongPollSession:
         poll_watchdog=20.0,
         backoff=Backoff(0.5, 30.0, 30.0, Random(7)),
     )
+
+
+def state(m: LongPollSession) -> State:
+    """The machine's state, read anew (mypy would keep an earlier assert's narrowing)."""
+    return m.state
 
 
 def up(m: LongPollSession, now: float = 100.0) -> list[Any]:
@@ -188,6 +197,45 @@ def test_stop_ends_our_session_and_resume_starts_anew_with_a_startup_gap() -> No
     assert m.state is State.STOPPED
     assert m.handle(ResumeRequested(), 200.0) == [StartSession(join=False)]
     assert m.handle(SessionStarted("r0"), 201.0)[0] == ReportGap(200.0, 201.0, "startup")
+
+
+def test_refused_the_lease_it_stands_by_and_takes_over_later_by_joining() -> None:
+    """Another replica polls the agent's session: no session, no poll, no gap reported
+    until the lease is ours; then the gap since startup closes (the agent is re-read)."""
+    m = machine()
+    m.begin(0.0)
+    assert m.handle(LeaseRefused(), 0.5) == [Standby()]
+    assert state(m) is State.STANDBY
+    assert m.session_id is None
+    assert m.handle(StandbyElapsed(), 5.5) == [StartSession(join=False)]
+    assert state(m) is State.STARTING
+    assert m.handle(LeaseRefused(), 5.6) == [Standby()]
+    m.handle(StandbyElapsed(), 10.6)
+    # The holder crashed and left its session behind: joined, never ended by us.
+    assert m.handle(StartFailed(StartProblem.IN_PROGRESS, "SessionInProgress"), 10.7) == [
+        StartSession(join=True)
+    ]
+    out = m.handle(SessionStarted("j0", joined=True), 10.8)
+    assert out == [ReportGap(0.0, 10.8, "startup"), Poll("j0", 30.0, 60.8)]
+    assert not m.owned
+    assert m.handle(StopRequested(), 11.0) == [Stop()]
+
+
+def test_a_lost_lease_steps_down_without_ending_the_session_and_comes_back_with_a_gap() -> None:
+    m = machine()
+    up(m)
+    m.handle(PollAnswered("s1", ()), 101.0)
+    # Ours, but the new holder polls it now: ending it would cut them off.
+    assert m.handle(LeaseLost(), 102.0) == [Standby()]
+    assert (m.state, m.session_id, m.owned) == (State.STANDBY, None, False)
+    assert m.handle(StandbyElapsed(), 107.0) == [StartSession(join=False)]
+    assert state(m) is State.RESTARTING
+    out = m.handle(SessionStarted("r0"), 108.0)
+    assert out[0] == ReportGap(101.0, 108.0, "lease lost")
+    # Standing by, a stop is a stop.
+    m.handle(LeaseLost(), 109.0)
+    assert m.handle(StopRequested(), 110.0) == [Stop()]
+    assert state(m) is State.STOPPED
 
 
 def test_retry_after_is_a_floor_for_the_backoff() -> None:

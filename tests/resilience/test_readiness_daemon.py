@@ -267,18 +267,11 @@ async def test_dialing_resumes_after_a_gap_that_lost_the_calls_end(
 
 
 async def test_two_daemons_on_one_postgresql_place_one_call_per_readiness(
-    postgres_url: str, postgres_schema: str, backend: Backend, request: pytest.FixtureRequest
+    postgres_url: str, postgres_schema: str, backend: Backend
 ) -> None:
-    if backend.kind == "cxone":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="product bug: two daemons on CXone share each agent's session (the "
-                "second joins it) and fight over its rotating id: every poll of one makes "
-                "the other's id stale, so both get a state renewal (a gap) on each poll, "
-                "hundreds a second; under load dialing stalls",
-            )
-        )
+    """Genesys: each daemon has its channels, the store's claims dedupe. CXone: an agent
+    has one session, so one daemon holds the agent's lease and polls, the other stands by
+    (two polling it would make each other's rotating session ids stale: gaps by hundreds)."""
     from outdial.store.postgres import PostgresStore
 
     numbers = NUMBERS[:3]

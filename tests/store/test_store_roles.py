@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import inspect
 
-from outdial.store import CallStore, ClaimStore, ContactStore, DoNotCallStore, Store
+from outdial.store import (
+    AgentLeaseStore,
+    CallStore,
+    ClaimStore,
+    ContactStore,
+    DoNotCallStore,
+    Store,
+)
 from outdial.store.sql import SqlStore
 
-ROLES = (ClaimStore, CallStore, ContactStore, DoNotCallStore)
+ROLES = (ClaimStore, CallStore, ContactStore, DoNotCallStore, AgentLeaseStore)
 
 
 def methods(cls: type) -> set[str]:

@@ -16,6 +16,10 @@ The platform's rules it encodes (``CXONE.md``):
 * a failed or hung poll is a **gap** (its answer, and the events in it, may be
   lost), closed by the next answer; so is the time before a session first comes
   up (startup) and the time between a 409 and the next session;
+* only one replica may poll an agent's session (two would make each other's
+  ids stale on every poll): a replica refused the agent's connection lease
+  stands by (no session, no polls) and asks again, and one that lost it steps
+  down without ending the session, which the new holder joins;
 * a **snapshot** (an ``AgentSessionStart`` in any batch but a session's first,
   which is what a poll with a stale session id returns, or a batch marked
   ``icBranchValue: 3``) renews the state after missed events: its events are
@@ -42,6 +46,8 @@ __all__ = [
     "Deliver",
     "EndSession",
     "Input",
+    "LeaseLost",
+    "LeaseRefused",
     "LongPollError",
     "LongPollSession",
     "Output",
@@ -53,6 +59,8 @@ __all__ = [
     "ResumeRequested",
     "SessionEnded",
     "SessionStarted",
+    "Standby",
+    "StandbyElapsed",
     "StartFailed",
     "StartProblem",
     "StartSession",
@@ -81,6 +89,9 @@ class State(enum.Enum):
     BACKING_OFF = "backing_off"
     #: Bringing a session up again (after a 409, or after a start failed).
     RESTARTING = "restarting"
+    #: Another replica holds the agent's connection lease: no session, no polls,
+    #: the lease asked for again now and then (the holder may stop or crash).
+    STANDBY = "standby"
     #: No session: no topics are wanted, or a fatal error ended it all.
     STOPPED = "stopped"
 
@@ -167,6 +178,21 @@ class BackoffElapsed:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseRefused:
+    """Another replica holds the agent's connection lease: the session was not started."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLost:
+    """The agent's lease went to another replica (ours lapsed): stop polling its session."""
+
+
+@dataclass(frozen=True, slots=True)
+class StandbyElapsed:
+    """Time to ask for the agent's lease again."""
+
+
+@dataclass(frozen=True, slots=True)
 class StopRequested:
     """No topics are wanted any more: end the session."""
 
@@ -185,6 +211,9 @@ Input = (
     | PollFailed
     | WatchdogExpired
     | BackoffElapsed
+    | LeaseRefused
+    | LeaseLost
+    | StandbyElapsed
     | StopRequested
     | ResumeRequested
 )
@@ -242,6 +271,12 @@ class EndSession:
 
 
 @dataclass(frozen=True, slots=True)
+class Standby:
+    """Stand by (another replica listens to the agent): ask for the lease again later,
+    then report :class:`StandbyElapsed` (the shell knows how often to ask)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Nothing more to do: ``fatal`` says why it cannot go on (None: stopped on request).
 
@@ -253,7 +288,7 @@ class Stop:
     parked: bool = False
 
 
-Output = StartSession | Poll | Deliver | ReportGap | BackOff | EndSession | Stop
+Output = StartSession | Poll | Deliver | ReportGap | BackOff | EndSession | Standby | Stop
 
 # -- the table ------------------------------------------------------------------
 
@@ -274,6 +309,10 @@ Key = Literal[
     "backoff_to_poll",
     "backoff_to_first_start",
     "backoff_to_restart",
+    "lease_refused",
+    "lease_lost",
+    "standby_to_first_start",
+    "standby_to_restart",
     "stop",
     "resume",
 ]
@@ -286,12 +325,14 @@ TRANSITIONS: dict[tuple[State, Key], State] = {
     (_S.STARTING, "start_join"): _S.STARTING,
     (_S.STARTING, "start_fatal"): _S.STOPPED,
     (_S.STARTING, "start_unknown"): _S.STOPPED,
+    (_S.STARTING, "lease_refused"): _S.STANDBY,
     (_S.STARTING, "stop"): _S.STOPPED,
     (_S.RESTARTING, "started"): _S.POLLING,
     (_S.RESTARTING, "start_retry"): _S.BACKING_OFF,
     (_S.RESTARTING, "start_join"): _S.RESTARTING,
     (_S.RESTARTING, "start_fatal"): _S.STOPPED,
     (_S.RESTARTING, "start_unknown"): _S.STOPPED,
+    (_S.RESTARTING, "lease_refused"): _S.STANDBY,
     (_S.RESTARTING, "stop"): _S.STOPPED,
     (_S.POLLING, "answered"): _S.POLLING,
     (_S.POLLING, "empty"): _S.POLLING,
@@ -299,11 +340,15 @@ TRANSITIONS: dict[tuple[State, Key], State] = {
     (_S.POLLING, "poll_failed"): _S.BACKING_OFF,
     (_S.POLLING, "watchdog"): _S.BACKING_OFF,
     (_S.POLLING, "poll_fatal"): _S.STOPPED,
+    (_S.POLLING, "lease_lost"): _S.STANDBY,
     (_S.POLLING, "stop"): _S.STOPPED,
     (_S.BACKING_OFF, "backoff_to_poll"): _S.POLLING,
     (_S.BACKING_OFF, "backoff_to_first_start"): _S.STARTING,
     (_S.BACKING_OFF, "backoff_to_restart"): _S.RESTARTING,
     (_S.BACKING_OFF, "stop"): _S.STOPPED,
+    (_S.STANDBY, "standby_to_first_start"): _S.STARTING,
+    (_S.STANDBY, "standby_to_restart"): _S.RESTARTING,
+    (_S.STANDBY, "stop"): _S.STOPPED,
     (_S.STOPPED, "resume"): _S.STARTING,
 }
 
@@ -406,6 +451,12 @@ class LongPollSession:
                 if self.session_id is not None:
                     return "backoff_to_poll"
                 return "backoff_to_restart" if self._ever_up else "backoff_to_first_start"
+            case LeaseRefused():
+                return "lease_refused"
+            case LeaseLost():
+                return "lease_lost"
+            case StandbyElapsed():
+                return "standby_to_restart" if self._ever_up else "standby_to_first_start"
             case StopRequested():
                 return "stop"
             case ResumeRequested():
@@ -460,6 +511,18 @@ class LongPollSession:
             case BackoffElapsed():
                 if self.session_id is not None:
                     return [self._poll(now)]
+                return [StartSession(join=self._joining)]
+            case LeaseRefused():
+                # The gap open since startup (or the last outage) stays open: its
+                # end, once the lease is ours, makes the handlers re-read the agent.
+                return [Standby()]
+            case LeaseLost():
+                self._open_gap(self._heard_or(now), "lease lost")
+                self.session_id = None
+                # Never ended by us now: the new holder polls (or joins) it.
+                self.owned = False
+                return [Standby()]
+            case StandbyElapsed():
                 return [StartSession(join=self._joining)]
             case StopRequested():
                 outputs: list[Output] = []

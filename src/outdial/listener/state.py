@@ -24,6 +24,8 @@ class ChannelState(enum.Enum):
     DEGRADED = "degraded"
     RECONNECTING = "reconnecting"
     ROTATING = "rotating"
+    #: Another replica holds this connection (CXone: the agent's session lease).
+    STANDBY = "standby"
     STOPPED = "stopped"
 
 

@@ -118,12 +118,15 @@ def channel_fresh(
 
 
 def readiness_problems(daemon: Daemon) -> list[str]:
-    """Why the daemon is not ready (empty: ready): each channel subscribed and fresh, store up."""
+    """Why the daemon is not ready (empty: ready): each channel subscribed and fresh (or on
+    standby for another replica), store up."""
     problems: list[str] = []
     settings = daemon.config.listener
     now = daemon.clock.monotonic()
     for supervisor in daemon.listener.supervisors:
         state = supervisor.stats.state
+        if state is ChannelState.STANDBY:
+            continue  # another replica listens to this agent: standing by is healthy
         if state not in (ChannelState.SUBSCRIBED, ChannelState.ROTATING):
             problems.append(f"{supervisor.name} is {state.value}")
         elif not channel_fresh(

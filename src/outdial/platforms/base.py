@@ -10,7 +10,10 @@ A platform is a bundle of narrow ports (:class:`PlatformBundle`, built by
   event says in :mod:`outdial.domain` terms;
 * :class:`EventSourceFactory`: how topics are split over connections (Genesys:
   notification channels of 1,000 topics; CXone: one session per agent) and the
-  :class:`EventSource` that keeps each connection alive.
+  :class:`EventSource` that keeps each connection alive;
+* :class:`ConnectionLeases`, which the daemon gives the factory: whether this
+  replica may hold an agent's connection now (a platform with one connection
+  per agent asks it; one whose connections are per replica ignores it).
 
 Handlers, pacer, store and the listener's generic part use only these; the
 Genesys channel API (:class:`ChannelApi`) is the Genesys event source's own.
@@ -27,9 +30,11 @@ from outdial.domain import Decoded, DialRequest, OutboundCall, PlacedCall
 from outdial.events import Event, Gap
 
 __all__ = [
+    "ALWAYS_HELD",
     "AgentSnapshot",
     "AgentState",
     "AgentStateReader",
+    "AlwaysHeld",
     "AmbiguousOutcome",
     "AuthError",
     "CallControl",
@@ -38,6 +43,7 @@ __all__ = [
     "ChannelGone",
     "ChannelInfo",
     "Codec",
+    "ConnectionLeases",
     "DialRequest",
     "EventSource",
     "EventSourceFactory",
@@ -344,8 +350,61 @@ class EventSource(Protocol):
         ...
 
 
+class ConnectionLeases(Protocol):
+    """Whether this replica may hold an agent's platform connection now.
+
+    CXone gives an agent one session, and two replicas polling it make each
+    other's (rotating) session ids stale: one replica at a time may listen.
+    :meth:`hold` takes or renews the agent's lease; a replica refused stays
+    on standby and asks again ``recheck_after`` seconds later. The daemon
+    renews what is held in its lease loop, so :meth:`holds` (no I/O) says
+    whether a held lease is still ours after the latest renewal.
+    """
+
+    #: Seconds between a standby replica's asks.
+    recheck_after: float
+
+    async def hold(self, agent_id: str) -> bool:
+        """Take (or renew) the agent's lease; False: another replica holds it."""
+        ...
+
+    def holds(self, agent_id: str) -> bool:
+        """Whether the agent's lease was ours at the latest take or renewal."""
+        ...
+
+    async def release(self, agent_id: str) -> None:
+        """Give the agent's lease up (its connection is no longer wanted here)."""
+        ...
+
+
+class AlwaysHeld:
+    """:class:`ConnectionLeases` for a process alone: every agent's connection is its own."""
+
+    recheck_after = 5.0
+
+    async def hold(self, agent_id: str) -> bool:
+        """Always: nobody else competes."""
+        return True
+
+    def holds(self, agent_id: str) -> bool:
+        """Always: nobody else competes."""
+        return True
+
+    async def release(self, agent_id: str) -> None:
+        """Nothing to give up."""
+
+
+#: The leases of a process with no replicas.
+ALWAYS_HELD: ConnectionLeases = AlwaysHeld()
+
+
 class EventSourceFactory(Protocol):
     """How topics are split over connections, and the source for each part."""
+
+    def use_leases(self, leases: ConnectionLeases) -> None:
+        """Ask ``leases`` before holding an agent's connection, in every source made from
+        now on (called once, before the first source; by default every lease is held)."""
+        ...
 
     def shard(
         self, current: Sequence[frozenset[str]], wanted: Iterable[str]

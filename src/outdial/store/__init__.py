@@ -1,8 +1,8 @@
 """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
 
 :func:`open_store` turns a ``[store] url`` into an open :class:`Store`, which
-is four roles on one database (:class:`ContactStore`, :class:`ClaimStore`,
-:class:`CallStore`, :class:`DoNotCallStore`); a caller that needs only one
+is five roles on one database (:class:`ContactStore`, :class:`ClaimStore`,
+:class:`CallStore`, :class:`DoNotCallStore`, :class:`AgentLeaseStore`); a caller that needs only one
 names that one:
 
 - ``sqlite:///outdial.db``: a file relative to the working directory
@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from outdial.store.base import (
+    AgentLease,
+    AgentLeaseStore,
     CallRecord,
     CallStore,
     Claim,
@@ -43,6 +45,8 @@ from outdial.store.health import StoreHealth
 from outdial.store.sqlite import SqliteStore
 
 __all__ = [
+    "AgentLease",
+    "AgentLeaseStore",
     "CallRecord",
     "CallStore",
     "Claim",

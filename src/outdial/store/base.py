@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from outdial.store.health import StoreHealth
 
 __all__ = [
+    "AgentLease",
+    "AgentLeaseStore",
     "CallRecord",
     "CallStore",
     "Claim",
@@ -575,10 +577,52 @@ class DoNotCallStore(Protocol):
         ...
 
 
-class Store(ClaimStore, CallStore, ContactStore, DoNotCallStore, Protocol):
-    """Where outdial keeps contacts, dial claims, calls and the do-not-call list.
+@dataclass(frozen=True, slots=True)
+class AgentLease:
+    """Which process holds an agent's platform connection, and until when."""
 
-    All four roles on one database, so that an operation spanning them (a
+    agent_id: str
+    owner: str
+    until: datetime
+
+
+class AgentLeaseStore(Protocol):
+    """Leases on agents' platform connections: one replica at a time listens to an agent.
+
+    A platform that gives an agent one connection (CXone: one agent session,
+    whose id every poll rotates) cannot be listened to by two replicas at
+    once; the replica holding the agent's lease does, the others stand by.
+    A lease is taken or renewed atomically, also by processes sharing the
+    database: of two takers of a free lease, exactly one gets it.
+    """
+
+    async def take_agent_leases(
+        self,
+        owner: str,
+        agents: Iterable[str],
+        now: datetime,
+        until: datetime,
+        *,
+        gone: Iterable[str] = (),
+    ) -> set[str]:
+        """Take or renew, until ``until``, the lease of each agent that is free, expired
+        at ``now``, already ``owner``'s, or held by an owner in ``gone`` (known to have
+        stopped); returns the agents ``owner`` holds afterwards."""
+        ...
+
+    async def agent_leases(self, agents: Iterable[str]) -> list[AgentLease]:
+        """The current leases of ``agents`` (agents never leased are left out)."""
+        ...
+
+    async def release_agent_leases(self, owner: str, agents: Iterable[str] | None = None) -> int:
+        """Give up ``owner``'s leases (of ``agents``; None: all of them); returns how many."""
+        ...
+
+
+class Store(ClaimStore, CallStore, ContactStore, DoNotCallStore, AgentLeaseStore, Protocol):
+    """Where outdial keeps contacts, dial claims, calls, the do-not-call list and agent leases.
+
+    All five roles on one database, so that an operation spanning them (a
     claim taking a contact, a call's end settling it) is one transaction.
     Every method raises :class:`StoreUnavailable` when the database does not
     take the operation (and nothing else of the driver's); ``health`` tells

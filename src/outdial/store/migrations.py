@@ -162,11 +162,24 @@ def _claim_leases(db: SchemaEditor) -> None:
     db.add_column("dial_claims", "lease_until", db.types.timestamp)
 
 
+def _agent_leases(db: SchemaEditor) -> None:
+    # One replica at a time listens to an agent (CXone: one session per agent).
+    db.execute(
+        f"""CREATE TABLE IF NOT EXISTS agent_leases (
+    agent_id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    lease_until {db.types.timestamp} NOT NULL
+)"""
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS agent_leases_owner ON agent_leases (owner)")
+
+
 #: Every migration, in order; a database's version is the last one it went through.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables", _tables),
     Migration(2, "claim_retries", _claim_retries),
     Migration(3, "claim_leases", _claim_leases),
+    Migration(4, "agent_leases", _agent_leases),
 )
 
 #: The schema version this code writes and reads.

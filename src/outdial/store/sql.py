@@ -42,6 +42,7 @@ import anyio.to_thread
 
 from outdial.log import emit
 from outdial.store.base import (
+    AgentLease,
     CallRecord,
     Claim,
     ClaimState,
@@ -668,6 +669,84 @@ class SqlStore:
             return db.execute(
                 "UPDATE dial_claims SET lease_until = ? WHERE owner = ? AND state = 'claimed'",
                 (db.ts(until), owner),
+            ).rowcount
+
+        return await self._run(run)
+
+    async def take_agent_leases(
+        self,
+        owner: str,
+        agents: Iterable[str],
+        now: datetime,
+        until: datetime,
+        *,
+        gone: Iterable[str] = (),
+    ) -> set[str]:
+        """Take or renew the leases of ``agents`` that are free, expired, ``owner``'s or
+        a ``gone`` owner's; returns those ``owner`` holds. One transaction, each agent
+        one upsert whose condition reads the row it replaces (PostgreSQL locks it, SQLite
+        holds the file's write lock): of two takers of a free lease, the second sees the
+        first's and leaves it."""
+        wanted = sorted(set(agents))
+        stopped = sorted(set(gone) - {owner})
+        if not wanted:
+            return set()
+        stopped_sql = (
+            f" OR agent_leases.owner IN ({', '.join('?' for _ in stopped)})" if stopped else ""
+        )
+        sql = (
+            "INSERT INTO agent_leases (agent_id, owner, lease_until) VALUES (?, ?, ?)"
+            " ON CONFLICT (agent_id) DO UPDATE"
+            " SET owner = excluded.owner, lease_until = excluded.lease_until"
+            " WHERE agent_leases.owner = excluded.owner OR agent_leases.lease_until <= ?"
+            + stopped_sql
+        )
+
+        def run(db: Database) -> set[str]:
+            with db.transaction():
+                for agent in wanted:
+                    db.execute(sql, (agent, owner, db.ts(until), db.ts(now), *stopped))
+                held = db.execute(
+                    "SELECT agent_id FROM agent_leases WHERE owner = ?"
+                    f" AND agent_id IN ({', '.join('?' for _ in wanted)})",
+                    (owner, *wanted),
+                )
+            return {row["agent_id"] for row in held.rows}
+
+        return await self._run(run)
+
+    async def agent_leases(self, agents: Iterable[str]) -> list[AgentLease]:
+        """The current leases of ``agents``, in agent order."""
+        wanted = sorted(set(agents))
+        if not wanted:
+            return []
+
+        def run(db: Database) -> list[AgentLease]:
+            found = db.execute(
+                "SELECT agent_id, owner, lease_until FROM agent_leases"
+                f" WHERE agent_id IN ({', '.join('?' for _ in wanted)}) ORDER BY agent_id",
+                wanted,
+            )
+            return [
+                AgentLease(row["agent_id"], row["owner"], db.decode_ts(row["lease_until"]))
+                for row in found.rows
+            ]
+
+        return await self._run(run)
+
+    async def release_agent_leases(self, owner: str, agents: Iterable[str] | None = None) -> int:
+        """Delete ``owner``'s leases (of ``agents``, or all); returns how many went."""
+        chosen = None if agents is None else sorted(set(agents))
+        if chosen is not None and not chosen:
+            return 0
+
+        def run(db: Database) -> int:
+            if chosen is None:
+                return db.execute("DELETE FROM agent_leases WHERE owner = ?", (owner,)).rowcount
+            marks = ", ".join("?" for _ in chosen)
+            return db.execute(
+                f"DELETE FROM agent_leases WHERE owner = ? AND agent_id IN ({marks})",
+                (owner, *chosen),
             ).rowcount
 
         return await self._run(run)

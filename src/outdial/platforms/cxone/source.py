@@ -12,6 +12,14 @@ call), then to the sink as ``cxone.users.{agentId}.{Type}``, unknown types too.
 The agent's live session id is kept in the shared
 :class:`~outdial.platforms.cxone.correlate.SessionRegistry` for ``dial-phone``.
 
+Replicas: an agent has one session, and two replicas polling it would make each
+other's rotating ids stale on every poll. So before starting or joining it the
+source asks the daemon's :class:`~outdial.platforms.base.ConnectionLeases`; a
+replica refused stands by (no session, no polls) and asks again every
+``recheck_after`` seconds, taking over (joining the session left behind) once
+the holder's lease lapses or is released. A standby replica gets no events of
+the agent, so it never finds them ready and never dials for them.
+
 :class:`CxoneSources` shards topics one agent per source (one session per
 agent is the only way CXone offers).
 """
@@ -35,6 +43,8 @@ from outdial.listener.longpoll import (
     Deliver,
     EndSession,
     Input,
+    LeaseLost,
+    LeaseRefused,
     LongPollSession,
     Output,
     Poll,
@@ -45,6 +55,8 @@ from outdial.listener.longpoll import (
     ResumeRequested,
     SessionEnded,
     SessionStarted,
+    Standby,
+    StandbyElapsed,
     StartFailed,
     StartProblem,
     StartSession,
@@ -55,7 +67,14 @@ from outdial.listener.longpoll import (
 )
 from outdial.listener.state import ChannelState, ListenerFatal, SupervisorStats
 from outdial.log import emit
-from outdial.platforms.base import AuthError, PlatformError, SourceSink, SubscriptionResult
+from outdial.platforms.base import (
+    ALWAYS_HELD,
+    AuthError,
+    ConnectionLeases,
+    PlatformError,
+    SourceSink,
+    SubscriptionResult,
+)
 from outdial.platforms.cxone import wire
 from outdial.platforms.cxone.client import CxoneClient
 from outdial.platforms.cxone.codec import CxoneCodec, topic_agent, topic_for
@@ -80,6 +99,7 @@ _STATS_STATE = {
     State.POLLING: ChannelState.SUBSCRIBED,
     State.BACKING_OFF: ChannelState.DEGRADED,
     State.RESTARTING: ChannelState.RECONNECTING,
+    State.STANDBY: ChannelState.STANDBY,
     State.STOPPED: ChannelState.STOPPED,
 }
 
@@ -125,6 +145,7 @@ class CxoneSessionSource:
         rng: Random,
         sessions: SessionRegistry,
         correlator: DialCorrelator,
+        leases: ConnectionLeases = ALWAYS_HELD,
     ) -> None:
         self.name = name
         self.agent_id = agent_id
@@ -137,6 +158,9 @@ class CxoneSessionSource:
         self._rng = rng
         self._sessions = sessions
         self._correlator = correlator
+        self._leases = leases
+        # Refused the agent's lease at the latest ask (another replica listens).
+        self._on_standby = False
         self._machine: LongPollSession | None = None
         self._stop_wanted = not self.topics
         # Stopped because the platform knows no such agent: idle until topics are set again.
@@ -226,14 +250,19 @@ class CxoneSessionSource:
             case EndSession(session_id=sid):
                 await self._end_quietly(sid)
                 return None
+            case Standby():
+                return await self._standby()
             case Stop(fatal=fatal, parked=parked):
                 if fatal is not None:
                     raise ListenerFatal(f"CXone agent {self.agent_id}: {fatal}")
                 self._parked = parked
+                await self._release_lease()
                 return await self._idle()
         raise AssertionError(f"unknown action {action!r}")  # pragma: no cover
 
     async def _start(self, join: bool) -> Input:
+        if not await self._hold_lease():
+            return LeaseRefused()
         try:
             if join:
                 sid = await self._client.join_session(self.agent_id)
@@ -248,6 +277,11 @@ class CxoneSessionSource:
     async def _interruptible_poll(self, action: Poll) -> Input:
         if self._stop_wanted:
             return StopRequested()
+        if not self._leases.holds(self.agent_id):
+            # Our lease lapsed (a renewal came too late) and another replica took it:
+            # polling on would make its session id stale on every poll.
+            emit(log, "cxone.lease_lost", logging.WARNING, agent=self.agent_id)
+            return LeaseLost()
         with anyio.CancelScope() as scope:
             self._interrupt = scope
             try:
@@ -341,6 +375,47 @@ class CxoneSessionSource:
             return BackoffElapsed()
         return StopRequested()
 
+    async def _hold_lease(self) -> bool:
+        """Whether this replica may hold the agent's session now (a store that cannot
+        say counts as no: standing by is safe, two replicas polling is not)."""
+        try:
+            held = await self._leases.hold(self.agent_id)
+        except Exception as exc:  # the store's trouble is reported by the store
+            emit(log, "cxone.lease_unknown", logging.WARNING, agent=self.agent_id, error=repr(exc))
+            held = False
+        # Said once each way, not at every ask.
+        if not held and not self._on_standby:
+            emit(log, "cxone.standby", agent=self.agent_id)
+        elif held and self._on_standby:
+            emit(log, "cxone.lease_taken", agent=self.agent_id)
+        self._on_standby = not held
+        return held
+
+    async def _release_lease(self) -> None:
+        try:
+            await self._leases.release(self.agent_id)
+        except Exception as exc:  # it lapses by itself in the end
+            emit(
+                log,
+                "cxone.lease_release_failed",
+                logging.WARNING,
+                agent=self.agent_id,
+                error=repr(exc),
+            )
+
+    async def _standby(self) -> Input:
+        """Another replica listens to the agent: wait ``recheck_after``, then ask again."""
+        if self._stop_wanted:
+            return StopRequested()
+        with anyio.CancelScope() as scope:
+            self._interrupt = scope
+            try:
+                await self._clock.sleep_until(self._clock.monotonic() + self._leases.recheck_after)
+            finally:
+                self._interrupt = None
+            return StandbyElapsed()
+        return StopRequested()
+
     async def _idle(self) -> Input:
         """No topics wanted: wait until some are (cancellation ends the source)."""
         emit(log, "cxone.session_stopped", agent=self.agent_id)
@@ -431,6 +506,11 @@ class CxoneSources:
         self._rng = rng
         self._sessions = sessions
         self._correlator = correlator
+        self._leases: ConnectionLeases = ALWAYS_HELD
+
+    def use_leases(self, leases: ConnectionLeases) -> None:
+        """Ask ``leases`` before starting or joining any agent's session (replicas)."""
+        self._leases = leases
 
     def shard(
         self, current: Sequence[frozenset[str]], wanted: Iterable[str]
@@ -474,4 +554,5 @@ class CxoneSources:
             rng=self._rng,
             sessions=self._sessions,
             correlator=self._correlator,
+            leases=self._leases,
         )

@@ -14,7 +14,7 @@ from random import Random
 
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
-from outdial.platforms.base import ChannelApi, SourceSink
+from outdial.platforms.base import ChannelApi, ConnectionLeases, SourceSink
 from outdial.platforms.genesys.channel import ChannelSupervisor
 from outdial.platforms.genesys.plan import reshard, shard_topics
 
@@ -35,6 +35,10 @@ class ChannelSources:
         self._settings = settings
         self._clock = clock
         self._rng = rng or Random()
+
+    def use_leases(self, leases: ConnectionLeases) -> None:
+        """Ignored: each replica has channels of its own, and the store's claims dedupe
+        the dials of replicas that hear the same events."""
 
     def shard(
         self, current: Sequence[frozenset[str]], wanted: Iterable[str]
