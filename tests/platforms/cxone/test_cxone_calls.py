@@ -314,3 +314,16 @@ async def test_agent_reads_retry_on_the_clock_until_they_give_up() -> None:
                 rig.clock.advance(1)
         assert failure
         assert sum("agents" in r.url.path for r in rig.mock.requests) > 2
+
+
+async def test_a_dial_on_a_session_that_just_ended_is_retryable_not_failed() -> None:
+    """A 409 to dial-phone: the session ended under it and nothing was placed, so the
+    dialer sends it again (on the agent's next session) instead of failing the contact."""
+    async with running() as rig:
+        rig.mock.overrides.append(
+            lambda r: httpx.Response(409) if r.url.path.endswith("dial-phone") else None
+        )
+        with pytest.raises(RetryableError, match="ended before the dial") as caught:
+            await place(rig)
+        assert caught.value.status == 409
+        assert dial_requests(rig.mock) == 1

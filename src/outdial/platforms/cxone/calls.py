@@ -70,6 +70,10 @@ def _validation_error(exc: ValidationError) -> PlatformError:
     )
 
 
+#: ``dial-phone`` answers for a session that is no longer there (ended: 409; unknown: 404).
+_SESSION_GONE = frozenset({404, 409})
+
+
 class CxoneCalls:
     """The :class:`~outdial.platforms.base.CallControl` of CXone."""
 
@@ -119,6 +123,16 @@ class CxoneCalls:
                 if exc.status is None or exc.status < 500:
                     raise  # refused before acting (429), or never reached the platform
                 return await self._after_lost_answer(pending, started, str(exc))
+            except PlatformError as exc:
+                if exc.status in _SESSION_GONE:
+                    # The session ended under the dial (a 409 racing the poll that would
+                    # have said so): nothing was placed; the next session dials it.
+                    raise RetryableError(
+                        f"CXone agent {agent}'s session {session} ended before the dial; "
+                        "it is sent again on the agent's next session",
+                        status=exc.status,
+                    ) from exc
+                raise
             if answer.contact_id:
                 self._correlator.claim(answer.contact_id)
                 return self._placed(agent, answer.contact_id, "answer")
