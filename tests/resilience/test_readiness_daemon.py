@@ -16,12 +16,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from backends import Backend, backend_fixture  # noqa: F401 (the backend fixture)
+from backends import Backend, CxoneBackend, backend_fixture  # noqa: F401 (the backend fixture)
 from daemon_harness import AFTER_CALL, NUMBERS, daemon_for, ready_config, sqlite
 from listener_harness import USER
 
 from outdial.clock import ManualClock
 from outdial.fake import FakePlatform, Outcome
+from outdial.fake.cxone import ERROR_FORMATS
 from outdial.fake.pytest_plugin import FAST_TIMING
 from outdial.store import open_store
 from outdial.store.base import ContactRow
@@ -368,6 +369,25 @@ async def test_an_agent_id_the_platform_does_not_know_is_named_in_a_warning(
             [unknown] = run.log.named("agent.unknown")
     assert unknown["user"] == ghost
     assert "check the rules' users" in unknown["reason"]
+    assert fake.numbers() == [NUMBERS[0]]
+
+
+@pytest.mark.parametrize("error_format", ERROR_FORMATS)
+async def test_an_unknown_cxone_agent_stops_nobody_whatever_the_error_body_says(
+    tmp_path: Path, error_format: str
+) -> None:
+    """CXone's error body format is not published: under each of the fake's readings
+    (JSON, bare text, nothing at all) a rule naming an agent id CXone does not know
+    still dials the other agents, and the unknown one is named."""
+    backend = CxoneBackend()
+    known, ghost = backend.agent_ids(2)
+    async with backend.start([known], error_format=error_format) as fake:
+        config = fake.config(sqlite(tmp_path), [known, ghost])
+        async with daemon_for(config, contacts=[(known, NUMBERS[0])]) as run:
+            await run.until("agent.unknown")
+            await run.until("dial.placed")
+            [unknown] = run.log.named("agent.unknown")
+    assert unknown["user"] == ghost
     assert fake.numbers() == [NUMBERS[0]]
 
 

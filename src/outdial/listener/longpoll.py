@@ -106,9 +106,9 @@ class StartProblem(enum.Enum):
     IN_PROGRESS = "in_progress"
     #: Nothing to join yet (the agent is not logged in): back off, an agent logs in later.
     UNAVAILABLE = "unavailable"
-    #: The platform knows no such agent (``InvalidAgentId``): this agent's session
-    #: stops (nothing to poll) and a gap makes the re-read name the agent; the
-    #: other agents' sessions go on.
+    #: The platform knows no such agent (``InvalidAgentId``), or refused the start
+    #: without saying why: this agent's session stops (nothing to poll) and a gap
+    #: makes the re-read name the agent; the other agents' sessions go on.
     UNKNOWN_AGENT = "unknown_agent"
     #: Credentials, permissions, configuration: retrying cannot help.
     FATAL = "fatal"

@@ -200,3 +200,6 @@ def test_a_state_seen_live_and_re_read_is_one_trigger() -> None:
 
     assert identity(live_state) == identity(reread)
     assert identity(live_state) != identity({**live_state, "IsAcw": "True"})
+    # The same instant written without milliseconds, and a boolean in another case.
+    same = {**live_state, "StartTimeUTC": "2026-11-23T10:00:02Z", "IsAcw": "false"}
+    assert identity(same) == identity(live_state)

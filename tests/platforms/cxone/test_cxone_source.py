@@ -260,9 +260,13 @@ async def test_a_fatal_start_stops_the_listener_naming_the_agent() -> None:
     await client.aclose()
 
 
-async def test_an_agent_the_platform_does_not_know_stops_only_its_own_session() -> None:
-    """Not the daemon's end: a gap asks for the re-read that names the agent."""
-    _mock, _clock, client, sink, source = _refusing("InvalidAgentId")
+@pytest.mark.parametrize("answer", ["InvalidAgentId", ""])
+async def test_an_agent_the_platform_does_not_know_stops_only_its_own_session(
+    answer: str,
+) -> None:
+    """Not the daemon's end: a gap asks for the re-read that names the agent. A 400 that
+    says nothing at all (the error body format is not published) is taken the same way."""
+    _mock, _clock, client, sink, source = _refusing(answer)
     async with anyio.create_task_group() as tg:
         tg.start_soon(source.run)
         await settle()

@@ -309,8 +309,10 @@ class CxoneClient:
             return None
         if response.status_code != 200:
             error = self._error(response, "read agent state")
-            if response.status_code == 400 and "InvalidAgentId" in (
-                f"{error.code} {response.text}"
+            # The request has nothing but the id in its path: a 400 naming the id, or
+            # naming nothing at all (the error body format is not published), refuses it.
+            if response.status_code == 400 and (
+                error.code is None or "InvalidAgentId" in f"{error.code} {response.text}"
             ):
                 return None
             raise error

@@ -155,7 +155,13 @@ class CxoneCodec:
         """What identifies a state, live or re-read: a REST re-read lacks fields the live
         event carries (``IISHost``, ``VCHost``, ...), so only the facts both share count."""
         if topic.endswith(f".{AGENT_STATE}"):
-            return {k: body.get(k) for k in ("CurrentState", "StartTimeUTC", "IsAcw")}
+            since = wire.parse_time(body.get("StartTimeUTC"))
+            return {
+                "CurrentState": body.get("CurrentState"),
+                # The same instant however it is written (a REST date, an event's time).
+                "StartTimeUTC": wire.format_time(since) if since else body.get("StartTimeUTC"),
+                "IsAcw": wire.is_true(body.get("IsAcw")),
+            }
         if topic.endswith(f".{CALL_CONTACT}"):
             return {k: body.get(k) for k in ("ContactID", "Status", "FinalState")}
         return body

@@ -125,7 +125,15 @@ def start_problem(exc: PlatformError, *, joining: bool) -> StartProblem:
     if any(code in text for code in IN_PROGRESS_CODES):
         return StartProblem.IN_PROGRESS
     # Joining can fail only because there is nothing to join yet: agents log in later.
-    return StartProblem.UNAVAILABLE if joining else StartProblem.FATAL
+    if joining:
+        return StartProblem.UNAVAILABLE
+    if exc.code is None:
+        # Refused without a word (the error body format is not published, and may be
+        # empty): which agent's problem it is cannot be told, so only this agent's
+        # session stops; the re-read its gap asks for names an agent the platform
+        # does not know.
+        return StartProblem.UNKNOWN_AGENT
+    return StartProblem.FATAL
 
 
 class CxoneSessionSource:
@@ -270,6 +278,15 @@ class CxoneSessionSource:
                 sid = await self._client.start_session(self.agent_id)
         except PlatformError as exc:
             problem = start_problem(exc, joining=join)
+            if problem is StartProblem.UNKNOWN_AGENT:
+                emit(
+                    log,
+                    "cxone.session_refused",
+                    logging.WARNING,
+                    agent=self.agent_id,
+                    error=str(exc),
+                    advice="this agent's session stays stopped until the config is reloaded",
+                )
             return StartFailed(problem, str(exc), exc.retry_after)
         emit(log, "cxone.session_started", agent=self.agent_id, session=sid, joined=join)
         return SessionStarted(sid, joined=join)
