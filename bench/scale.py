@@ -49,6 +49,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -490,7 +491,11 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                             metric(values, "outdial_gaps"),
                         )
 
-                    start, end, published = run_window(platform, args, rate, sample)
+                    profiler = start_profiler(args, proc.pid)
+                    try:
+                        start, end, published = run_window(platform, args, rate, sample)
+                    finally:
+                        stop_profiler(profiler)
                     dropped = metric(metrics(f"{url}/metrics"), "outdial_listener_overflowed")
                     return Result(
                         "outdial",
@@ -510,6 +515,33 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                     print(f"    outdial's log: {lines:,} lines; {top}", file=sys.stderr)
     finally:
         platform.stop()
+
+
+def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[Any] | None:
+    """``--profile FILE``: py-spy samples the daemon over the warm-up and the window."""
+    if not args.profile:
+        return None
+    seconds = math.ceil(args.warmup_seconds + args.seconds)
+    return subprocess.Popen(
+        [_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+        + ["--duration", str(seconds), "--output", args.profile],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _py_spy() -> str:
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    return found
+
+
+def stop_profiler(profiler: subprocess.Popen[Any] | None) -> None:
+    """Wait for py-spy to write its stacks (it stops by itself after the window)."""
+    if profiler is not None:
+        profiler.wait(timeout=60)
 
 
 def summarise_log(path: Path) -> tuple[int, str]:
@@ -631,6 +663,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="let every process share the CPUs")
     parser.add_argument(
         "--quick", action="store_true", help="a short run: 200 agents, at most 200 events/s"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample outdial with py-spy (installed separately) into FILE, as collapsed stacks",
     )
     parser.add_argument("--child-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
