@@ -54,6 +54,7 @@ from outdial.handlers.donotcall import DoNotCallFileError
 from outdial.handlers.reconcile import ClaimOwner
 from outdial.handlers.reconciler import pid_alive_here
 from outdial.handlers.registry import HandlerRegistry
+from outdial.handlers.rereads import RereadPacing
 from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
 from outdial.listener.leases import StoreLeases
@@ -189,6 +190,15 @@ class Daemon:
         self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
         # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
         self._gap_users: set[str] = set()
+        #: How agents are re-read after gaps: batches, in the handlers' spare time.
+        self.reread_pacing = RereadPacing()
+        #: Agents re-read after gaps (and the store's recoveries) so far.
+        self.agents_reread = 0
+
+    @property
+    def agents_reread_pending(self) -> int:
+        """Agents of reported gaps not re-read yet."""
+        return len(self._gap_users)
 
     @property
     def store_healthy(self) -> bool:
@@ -252,7 +262,12 @@ class Daemon:
 
     async def _work(self, items: MemoryObjectReceiveStream[_WorkItem]) -> None:
         """One worker: its agents' events and refresh steps, one at a time, in order."""
-        async for item in items:
+        inbox = _Inbox(items)
+        while True:
+            try:
+                item = await inbox.next()
+            except anyio.EndOfStream:
+                return
             if isinstance(item, _Step):
                 try:
                     await item.run()
@@ -284,28 +299,45 @@ class Daemon:
         emit(log, "daemon.store_recovered", users=len(self._gap_users))
 
     async def _refresh_after_gaps(self) -> None:
-        """Re-read the agents of reported gaps, one refresh at a time.
+        """Re-read the agents of reported gaps, a batch at a time, in the handlers' spare time.
 
         Runs beside the dispatcher, so a refresh (a REST read per agent and
-        call) never stops events from flowing. Gaps reported while one runs
-        are merged into the next: their agents are re-read once more after it.
+        call) never stops events from flowing. Each round re-reads the
+        tracked calls once, then the agents pending, one batch after another
+        (:class:`~outdial.handlers.rereads.RereadPacing`: a batch waits for
+        the listener's queue to have room, at most ``hold`` seconds). Agents
+        of gaps reported meanwhile join the pending set and are re-read in
+        the same round; an agent pending twice is re-read once.
         """
         while True:
             await self._gap_wakeup.wait()
             self._gap_wakeup = anyio.Event()
-            users = sorted(self._gap_users)
-            self._gap_users.clear()
             started = anyio.current_time()
+            users = 0
+            unread: set[str] = set()
             try:
-                unread = await self.handlers.refresh(users)
+                if await self.handlers.refresh_calls():
+                    first = True
+                    while self._gap_users:
+                        if not first:
+                            await self._spare_time()
+                        first = False
+                        batch = self.reread_pacing.take(self._gap_users)
+                        users += len(batch)
+                        self.agents_reread += len(batch)
+                        unread |= await self.handlers.refresh_agents(batch)
+                else:
+                    unread = set(self._gap_users)
+                    self._gap_users.clear()
             except Exception as exc:  # never let one refresh stop the next
                 emit(log, "daemon.refresh_failed", logging.ERROR, error=repr(exc))
-                unread = set(users)
+                unread |= self._gap_users
+                self._gap_users.clear()
             elapsed = anyio.current_time() - started
             emit(
                 log,
                 "daemon.refreshed",
-                users=len(users),
+                users=users,
                 unread=len(unread) or None,
                 seconds=round(elapsed, 3),
             )
@@ -316,6 +348,18 @@ class Daemon:
                     continue  # the store coming back wakes us (_store_recovered)
                 await anyio.sleep(self.config.listener.backoff_base)
                 self._gap_wakeup.set()
+
+    async def _spare_time(self) -> None:
+        """Wait until the next re-read batch may start (the handlers have room)."""
+        pacing = self.reread_pacing
+        size = self.config.listener.queue_size
+        begun = anyio.current_time()
+        # Polled, not signalled: a look at the queue's depth every few tens of
+        # milliseconds costs nothing, a signal would cost every event a check.
+        while True:
+            if pacing.may_start(self.listener.queue_depth, size, anyio.current_time() - begun):
+                return
+            await anyio.sleep(pacing.poll)
 
     async def _give_up_if_never_connected(self) -> None:
         """Stop the daemon if no channel ever connected within ``give_up_after`` seconds.
@@ -450,7 +494,47 @@ class Daemon:
         else:
             self.events_handled += 1
             self.observatory.event(item)
-            await self._worker_for(topic_user_id(item.topic)).send(item)
+            worker = self._worker_for(topic_user_id(item.topic))
+            try:
+                # Handed over without a trip through the event loop while the
+                # worker has room: anyio's send() is a full loop pass per event.
+                # The listener's receive() checkpoints every few dozen items,
+                # so this loop still yields.
+                worker.send_nowait(item)
+            except anyio.WouldBlock:
+                await worker.send(item)  # full: wait, the backlog stays in the listener
+
+
+#: A worker takes at most this many queued items in a row without a checkpoint.
+_FAIR_EVERY = 32
+
+
+class _Inbox:
+    """A worker's end of its stream: what is queued is taken without a loop pass.
+
+    anyio's ``receive()`` is a checkpoint before and after every item, a full
+    event-loop pass each; taking what is queued directly skips them. Every
+    ``_FAIR_EVERY`` items in a row it is a checkpoint all the same, so a worker
+    whose items never await anything still lets the other tasks run and
+    still sees cancellation.
+    """
+
+    def __init__(self, items: MemoryObjectReceiveStream[_WorkItem]) -> None:
+        self._items = items
+        self._streak = 0
+
+    async def next(self) -> _WorkItem:
+        """The next item; raises ``anyio.EndOfStream`` once the stream is closed and empty."""
+        if self._streak < _FAIR_EVERY:
+            try:
+                item = self._items.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            else:
+                self._streak += 1
+                return item
+        self._streak = 0
+        return await self._items.receive()
 
 
 @asynccontextmanager

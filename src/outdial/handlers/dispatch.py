@@ -395,6 +395,20 @@ class Handlers:
         """
         return await self.refresher.refresh(user_ids)
 
+    async def refresh_calls(self) -> bool:
+        """Reconcile unknown dials and re-read every tracked call; False if the store is away.
+
+        See :meth:`~outdial.handlers.refresher.GapRefresher.refresh_calls`.
+        """
+        return await self.refresher.refresh_calls()
+
+    async def refresh_agents(self, user_ids: Iterable[str]) -> set[str]:
+        """Re-read the state of ``user_ids``; returns the agents not read.
+
+        See :meth:`~outdial.handlers.refresher.GapRefresher.refresh_agents`.
+        """
+        return await self.refresher.refresh_agents(user_ids)
+
 
 def _readiness_policy(config: Config, codec: Codec) -> ReadinessPolicy:
     return ReadinessPolicy.from_config(config.readiness, check_routing=codec.has_routing_status)

@@ -14,7 +14,7 @@ and leaves out the parts of a bulk read whose topic moved on meanwhile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -85,6 +85,8 @@ class GapRefresher:
         # Live events seen per topic: a re-read that began before one of them is
         # older than what it said, and must not overwrite it.
         self._live_seen: dict[str, int] = {}
+        # The calls tracked when refresh_calls last read them.
+        self._tracked_calls: set[str] = set()
 
     def saw(self, event: Event) -> None:
         """Count ``event`` for its topic when it came live (re-read events are not news)."""
@@ -113,28 +115,50 @@ class GapRefresher:
 
         Returns the agents whose state could not be read (the caller re-reads
         them later: no agent is dropped from a refresh).
+
+        :meth:`refresh_calls` and :meth:`refresh_agents` are its two halves,
+        for a caller that re-reads many agents in batches.
+        """
+        users = list(dict.fromkeys(user_ids))
+        if not await self.refresh_calls(set(users)):
+            return set(users)
+        return await self.refresh_agents(users)
+
+    async def refresh_calls(self, reread: Collection[str] = ()) -> bool:
+        """Reconcile unknown dials, then re-read every tracked call; False if the store is away.
+
+        Agents with a re-read call that are not in ``reread`` (their state is
+        not being re-read) are looked at again now.
         """
         try:
             await self._reconcile()
         except Exception as exc:
             report("refresh.reconcile", None, exc)
-        users = list(dict.fromkeys(user_ids))
-        reread = set(users)
         try:
             active = await self.store.active_calls()
         except StoreUnavailable as exc:
             # Nothing can be applied without the store: all of them are re-read later.
             report("refresh.calls", None, exc)
-            return set(users)
+            return False
+        self._tracked_calls = {record.conversation_id for record in active}
         calls = [
             (record.user_id, self._call_step(record.conversation_id, record.user_id))
             for record in active
         ]
         await self._run_steps(calls)
-        # Agents whose calls were re-read but whose state is not: look at them now.
         for record in active:
             if record.user_id not in reread and self.pacer.is_tracked(record.user_id):
                 self.pacer.wake_at(record.user_id, self.clock.now())
+        return True
+
+    async def refresh_agents(self, user_ids: Iterable[str]) -> set[str]:
+        """Re-read the state of ``user_ids`` (in bulk) and apply it, each in its agent's turn.
+
+        Returns the agents whose state could not be read. The calls tracked
+        when :meth:`refresh_calls` last ran are the ones an idle agent's
+        re-read may settle.
+        """
+        users = list(dict.fromkeys(user_ids))
         if not users:
             return set()
         seen_before = dict(self._live_seen)
@@ -143,9 +167,9 @@ class GapRefresher:
         except PlatformError as exc:
             report("refresh.agents", None, exc, users=len(users))
             return set(users)
-        still_active = {record.conversation_id for record in active}
         steps = [
-            (state.user_id, self._agent_step(state, still_active, seen_before)) for state in states
+            (state.user_id, self._agent_step(state, self._tracked_calls, seen_before))
+            for state in states
         ]
         await self._run_steps(steps)
         return set(users) - {state.user_id for state in states}

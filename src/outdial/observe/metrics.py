@@ -44,6 +44,8 @@ METRIC_NAMES = (
     "outdial_listener_queue_depth",
     "outdial_listener_queue_capacity",
     "outdial_listener_overflowed",
+    "outdial_agents_reread",
+    "outdial_agents_reread_pending",
     "outdial_dials",
     "outdial_dial_skips",
     "outdial_event_to_dial_seconds",
@@ -201,6 +203,16 @@ class _StateCollector(Collector):
             "outdial_listener_overflowed",
             "Events dropped because the queue was full (each run of them is a gap)",
             listener.stats.overflowed,
+        )
+        yield _counter(
+            "outdial_agents_reread",
+            "Agents whose state was re-read over REST after a gap (or the store's return)",
+            daemon.agents_reread,
+        )
+        yield _gauge(
+            "outdial_agents_reread_pending",
+            "Agents waiting to be re-read after a gap",
+            daemon.agents_reread_pending,
         )
         yield from self._rest(daemon)
         pacer = daemon.handlers.pacer

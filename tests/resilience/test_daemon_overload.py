@@ -1,0 +1,106 @@
+"""Handlers that fall behind cost re-reads of the agents whose events were lost, no more.
+
+When the listener's queue overflows, the events it drops are counted, and the
+gap that follows names only their agents. The daemon re-reads exactly those
+agents, not everyone: a re-read of every agent after each overflow is work
+the size of seconds of live events, which made a daemon that was just behind
+collapse into re-reading (issue 13's refresh storm).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from daemon_harness import ready_config, sqlite
+from listener_harness import LogWatch, presence
+
+from outdial.app import Daemon, platform_from_config
+from outdial.clock import SystemClock
+from outdial.events import Event
+from outdial.fake import FakePlatform
+from outdial.handlers.registry import HandlerRegistry
+from outdial.handlers.rereads import RereadPacing
+from outdial.store import open_store
+
+pytestmark = pytest.mark.anyio
+
+AGENTS = [str(uuid.UUID(int=0x5EED0000 + n)) for n in range(40)]
+BLOCKER = AGENTS[0]
+
+
+async def test_an_overflow_re_reads_only_the_agents_whose_events_were_dropped(
+    tmp_path: Path,
+) -> None:
+    held = anyio.Event()
+    release = anyio.Event()
+    registry = HandlerRegistry()
+
+    @registry.on("v2.users.{userId}.presence", users=[BLOCKER])
+    async def hold_the_worker(event: Event, match: object) -> None:
+        # One worker for every agent: while this waits, nothing else is handled.
+        if event.channel_id != "refresh" and not release.is_set():
+            held.set()
+            await release.wait()
+
+    log = LogWatch(wait=20)
+    logger = logging.getLogger("outdial")
+    logger.addHandler(log)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        async with FakePlatform(AGENTS) as platform:
+            config = ready_config(platform, sqlite(tmp_path), AGENTS)
+            config = config.model_copy(
+                update={
+                    "listener": config.listener.model_copy(update={"queue_size": 4}),
+                    "handling": config.handling.model_copy(
+                        update={"workers": 1, "worker_queue_size": 1}
+                    ),
+                }
+            )
+            async with open_store(config.store.url) as store:
+                client = platform_from_config(config)
+                daemon = Daemon(
+                    config, platform=client, store=store, clock=SystemClock(), registry=registry
+                )
+                # Small batches, so that the re-read of the dropped agents takes several.
+                daemon.reread_pacing = RereadPacing(batch=5)
+                try:
+                    async with anyio.create_task_group() as tg:
+                        await tg.start(daemon.run)
+                        await log.until(lambda: bool(log.named("daemon.refreshed")))
+                        at_start = daemon.agents_reread
+                        assert at_start == len(AGENTS), "the startup reads every agent once"
+                        for n, agent in enumerate(AGENTS):
+                            await platform.publish(
+                                f"v2.users.{agent}.presence", presence(n, "Away")
+                            )
+                            if agent == BLOCKER:
+                                await held.wait()
+                        await log.until(lambda: daemon.listener.stats.overflowed > 0)
+                        release.set()
+                        await log.until(
+                            lambda: (
+                                len(log.named("daemon.gap")) >= 2
+                                and daemon.agents_reread_pending == 0
+                                and len(log.named("daemon.refreshed")) >= 2
+                            )
+                        )
+                        dropped = daemon.listener.stats.overflowed
+                        reread = daemon.agents_reread - at_start
+                        gap = log.named("daemon.gap")[-1]  # the first is the startup's
+                        tg.cancel_scope.cancel()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await client.aclose()
+    finally:
+        logger.removeHandler(log)
+        logger.setLevel(level)
+    # One presence event per agent: each dropped event is one agent to re-read.
+    assert 0 < dropped < len(AGENTS) - 1
+    assert gap["users"] == dropped
+    assert reread == dropped, "re-read exactly the agents whose events were dropped"
