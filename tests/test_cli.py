@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from outdial.cli import main
+from outdial.exits import EXIT_USAGE
 
 VALID_CONFIG = """
 [platform]
@@ -171,3 +172,20 @@ def test_unreadable_config_is_one_clear_line(
 ) -> None:
     assert main(["check", "--config", str(tmp_path / "missing.toml")]) == 1
     assert "missing.toml" in capsys.readouterr().err
+
+
+def test_run_on_uvloop_without_uvloop_installed_says_how_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from outdial import loop
+
+    monkeypatch.setattr(loop, "uvloop_installed", lambda: False)
+    assert loop.backend_options("auto") == {}, "auto falls back to asyncio's loop"
+    config = tmp_path / "outdial.toml"
+    config.write_text(VALID_CONFIG)
+    assert main(["run", "--config", str(config), "--loop", "uvloop"]) == EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "outdial: --loop uvloop: uvloop is not installed; pip install 'outdial[speed]', "
+        "or run with --loop asyncio"
+    ]

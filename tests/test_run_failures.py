@@ -74,7 +74,7 @@ def fake_server() -> Iterator[dict[str, str]]:
 
 
 def _run(
-    tmp_path: Path, fake: dict[str, str], **overrides: str
+    tmp_path: Path, fake: dict[str, str], *options: str, **overrides: str
 ) -> subprocess.CompletedProcess[str]:
     values = {
         "api_url": fake["api_url"],
@@ -90,7 +90,10 @@ def _run(
     config.write_text(CONFIG.format(**values))
     started = time.monotonic()
     done = subprocess.run(
-        _outdial("run", "--config", str(config)), capture_output=True, text=True, timeout=60
+        _outdial("run", "--config", str(config), *options),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     # A fatal stop, not a retry loop that happened to end.
     assert time.monotonic() - started < 30
@@ -114,6 +117,18 @@ def test_run_with_a_wrong_secret_stops_with_one_line_naming_the_keys(
     assert "platform.client_id" in line
     assert "platform.client_secret" in line
     assert "not-the-secret" not in done.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_on_either_event_loop_says_which_and_stops_the_same_way(
+    tmp_path: Path, fake_server: dict[str, str], loop: str
+) -> None:
+    """``--loop``: uvloop (outdial[speed]) or asyncio's own; the daemon behaves the same."""
+    done = _run(tmp_path, fake_server, "--loop", loop, client_secret="not-the-secret")
+    assert done.returncode == EXIT_AUTH, done.stderr
+    assert "platform.client_secret" in _stopped(done)
+    [start] = [line for line in done.stderr.splitlines() if "daemon.start" in line]
+    assert f"loop={loop}" in start
 
 
 def test_run_with_a_wrong_client_id_stops_the_same_way(

@@ -59,6 +59,7 @@ from outdial.handlers.rules import RuleError
 from outdial.listener import Listener
 from outdial.listener.leases import StoreLeases
 from outdial.log import emit
+from outdial.loop import running_loop
 from outdial.observe import Observatory
 from outdial.observe.server import serve as serve_observe
 from outdial.platforms.base import AgentSnapshot, CallSnapshot, PlatformBundle
@@ -209,7 +210,13 @@ class Daemon:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run until cancelled, or raise ``ListenerFatal`` when the platform refuses us."""
-        emit(log, "daemon.start", rules=len(self.config.rules), topics=len(self.listener.topics))
+        emit(
+            log,
+            "daemon.start",
+            rules=len(self.config.rules),
+            topics=len(self.listener.topics),
+            loop=running_loop(),
+        )
         handling = self.config.handling
         self._gap_wakeup = anyio.Event()
         unsubscribe = self.store.health.on_recovered(self._store_recovered)

@@ -118,10 +118,16 @@ def _existing_store(config: Config) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from outdial.app import run_until_signalled
+    from outdial.loop import LoopUnavailable, backend_options
 
+    try:
+        options = backend_options(args.loop)
+    except LoopUnavailable as exc:
+        print(f"outdial: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     config = _load(args)
     try:
-        anyio.run(run_until_signalled, config, args.config)
+        anyio.run(run_until_signalled, config, args.config, backend_options=options)
     except Exception as exc:  # every cause, however wrapped: one line each, a code by kind
         return _report_stop("outdial: stopped", exc)
     return EXIT_OK
@@ -819,6 +825,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = command("run", "run the daemon until SIGTERM or Ctrl-C (SIGHUP reloads the config)")
     run.add_argument("--config", required=True, help=config_help)
+    run.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: auto (uvloop when installed, from outdial[speed]), asyncio or uvloop",
+    )
     run.set_defaults(func=cmd_run)
 
     demo = command("demo", "run against the built-in fake platform and show a summary")
