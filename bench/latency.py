@@ -345,7 +345,7 @@ async def _drive_daemon(
     daemon: Daemon, driver: Driver, transport: TimingTransport, args: argparse.Namespace
 ) -> dict[str, Any]:
     handle = daemon.handlers.handle
-    refresh = daemon.handlers.refresh
+    refresh = daemon.handlers.refresh_agents
     refreshed = anyio.Event()
     triggers = 0
     total = args.triggers
@@ -367,13 +367,15 @@ async def _drive_daemon(
 
     # Instance attributes shadow the methods the daemon calls: nothing else changes.
     setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010
-    setattr(daemon.handlers, "refresh", watched_refresh)  # noqa: B010
+    setattr(daemon.handlers, "refresh_agents", watched_refresh)  # noqa: B010
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)
         with anyio.fail_after(60):
             # Startup: subscribe, then the startup gap's refresh dials each Available
             # agent once; let those calls end before the measured stream starts.
             await refreshed.wait()
+            while daemon.agents_reread_pending:  # re-read in batches: all of them  # noqa: ASYNC110
+                await anyio.sleep(0.02)
             while await daemon.store.active_calls():  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         await driver.send(f"go {args.rate} {args.events} {args.share}")

@@ -473,7 +473,7 @@ async def _drive_daemon(
     daemon: Daemon, driver: Driver, book: Book, args: argparse.Namespace
 ) -> dict[str, Any]:
     handle = daemon.handlers.handle
-    refresh = daemon.handlers.refresh
+    refresh = daemon.handlers.refresh_agents
     refreshed = anyio.Event()
     refresh_seconds: list[float] = []
     pacer = daemon.handlers.pacer
@@ -497,13 +497,15 @@ async def _drive_daemon(
 
     # Instance attributes shadow the methods the daemon calls: nothing else changes.
     setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010
-    setattr(daemon.handlers, "refresh", watched_refresh)  # noqa: B010
+    setattr(daemon.handlers, "refresh_agents", watched_refresh)  # noqa: B010
     result: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:
         started = time.monotonic()
         await tg.start(daemon.run)
         with anyio.fail_after(120):
             await refreshed.wait()
+            while daemon.agents_reread_pending:  # re-read in batches: all of them  # noqa: ASYNC110
+                await anyio.sleep(0.02)
         result["startup_seconds"] = time.monotonic() - started
         result["refreshes"] = len(refresh_seconds)
         result["refresh_seconds"] = sum(refresh_seconds)

@@ -523,8 +523,10 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[Any] 
         return None
     seconds = math.ceil(args.warmup_seconds + args.seconds)
     return subprocess.Popen(
-        [_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
-        + ["--duration", str(seconds), "--output", args.profile],
+        [
+            *(_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"),
+            *("--duration", str(seconds), "--nonblocking", "--output", args.profile),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
