@@ -235,6 +235,7 @@ class Sample:
     events: float
     dropped: float
     gaps: float
+    reread: float = 0.0  # agents re-read after gaps (outdial only)
 
 
 @dataclass
@@ -489,6 +490,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                             metric(values, "outdial_events"),
                             metric(values, "outdial_listener_overflowed"),
                             metric(values, "outdial_gaps"),
+                            metric(values, "outdial_agents_reread"),
                         )
 
                     profiler = start_profiler(args, proc.pid)
@@ -616,6 +618,15 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
         f"{pub['unattributed']:,} dials without a trigger; undialed triggers count as "
         "infinitely late)"
     )
+    window_dropped = ours.end.dropped - ours.start.dropped
+    reread = ours.end.reread - ours.start.reread
+    window = ours.end.at - ours.start.at
+    dials = len(pub["latencies"])
+    print(
+        f"outdial under load: {reread:,.0f} agents re-read for {window_dropped:,.0f} events "
+        f"dropped in the window ({_per(reread, window_dropped)} re-reads per drop); "
+        f"{dials / window if window > 0 else 0:,.0f} dials/s"
+    )
     cpu = ours.cpu_share / bare.cpu_share if bare.cpu_share > 0 else math.inf
     p99 = _ratio(ours.p(99), bare.p(99))
     print(f"ratio outdial / bare: CPU x{cpu:.2f}, p50 {_ratio(ours.p(50), bare.p(50))}, p99 {p99}")
@@ -629,6 +640,10 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
         f"RSS < 150 MB: {'met' if rss_mb < 150 else 'NOT met'} ({rss_mb:.0f} MB)",
     ]
     print("targets (issue 13, meant at 10,000 events/s): " + "; ".join(checks))
+
+
+def _per(part: float, whole: float) -> str:
+    return f"{part / whole:.2f}" if whole > 0 else "n/a"
 
 
 def measure(args: argparse.Namespace) -> int:

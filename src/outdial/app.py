@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import signal
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -85,11 +86,21 @@ CONTACTS_POLL = 0.5
 
 @dataclass(slots=True)
 class _Step:
-    """A refresh step queued to a worker; ``done`` is set once it ran (``error``: it raised)."""
+    """A step queued to a worker for ``user_id`` (a refresh, a timer's look); ``done`` is set
+    once it ran (``error``: it raised)."""
 
+    user_id: str | None
     run: UserStep
     done: anyio.Event
     error: Exception | None = None
+
+    async def __call__(self) -> None:
+        try:
+            await self.run()
+        except Exception as exc:  # handed back to whoever queued the step
+            self.error = exc
+        finally:
+            self.done.set()
 
 
 _WorkItem = Event | _Step
@@ -189,6 +200,10 @@ class Daemon:
         self.observatory = Observatory(self)
         self.handlers.observer = self.observatory
         self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
+        # Agents whose handling runs beside their worker now (a dial, a step), each
+        # with the items that came for it meanwhile, handled in order after it.
+        self._lanes: dict[str | None, deque[_WorkItem]] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
         # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
         self._gap_users: set[str] = set()
         #: How agents are re-read after gaps: batches, in the handlers' spare time.
@@ -223,6 +238,7 @@ class Daemon:
         try:
             await self.handlers.start()
             async with AsyncExitStack() as streams, anyio.create_task_group() as tg:
+                self._tg = tg
                 for _ in range(handling.workers):
                     send, receive = anyio.create_memory_object_stream[_WorkItem](
                         handling.worker_queue_size
@@ -260,6 +276,7 @@ class Daemon:
                     emit(log, "daemon.lease_release_failed", logging.WARNING, error=repr(exc))
             self.handlers.run_for_user = run_inline
             self._workers = []
+            self._tg = None
             emit(log, "daemon.stopped", events=self.events_handled, gaps=self.gaps_handled)
 
     def _worker_for(self, user_id: str | None) -> MemoryObjectSendStream[_WorkItem]:
@@ -268,26 +285,67 @@ class Daemon:
         return self._workers[index]
 
     async def _work(self, items: MemoryObjectReceiveStream[_WorkItem]) -> None:
-        """One worker: its agents' events and refresh steps, one at a time, in order."""
+        """One worker: its agents' events and steps, each agent's in order.
+
+        An event is handled here up to where it would wait on the platform
+        (:meth:`Handlers.prepare`); what is left (a dial, an offer) runs in
+        the agent's *lane*, a task of its own, and so does every step (a
+        refresh's REST reads, a timer's look). While an agent has a lane, its
+        next items are queued there, behind it, and the worker goes on with
+        other agents' events: a dial waiting for the platform's answer (or a
+        rate limit) holds up its agent only.
+        """
         inbox = _Inbox(items)
+        lanes = self._lanes
         while True:
             try:
                 item = await inbox.next()
             except anyio.EndOfStream:
                 return
             if isinstance(item, _Step):
-                try:
-                    await item.run()
-                except Exception as exc:  # handed back to whoever queued the step
-                    item.error = exc
-                finally:
-                    item.done.set()
+                user: str | None = item.user_id
             else:
-                await self.handlers.handle(item)
+                user = topic_user_id(item.topic)
+            lane = lanes.get(user)
+            if lane is not None:
+                lane.append(item)  # behind what the agent is doing
+                continue
+            if isinstance(item, _Step):
+                self._open_lane(user, item)
+                continue
+            rest = await self.handlers.prepare(item)
+            if rest is not None:
+                self._open_lane(user, rest)
+
+    def _open_lane(self, user: str | None, first: UserStep) -> None:
+        """Run ``first`` for ``user`` beside the worker, then the agent's items queued meanwhile."""
+        assert self._tg is not None
+        self._lanes[user] = deque()
+        self._tg.start_soon(self._lane, user, first)
+
+    async def _lane(self, user: str | None, first: UserStep) -> None:
+        queued = self._lanes[user]
+        try:
+            # Neither raises (a step keeps its error, handle() reports its own); should
+            # one all the same, the agent's next items are still handled.
+            try:
+                await first()
+            except Exception as exc:
+                emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
+            while queued:
+                item = queued.popleft()
+                try:
+                    await (item() if isinstance(item, _Step) else self.handlers.handle(item))
+                except Exception as exc:
+                    emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
+        finally:
+            # Nothing awaits between the last look at the queue and this: an item
+            # for the agent is either in it (handled above) or goes to the worker.
+            del self._lanes[user]
 
     async def _run_for_user(self, user_id: str | None, step: UserStep) -> None:
-        """Run ``step`` in ``user_id``'s worker, after the events already queued there."""
-        item = _Step(step, anyio.Event())
+        """Run ``step`` for ``user_id`` after the agent's events already queued; return once run."""
+        item = _Step(user_id, step, anyio.Event())
         await self._worker_for(user_id).send(item)
         await item.done.wait()
         if item.error is not None:

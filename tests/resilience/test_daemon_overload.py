@@ -5,6 +5,9 @@ gap that follows names only their agents. The daemon re-reads exactly those
 agents, not everyone: a re-read of every agent after each overflow is work
 the size of seconds of live events, which made a daemon that was just behind
 collapse into re-reading (issue 13's refresh storm).
+
+And an agent whose handling waits on the platform (a dial's answer) holds up
+that agent only: the other agents of its worker go on.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from pathlib import Path
 
 import anyio
 import pytest
-from daemon_harness import ready_config, sqlite
+from backends import Backend, backend_fixture  # noqa: F401 (the backend fixture)
+from daemon_harness import NUMBERS, daemon_for, ready_config, sqlite
 from listener_harness import LogWatch, presence
 
 from outdial.app import Daemon, platform_from_config
 from outdial.clock import SystemClock
+from outdial.domain import Outcome
 from outdial.events import Event
 from outdial.fake import FakePlatform
 from outdial.handlers.registry import HandlerRegistry
@@ -104,3 +109,33 @@ async def test_an_overflow_re_reads_only_the_agents_whose_events_were_dropped(
     assert 0 < dropped < len(AGENTS) - 1
     assert gap["users"] == dropped
     assert reread == dropped, "re-read exactly the agents whose events were dropped"
+
+
+async def test_a_dial_waiting_for_the_platform_holds_up_its_agent_only(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """Two agents on one worker: while the first one's dial waits for its answer, the
+    second one is dialed; the first one's call is placed once and tracked to its end."""
+    first, second = backend.agent_ids(2)
+    async with backend.start([first, second], available=False) as fake:
+        fake.set_outcome(NUMBERS[0], Outcome.ANSWERED)
+        fake.set_outcome(NUMBERS[1], Outcome.ANSWERED)
+        config = fake.config(sqlite(tmp_path))
+        config = config.model_copy(
+            update={"handling": config.handling.model_copy(update={"workers": 1})}
+        )
+        contacts = [(first, NUMBERS[0]), (second, NUMBERS[1])]
+        async with daemon_for(config, contacts=contacts) as run:
+            await fake.connected()
+            await run.until("agent.not_ready", 2, reason=fake.away_reason())
+            fake.hold_next_dial_answer(60.0)  # released below, never waited out
+            await fake.available(first)
+            await fake.wait_for(lambda: fake.requests == 1)
+            await fake.available(second)
+            await run.until("dial.placed", user=second)
+            assert not run.log.named("dial.placed", user=first), "the first answer is held"
+            fake.release()
+            await run.until("dial.placed", user=first)
+            await run.until("call.ended", 2)
+    assert sorted(fake.numbers()) == sorted(NUMBERS[:2])
+    assert fake.requests == 2

@@ -57,7 +57,7 @@ from outdial.handlers.pacer import READY_TOPIC, Pacer, is_derived, ready_topic_u
 from outdial.handlers.readiness import ReadinessPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.refresher import GapRefresher, RestPorts
-from outdial.handlers.registry import HandlerRegistry
+from outdial.handlers.registry import HandlerFn, HandlerRegistry
 from outdial.handlers.rules import Match, RuleIndex
 from outdial.handlers.templates import Template
 from outdial.handlers.tracker import CallTracker, EarlyCalls
@@ -285,15 +285,57 @@ class Handlers:
     async def handle(self, event: Event) -> None:
         """Track calls and readiness, dial for every matching rule, run custom handlers,
         then look at the agent's readiness; never raises."""
-        await self._handle(event, pace=True)
+        rest = await self.prepare(event)
+        if rest is not None:
+            await rest()
+
+    async def prepare(self, event: Event) -> UserStep | None:
+        """Handle ``event`` up to where it would wait on the platform; return the rest.
+
+        What is quick is done here: the call tracked, the readiness facts
+        updated, the rules matched. What waits on the platform's answer (a
+        dial, an offer of a ready agent) is returned as a step for the caller
+        to run next for this agent (the daemon runs it beside the worker, so
+        other agents' events go on meanwhile), or None when nothing is left.
+        ``handle`` is ``prepare`` and then its step. Never raises.
+        """
+        user = topic_user_id(event.topic)
+        outcome = await self._bookkeep(event, user)
+        if outcome is None:
+            return None
+        matches, custom = outcome
+        tracked = self.pacer.is_tracked(user)
+        dials = matches if self.dialing_enabled else []
+        if not dials and not custom and not (tracked and self.offers.may_dial(user)):
+            # Nothing that waits: a look at a not-ready agent is quick, done here.
+            if tracked and user is not None:
+                await self.pace(user)
+            return None
+
+        async def rest() -> None:
+            await self._dial_and_pace(event, user, dials, custom, pace=True)
+
+        return rest
 
     async def _reread(self, event: Event) -> None:
         """A re-read event: handled as a live one, readiness looked at by the refresher."""
-        await self._handle(event, pace=False)
-
-    async def _handle(self, event: Event, *, pace: bool) -> None:
-        self.refresher.saw(event)
         user = topic_user_id(event.topic)
+        outcome = await self._bookkeep(event, user)
+        if outcome is not None:
+            matches, custom = outcome
+            dials = matches if self.dialing_enabled else []
+            await self._dial_and_pace(event, user, dials, custom, pace=False)
+
+    async def _bookkeep(
+        self, event: Event, user: str | None
+    ) -> tuple[list[Match], list[tuple[HandlerFn, Match]]] | None:
+        """Track the call or the readiness facts ``event`` speaks of, and match the rules.
+
+        Returns the rules' matches (without those that do not fire on
+        outdial's own calls) and the custom handlers', or None when matching
+        failed (reported).
+        """
+        self.refresher.saw(event)
         tracked = self.pacer.is_tracked(user)
         decoded = decode(self.codec, event, self.clock.now())
         call = decoded.call
@@ -313,7 +355,7 @@ class Handlers:
             custom = self.registry.match(event)
         except Exception as exc:
             report("rules.match", event, exc)
-            return
+            return None
         if call is not None and any(not _fires_on_own(m) for m in matches):
             own = own or await self.tracker.dialed_now(user, call)
             if own:
@@ -327,14 +369,26 @@ class Handlers:
                     rules=",".join(ignored),
                     reason="a call outdial placed; set on_own_calls = true to fire on it",
                 )
-        for match in matches if self.dialing_enabled else ():
+        return matches, custom
+
+    async def _dial_and_pace(
+        self,
+        event: Event,
+        user: str | None,
+        dials: list[Match],
+        custom: list[tuple[HandlerFn, Match]],
+        *,
+        pace: bool,
+    ) -> None:
+        """Dial every match, run the custom handlers, then look at the agent's readiness."""
+        for match in dials:
             await self._dial_match(user, match)
         for handler, match in custom:
             try:
                 await handler(event, match)
             except Exception as exc:
                 report(f"handler {match.name}", event, exc)
-        if tracked and pace and user is not None:
+        if pace and user is not None and self.pacer.is_tracked(user):
             await self.pace(user)
 
     async def _dial_match(self, user: str | None, match: Match) -> None:

@@ -81,6 +81,31 @@ class ReadinessOffers:
         """Feed what an event says of one of the agent's calls into the facts."""
         self.pacer.update(user_id, lambda f: readiness.with_call(f, leg))
 
+    def may_dial(self, user_id: str | None) -> bool:
+        """Whether a look at the agent now may dial (or wait on the store or the platform).
+
+        Quick and pure: False when the agent is not ready, or its readiness
+        was already offered and taken; True otherwise (also before its first
+        look, which reads the store). A caller that runs slow work apart runs
+        a look that may dial there, and a quick one where it is.
+        """
+        if user_id is None or not self.pacer.is_tracked(user_id):
+            return False
+        if self.pacer.needs_seed(user_id):
+            return True
+        if not self._live.dialing_enabled:
+            return False
+        facts = self.pacer.facts.get(user_id)
+        if facts is None:
+            return True
+        verdict = readiness.assess(facts, self._live.readiness, self.clock.now())
+        if not verdict.ready or verdict.epoch is None:
+            return False
+        offer = self.pacer.offers.get(user_id)
+        if offer is None or offer.epoch != verdict.epoch:
+            return True
+        return not offer.consumed and offer.attempt <= MAX_FAILED_PER_EPOCH
+
     async def pace(self, user_id: str) -> None:
         """Look at one tracked agent: when ready, offer the readiness to the rules.
 
