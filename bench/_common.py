@@ -18,12 +18,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outdial.platforms.base import (
     AgentState,
@@ -65,6 +65,43 @@ FIXTURES = REPO / "tests" / "fixtures" / "genesys"
 
 
 # -- reporting --------------------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    from outdial.events import Event
+    from outdial.handlers.dispatch import Handlers
+
+EventHook = Callable[["Event"], None]
+
+
+def watch_handling(
+    handlers: Handlers, *, before: EventHook | None = None, after: EventHook | None = None
+) -> None:
+    """Call ``before(event)`` as the daemon starts handling a live event, ``after(event)``
+    once its handling is done, the part run in the agent's lane included.
+
+    ``handlers.prepare`` (what the daemon's workers call, and ``handle`` too) is
+    shadowed by an instance attribute: nothing else changes.
+    """
+    prepare = handlers.prepare
+
+    async def watched(event: Event) -> Callable[[], Awaitable[None]] | None:
+        if before is not None:
+            before(event)
+        rest = await prepare(event)
+        if rest is None:
+            if after is not None:
+                after(event)
+            return None
+
+        async def then() -> None:
+            await rest()
+            if after is not None:
+                after(event)
+
+        return then
+
+    setattr(handlers, "prepare", watched)  # noqa: B010
 
 
 def header(title: str, notes: Sequence[str] = (), layout: Layout | None = None) -> str:

@@ -63,7 +63,7 @@ import httpx
 from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import connect
 
-from _common import BENCH_DIR, header, percentile, valid_number
+from _common import BENCH_DIR, header, percentile, valid_number, watch_handling
 from outdial.app import Daemon
 from outdial.clock import SystemClock
 from outdial.config import Config
@@ -344,21 +344,19 @@ def _is_available(event: Event) -> bool:
 async def _drive_daemon(
     daemon: Daemon, driver: Driver, transport: TimingTransport, args: argparse.Namespace
 ) -> dict[str, Any]:
-    handle = daemon.handlers.handle
     refresh = daemon.handlers.refresh_agents
     refreshed = anyio.Event()
     triggers = 0
     total = args.triggers
 
-    async def timed_handle(event: Event) -> None:
+    def timed(event: Event) -> None:
         nonlocal triggers
-        if event.channel_id != "refresh" and _is_available(event):
+        if _is_available(event):
             triggers += 1
             transport.recording = triggers > args.warmup
             TRIGGER.set((event.received_at, time.monotonic()))
         else:
             TRIGGER.set(None)
-        await handle(event)
 
     async def watched_refresh(user_ids: Any) -> set[str]:
         unread = await refresh(user_ids)
@@ -366,7 +364,7 @@ async def _drive_daemon(
         return unread
 
     # Instance attributes shadow the methods the daemon calls: nothing else changes.
-    setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010
+    watch_handling(daemon.handlers, before=timed)
     setattr(daemon.handlers, "refresh_agents", watched_refresh)  # noqa: B010
     async with anyio.create_task_group() as tg:
         await tg.start(daemon.run)

@@ -41,7 +41,16 @@ from typing import Any
 import anyio
 from websockets.asyncio.client import connect
 
-from _common import BENCH_DIR, Layout, StreamServer, header, pin, rss_kib, stream_users
+from _common import (
+    BENCH_DIR,
+    Layout,
+    StreamServer,
+    header,
+    pin,
+    rss_kib,
+    stream_users,
+    watch_handling,
+)
 from outdial.app import Daemon
 from outdial.events import Event
 from outdial.store import open_store
@@ -91,17 +100,13 @@ async def child_outdial(url: str, events: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="outdial-bench-") as tmp:
         async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
             daemon = Daemon(config, platform=throughput.stub_bundle(url, config), store=store)
-            handle = daemon.handlers.handle
             stats = daemon.listener.stats
 
-            async def counted(event: Event) -> None:
+            def counted(event: Event) -> None:
                 nonlocal handled
-                await handle(event)
-                if event.channel_id != "refresh":
-                    handled += 1
+                handled += 1
 
-            # An instance attribute shadows the method the daemon calls: nothing else changes.
-            setattr(daemon.handlers, "handle", counted)  # noqa: B010
+            watch_handling(daemon.handlers, after=counted)
             async with anyio.create_task_group() as tg:
                 await tg.start(daemon.run)
                 while True:

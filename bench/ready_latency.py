@@ -78,7 +78,7 @@ import anyio.abc
 import httpx
 from websockets.asyncio.client import connect
 
-from _common import header, percentile, valid_number
+from _common import header, percentile, valid_number, watch_handling
 from latency import Driver
 from outdial.app import Daemon
 from outdial.clock import SystemClock
@@ -472,7 +472,6 @@ async def run_outdial(args: argparse.Namespace) -> tuple[Book, dict[str, Any]]:
 async def _drive_daemon(
     daemon: Daemon, driver: Driver, book: Book, args: argparse.Namespace
 ) -> dict[str, Any]:
-    handle = daemon.handlers.handle
     refresh = daemon.handlers.refresh_agents
     refreshed = anyio.Event()
     refresh_seconds: list[float] = []
@@ -480,10 +479,8 @@ async def _drive_daemon(
     agents = sorted(pacer.tracked)
     reread: set[str] = set()
 
-    async def timed_handle(event: Event) -> None:
-        if event.channel_id not in ("refresh", "readiness"):
-            book.observe(event.topic, event.body, event.received_at)
-        await handle(event)
+    def timed(event: Event) -> None:
+        book.observe(event.topic, event.body, event.received_at)
 
     async def watched_refresh(user_ids: Any) -> set[str]:
         users = list(user_ids)
@@ -496,7 +493,7 @@ async def _drive_daemon(
         return unread
 
     # Instance attributes shadow the methods the daemon calls: nothing else changes.
-    setattr(daemon.handlers, "handle", timed_handle)  # noqa: B010
+    watch_handling(daemon.handlers, before=timed)
     setattr(daemon.handlers, "refresh_agents", watched_refresh)  # noqa: B010
     result: dict[str, Any] = {}
     async with anyio.create_task_group() as tg:

@@ -45,7 +45,14 @@ from typing import Any
 
 import anyio
 
-from _common import header, presence_body, rss_kib, stream_users, valid_number
+from _common import (
+    header,
+    presence_body,
+    rss_kib,
+    stream_users,
+    valid_number,
+    watch_handling,
+)
 from outdial.app import Daemon
 from outdial.clock import SystemClock
 from outdial.config import Config
@@ -163,7 +170,6 @@ def _is_available(event: Event) -> bool:
 def _instrument(fake: FakePlatform, daemon: Daemon, ledger: Ledger) -> None:
     """Shadow a few bound methods with recording wrappers (instance attributes only)."""
     publish = fake.publish
-    handle = daemon.handlers.handle
     consume = daemon._consume
 
     async def recording_publish(topic: str, body: Mapping[str, Any]) -> int:
@@ -174,13 +180,9 @@ def _instrument(fake: FakePlatform, daemon: Daemon, ledger: Ledger) -> None:
             ledger.publishes += 1
         return await publish(topic, body)
 
-    async def recording_handle(event: Event) -> None:
-        if event.channel_id == "refresh":
-            ledger.refresh_triggers += _is_available(event)
-        else:
-            ledger.delivered.setdefault(event.identity, event.received_at)
-            ledger.triggers += _is_available(event)
-        await handle(event)
+    def recording(event: Event) -> None:
+        ledger.delivered.setdefault(event.identity, event.received_at)
+        ledger.triggers += _is_available(event)
 
     async def recording_consume(item: Event | Gap) -> None:
         if isinstance(item, Gap):
@@ -188,7 +190,7 @@ def _instrument(fake: FakePlatform, daemon: Daemon, ledger: Ledger) -> None:
         await consume(item)
 
     setattr(fake, "publish", recording_publish)  # noqa: B010
-    setattr(daemon.handlers, "handle", recording_handle)  # noqa: B010
+    watch_handling(daemon.handlers, before=recording)
     setattr(daemon, "_consume", recording_consume)  # noqa: B010
 
 

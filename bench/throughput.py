@@ -59,6 +59,7 @@ from _common import (
     pin,
     stream_frames,
     stream_users,
+    watch_handling,
 )
 from outdial.app import Daemon
 from outdial.clock import SystemClock
@@ -286,19 +287,15 @@ async def run_daemon(url: str, n: int, users: Sequence[str]) -> Run:
     with tempfile.TemporaryDirectory(prefix="outdial-bench-") as tmp:
         async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
             daemon = Daemon(config, platform=stub_bundle(url, config), store=store)
-            handle = daemon.handlers.handle
 
-            async def counted(event: Event) -> None:
+            def counted(event: Event) -> None:
                 nonlocal handled, start, last
-                await handle(event)
-                if event.channel_id == "refresh":
-                    return  # a re-read after a gap, not a frame of the stream
                 if handled == 0:
                     start = event.received_at
                 handled += 1
                 last = time.monotonic()
 
-            setattr(daemon.handlers, "handle", counted)  # noqa: B010
+            watch_handling(daemon.handlers, after=counted)
             stats = daemon.listener.stats
             async with anyio.create_task_group() as tg:
                 await tg.start(daemon.run)

@@ -22,6 +22,7 @@ RUNS = {
     "memory": ["memory.py", "--quick"],
     "recovery": ["recovery.py", "--quick"],
     "scale": ["scale.py", "--quick"],
+    "decode": ["decode.py", "--quick"],
     "soak": ["soak.py", "--duration", "4"],
 }
 

@@ -24,9 +24,8 @@ from listener_harness import LogWatch, presence
 
 from outdial.app import Daemon, platform_from_config
 from outdial.clock import SystemClock
-from outdial.domain import Outcome
 from outdial.events import Event
-from outdial.fake import FakePlatform
+from outdial.fake import FakePlatform, Outcome
 from outdial.handlers.registry import HandlerRegistry
 from outdial.handlers.rereads import RereadPacing
 from outdial.store import open_store
