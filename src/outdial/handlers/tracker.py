@@ -117,7 +117,9 @@ class CallTracker:
         self._early = early
         # One call's events are read-modify-written in the store; these keep two
         # concurrent handle() calls from losing one of the updates.
-        self._call_locks = tuple(anyio.Lock() for _ in range(_CALL_LOCK_STRIPES))
+        # fast_acquire: an uncontended lock (nearly always) is taken without a
+        # trip through the event loop, on every call event.
+        self._call_locks = tuple(anyio.Lock(fast_acquire=True) for _ in range(_CALL_LOCK_STRIPES))
 
     def _call_lock(self, conversation_id: str) -> anyio.Lock:
         return self._call_locks[zlib.crc32(conversation_id.encode()) % _CALL_LOCK_STRIPES]
