@@ -372,6 +372,7 @@ class SqlStore:
         # probe that may take a whole connect timeout (re-checked under the lock).
         if not self._closed and not health.admits(time.monotonic()):
             raise health.down_error(time.monotonic(), operation)
+        inline = self._inline and kind in (READ, CALL_STATE)
         async with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
@@ -380,20 +381,24 @@ class SqlStore:
                     raise health.down_error(time.monotonic(), operation)
                 await self._attempt(self._db.probe, "probe")
             db = self._db
-            if self._inline and kind in (READ, CALL_STATE):
-                try:
-                    result = self._attempt_inline(fn, kind, operation)
-                except WouldWait:
-                    pass  # it met a lock (nothing changed): wait for it in the thread
-                else:
-                    # Still a checkpoint, as a thread hop was: other tasks run
-                    # before the caller goes on (none starves behind a loop of
-                    # store calls; callers' interleavings stay as they were). A
-                    # few microseconds; shielded, so what ran is never lost to
-                    # a cancellation (the caller's next checkpoint sees it).
-                    await anyio.lowlevel.cancel_shielded_checkpoint()
-                    return result
-            return await self._attempt(lambda: db.run_as(fn, kind), operation)
+            if not (inline and health.healthy):
+                return await self._attempt(lambda: db.run_as(fn, kind), operation)
+            try:
+                result = self._attempt_inline(fn, kind, operation)
+            except WouldWait:
+                # It met a lock (nothing changed): wait for it in the thread.
+                return await self._attempt(lambda: db.run_as(fn, kind), operation)
+        # Still a checkpoint after it (the lock let go first), as a thread hop
+        # was: other tasks run before the caller goes on (none starves behind a
+        # loop of store calls, and callers' interleavings stay as they were). A
+        # write's is shielded, as the thread's wait is: what it committed is
+        # returned, never lost to a cancellation (the caller's next checkpoint
+        # sees that).
+        if kind == READ:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        return result
 
     def _attempt_inline(
         self, fn: Callable[[Database], _T], kind: OperationKind, operation: str
