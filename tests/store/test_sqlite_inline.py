@@ -294,3 +294,21 @@ async def test_inline_commits_leave_the_wal_checkpoint_to_the_thread_now_and_the
         await store.record_call_progress(call("connected"))
     calls = [w.on_loop for w in watched.take(distinct=False) if w.table == "calls"]
     assert calls == [True] * _INLINE_COMMITS
+
+
+def test_a_file_on_a_network_file_system_is_never_run_inline(tmp_path: Path) -> None:
+    from outdial.store.sqlite import _on_network_fs
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/sda1 / ext4 rw 0 0\n"
+        "server:/export /srv/nfs nfs4 rw 0 0\n"
+        "//host/share /srv/my\\040share cifs rw 0 0\n"
+        "/dev/sdb1 /srv/nfs/local xfs rw 0 0\n"
+    )
+    assert not _on_network_fs("/var/lib/outdial/o.db", str(mounts))
+    assert _on_network_fs("/srv/nfs/o.db", str(mounts))
+    assert _on_network_fs("/srv/my share/o.db", str(mounts))
+    assert not _on_network_fs("/srv/nfs/local/o.db", str(mounts))  # the longest mount wins
+    assert not _on_network_fs("/srv/nfsother/o.db", str(mounts))  # a prefix is not a mount
+    assert not _on_network_fs("/x.db", str(tmp_path / "absent"))  # unknown: WAL mode decides

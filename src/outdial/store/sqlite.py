@@ -337,12 +337,12 @@ def _private_file(path: str) -> None:
             continue  # absent, or not ours to change: SQLite opens it as before
 
 
-def _on_network_fs(path: str) -> bool:
+def _on_network_fs(path: str, mounts_file: str = "/proc/self/mounts") -> bool:
     """Whether ``path`` is on a network file system (by the longest mount point over it)."""
     try:
         target = os.path.realpath(path)
         best, kind = "", ""
-        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+        with open(mounts_file, encoding="utf-8", errors="replace") as mounts:
             for line in mounts:
                 fields = line.split()
                 if len(fields) < 3:
