@@ -32,10 +32,12 @@ Where an operation runs, and how it commits (the kinds are ``SqlStore``'s):
   exactly-once depends on.
 
 The connection's pragmas are switched between operations, never inside a
-transaction (SQLite ignores ``synchronous`` there), and only when they change.
-Inline operations are only tried on a file in WAL mode (or ``:memory:``): on a
-network file system, where WAL cannot work and any read may stall, or in a
-rollback journal, every operation runs in the thread, committed durably.
+transaction (where SQLite refuses to change ``synchronous``), and only when
+they change. Call-state writes commit with NORMAL only in WAL mode (or
+``:memory:``), where that is crash-safe; in a rollback journal every write is
+FULL. Inline operations are tried only then, and not on a network file system
+(where WAL cannot work and any read may stall): there every operation runs
+in the thread.
 Times are stored as fixed-width UTC text, so text order is time order.
 
 The file holds agents' contacts (names and numbers), so it is created
@@ -158,6 +160,9 @@ class _SqliteDatabase(Database):
         self._busy_ms = round(timeout * 1000)
         # SQLite's own default; SqliteStore reads the file's setting at open.
         self.checkpoint_pages = 1000
+        #: Whether call-state writes may commit with synchronous=NORMAL (WAL
+        #: mode, where that survives a crash); SqliteStore decides at open.
+        self.relaxed = False
         # The pragmas as last set on the connection (absent: not set by us yet).
         self._pragmas: dict[str, int] = {}
         # Call-state commits made inline since the last one in the thread.
@@ -184,7 +189,8 @@ class _SqliteDatabase(Database):
             try:
                 self._pragma("busy_timeout", self._busy_ms)
                 if kind not in (READ, SCAN):
-                    self._pragma("synchronous", _NORMAL if kind == CALL_STATE else _FULL)
+                    relaxed = kind == CALL_STATE and self.relaxed
+                    self._pragma("synchronous", _NORMAL if relaxed else _FULL)
                     self._pragma("wal_autocheckpoint", self.checkpoint_pages)
                 result = fn(self)
                 if kind not in (READ, SCAN):
@@ -210,7 +216,7 @@ class _SqliteDatabase(Database):
         Reads, and call-state writes committed with ``synchronous = NORMAL``
         and no checkpoint; any other kind is never run here.
         """
-        if kind not in (READ, CALL_STATE):
+        if kind not in (READ, CALL_STATE) or not self.inline:
             raise WouldWait(kind)
         writes = kind == CALL_STATE
         if writes and self._inline_commits >= _INLINE_COMMITS:
@@ -384,9 +390,10 @@ class SqliteStore(SqlStore):
                 row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 journal = str(row["journal_mode"]).lower() if row else ""
                 # NORMAL commits are crash-safe only in WAL mode; see the module docs.
-                db.inline = journal == "wal" and not _on_network_fs(self.path)
+                db.relaxed = journal == "wal"
+                db.inline = db.relaxed and not _on_network_fs(self.path)
             else:
-                db.inline = True  # no file: nothing to lock or to sync
+                db.relaxed = db.inline = True  # no file: nothing to lock or to sync
             pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
             if pages and int(pages["wal_autocheckpoint"]) > 0:
                 db.checkpoint_pages = int(pages["wal_autocheckpoint"])
