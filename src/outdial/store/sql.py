@@ -7,18 +7,42 @@ stored. ``sqlite.py`` and ``postgres.py`` supply only that (and how to connect
 and where the schema's version is kept); everything above it is the same for
 both, and so are the tables (:mod:`outdial.store.migrations`).
 
-Each store operation runs whole in a worker thread (``anyio.to_thread``) under
-an anyio lock, so one connection serves one operation at a time and a
-transaction never spans an ``await``. What keeps claims exact across
-processes is the database's own locking, which :meth:`SqlStore.claim_dial`
-explains.
+Each store operation runs whole under an anyio lock, so one connection serves
+one operation at a time, and either in a worker thread (``anyio.to_thread``)
+or, where the backend allows it, inline on the event loop's own thread; both
+run it start to end without an ``await``, so a transaction never spans one.
+The thread hop costs far more than the few microseconds of SQL a typical
+operation is (about 135 us against 5 us), which is why quick operations skip
+it. Each method says what kind of operation it is (:data:`OperationKind`):
+
+- :data:`READ`, a bounded read (``due_contacts``, ``get_call``, ``get_claim``,
+  ``open_claims`` of one agent, ``dial_context``, ``active_calls`` and the
+  like): inline where the backend allows;
+- :data:`SCAN`, a read of a whole table (``contacts``, ``call_summary``,
+  ``contacts_summary``, ``open_claims`` of every agent): always in the thread;
+- :data:`CALL_STATE`, a write of a call's progress (``record_call_progress``,
+  ``upsert_call``, ``record_placed``): may commit without an fsync, and so
+  inline where the backend allows. Losing one in a power loss costs a re-read
+  of the call from the platform, never a second dial (see ``record_placed``);
+- :data:`DURABLE`, everything else and the default (claims, ``mark_unknown``,
+  ``mark_failed``, ``retry_claim``, contacts, leases, do-not-call): committed
+  durably, always in the thread (an fsync on the loop would stall it).
+
+An inline operation never waits: when it would (another process holds the
+database's write lock) the backend says so before it changed anything
+(:class:`WouldWait`) and the operation runs in the thread instead, waiting and
+retrying there as any other. Only SQLite runs anything inline (see
+:mod:`outdial.store.sqlite`); PostgreSQL runs everything in the thread, its
+commits all durable. What keeps claims exact across processes is the
+database's own locking, which :meth:`SqlStore.claim_dial` explains.
 
 A database that fails is the backend's to classify (:meth:`Database.run`
 raises :class:`~outdial.store.base.StoreUnavailable`, never the driver's own
 exception) and :attr:`SqlStore.health`'s to remember: while it is away,
 operations fail at once and one every half second probes it first (see
 :mod:`outdial.store.health`). ``store.unavailable`` is logged once when it
-goes away, ``store.recovered`` when it answers again.
+goes away, ``store.recovered`` when it answers again, whichever thread the
+operation ran on (a probe always runs in the worker thread).
 
 Statements are written with ``?`` placeholders; a backend with another
 paramstyle translates them. Apart from the schema's column types, the one
@@ -38,6 +62,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, cast
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from outdial.log import emit
@@ -60,7 +85,18 @@ from outdial.store.base import (
 )
 from outdial.store.health import StoreHealth
 
-__all__ = ["Database", "Result", "Row", "SqlStore"]
+__all__ = [
+    "CALL_STATE",
+    "DURABLE",
+    "READ",
+    "SCAN",
+    "Database",
+    "OperationKind",
+    "Result",
+    "Row",
+    "SqlStore",
+    "WouldWait",
+]
 
 _T = TypeVar("_T")
 
@@ -72,6 +108,29 @@ _PROBE_KEY = "probe:" + "x" * 5000
 
 #: A result row, by column name.
 Row = Mapping[str, Any]
+
+#: What a store operation does, which says where it may run and how its commit
+#: is made durable (see the module docs and :meth:`SqlStore._run`).
+OperationKind = Literal["read", "scan", "call_state", "durable"]
+#: A read of a few rows by key or index (an agent's, or the calls in progress):
+#: quick enough for the event loop's own thread, where the backend allows it.
+READ: OperationKind = "read"
+#: A read that may visit a whole table (every contact, every call): always in
+#: the worker thread, however quick the backend.
+SCAN: OperationKind = "scan"
+#: A write of a call's progress: may commit without waiting for the disk
+#: (SQLite: ``synchronous=NORMAL``), and so without leaving the event loop.
+CALL_STATE: OperationKind = "call_state"
+#: Everything else (claims, contacts, leases, the default): committed durably
+#: (SQLite: ``synchronous=FULL``, an fsync), so always in the worker thread.
+DURABLE: OperationKind = "durable"
+
+
+class WouldWait(Exception):
+    """Raised by :meth:`Database.run_inline`: the operation would have to wait; nothing changed.
+
+    The store then runs it in the worker thread, where waiting is allowed.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +188,28 @@ class Database(ABC):
         (the database did not take it) or :class:`~outdial.store.base.StoreError`.
         """
         return fn(self)
+
+    #: Whether :meth:`run_inline` may be tried at all (the backend and the
+    #: database allow it); False makes every operation a worker-thread one.
+    inline: bool = False
+
+    def run_as(self, fn: Callable[[Database], _T], kind: OperationKind) -> _T:
+        """Run one operation of ``kind`` in this worker thread; by default as :meth:`run` does.
+
+        A backend that commits some kinds less durably says so here.
+        """
+        return self.run(fn)
+
+    def run_inline(self, fn: Callable[[Database], _T], kind: OperationKind) -> _T:
+        """Run ``fn`` on the calling thread (the event loop's) without ever waiting.
+
+        Raises :class:`WouldWait` when it cannot finish without waiting (a
+        lock another connection holds, a commit that must reach the disk):
+        nothing was changed, and the caller runs it with :meth:`run_as` in
+        a worker thread instead. Other failures are classified as in
+        :meth:`run`. The default never runs anything inline.
+        """
+        raise WouldWait(kind)
 
     def probe(self) -> None:
         """Raise :class:`~outdial.store.base.StoreUnavailable` unless the database takes a write.
@@ -258,22 +339,40 @@ def _operation_name(fn: Callable[..., Any]) -> str:
 
 
 class SqlStore:
-    """:class:`~outdial.store.base.Store` on a :class:`Database`; the backends subclass it."""
+    """:class:`~outdial.store.base.Store` on a :class:`Database`; the backends subclass it.
 
-    def __init__(self, db: Database) -> None:
+    ``fast_path=False`` runs every operation in the worker thread and commits
+    every write durably, whatever the backend allows: the store as it was
+    before operations ran inline, kept as ``bench/store.py``'s baseline.
+    """
+
+    def __init__(self, db: Database, *, fast_path: bool = True) -> None:
         self._db = db
-        self._lock = anyio.Lock()
+        self._inline = fast_path and db.inline
+        self._fast_path = fast_path
+        # fast_acquire: a free lock is taken without yielding to the loop (an
+        # inline operation then costs no loop round trip); still a cancel point.
+        # Without inline operations the lock stays as it was.
+        self._lock = anyio.Lock(fast_acquire=self._inline)
         self._closed = False
         #: Whether the database answers; see :mod:`outdial.store.health`.
         self.health = StoreHealth()
 
-    async def _run(self, fn: Callable[[Database], _T]) -> _T:
+    async def _run(self, fn: Callable[[Database], _T], kind: OperationKind = DURABLE) -> _T:
+        """Run one operation: inline when ``kind`` and the backend allow, else in a thread.
+
+        Under the lock either way: one operation at a time on the connection,
+        and an inline one never awaits, so a transaction never spans an await.
+        """
         operation = _operation_name(fn)
         health = self.health
+        if not self._fast_path:
+            kind = DURABLE  # the baseline: everything as it was
         # While the database is away, fail at once rather than queue behind a
         # probe that may take a whole connect timeout (re-checked under the lock).
         if not self._closed and not health.admits(time.monotonic()):
             raise health.down_error(time.monotonic(), operation)
+        inline = self._inline and kind in (READ, CALL_STATE)
         async with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
@@ -282,7 +381,37 @@ class SqlStore:
                     raise health.down_error(time.monotonic(), operation)
                 await self._attempt(self._db.probe, "probe")
             db = self._db
-            return await self._attempt(lambda: db.run(fn), operation)
+            if not (inline and health.healthy):
+                return await self._attempt(lambda: db.run_as(fn, kind), operation)
+            try:
+                result = self._attempt_inline(fn, kind, operation)
+            except WouldWait:
+                # It met a lock (nothing changed): wait for it in the thread.
+                return await self._attempt(lambda: db.run_as(fn, kind), operation)
+        # Still a checkpoint after it (the lock let go first), as a thread hop
+        # was: other tasks run before the caller goes on (none starves behind a
+        # loop of store calls, and callers' interleavings stay as they were). A
+        # write's is shielded, as the thread's wait is: what it committed is
+        # returned, never lost to a cancellation (the caller's next checkpoint
+        # sees that).
+        if kind == READ:
+            await anyio.lowlevel.checkpoint()
+        else:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        return result
+
+    def _attempt_inline(
+        self, fn: Callable[[Database], _T], kind: OperationKind, operation: str
+    ) -> _T:
+        """Run ``fn`` on this thread; report to :attr:`health` as :meth:`_attempt` does."""
+        started = time.monotonic()
+        try:
+            result = self._db.run_inline(fn, kind)
+        except StoreUnavailable as exc:
+            self._failed(exc, operation, started)
+            raise
+        self._succeeded(operation)
+        return result
 
     async def _attempt(self, call: Callable[[], _T], operation: str) -> _T:
         """Run ``call`` in a worker thread; report how it went to :attr:`health` (and the log)."""
@@ -290,21 +419,32 @@ class SqlStore:
         try:
             result = await anyio.to_thread.run_sync(call)
         except StoreUnavailable as exc:
-            now = time.monotonic()
-            exc.operation = exc.operation or operation
-            exc.elapsed = round(now - started, 3)
-            if self.health.failed(exc, now):
-                emit(
-                    log,
-                    "store.unavailable",
-                    logging.WARNING,
-                    backend=self._db.backend,
-                    operation=exc.operation,
-                    reason=exc.reason,
-                    seconds=exc.elapsed,
-                    error=str(exc),
-                )
+            self._failed(exc, operation, started)
             raise
+        self._succeeded(operation)
+        return result
+
+    def _failed(self, exc: StoreUnavailable, operation: str, started: float) -> None:
+        """An operation found the database away: tell :attr:`health`, log it if it just went."""
+        now = time.monotonic()
+        exc.operation = exc.operation or operation
+        exc.elapsed = round(now - started, 3)
+        if self.health.failed(exc, now):
+            emit(
+                log,
+                "store.unavailable",
+                logging.WARNING,
+                backend=self._db.backend,
+                operation=exc.operation,
+                reason=exc.reason,
+                seconds=exc.elapsed,
+                error=str(exc),
+            )
+
+    def _succeeded(self, operation: str) -> None:
+        """An operation went through: if that ends an outage, log it and tell the listeners."""
+        if self.health.healthy:
+            return  # the common case, kept cheap (nothing to record)
         outage = self.health.succeeded(time.monotonic())
         if outage is not None:
             emit(
@@ -316,7 +456,6 @@ class SqlStore:
                 outage=round(outage, 3),
             )
             self.health.notify_recovered()
-        return result
 
     # contacts
 
@@ -355,7 +494,7 @@ class SqlStore:
                 )
             return [_contact(db, row) for row in result.rows]
 
-        return await self._run(run)
+        return await self._run(run, SCAN)
 
     async def get_contact(self, contact_id: int) -> Contact | None:
         """One contact by id."""
@@ -366,7 +505,7 @@ class SqlStore:
             ).one()
             return _contact(db, row) if row else None
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def remove_contacts(
         self, user_id: str, phone_numbers: Iterable[str] | None = None
@@ -471,7 +610,7 @@ class SqlStore:
                         capped[number] = oldest + number_cap.window
             return DueContacts(contacts, frozenset(listed), next_due, capped=capped)
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def contacts_generation(self) -> int:
         """A number that moves on whenever contacts are imported (by any process)."""
@@ -480,7 +619,7 @@ class SqlStore:
             row = db.execute("SELECT value FROM store_meta WHERE key = 'contacts'").one()
             return int(row["value"]) if row else 0
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def last_ended_call(self, user_id: str) -> CallRecord | None:
         """The agent's call that ended last, if any."""
@@ -493,7 +632,7 @@ class SqlStore:
             ).one()
             return _call(db, row) if row else None
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     # dial claims
 
@@ -611,7 +750,7 @@ class SqlStore:
             row = db.execute(_CLAIM_SELECT + " WHERE k.key = ?", (key,)).one()
             return _claim(db, row) if row else None
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def open_claims(self, user_id: str | None = None) -> list[Claim]:
         """Claims ``claimed`` or ``unknown`` (of one agent), oldest first."""
@@ -625,7 +764,7 @@ class SqlStore:
             result = db.execute(_CLAIM_SELECT + where + " ORDER BY k.created_at, k.key", params)
             return [_claim(db, row) for row in result.rows]
 
-        return await self._run(run)
+        return await self._run(run, READ if user_id is not None else SCAN)
 
     async def dial_context(self, key: str, user_id: str) -> DialContext:
         """Is ``key`` claimed, the agent's open claims, its active call: one operation."""
@@ -637,7 +776,7 @@ class SqlStore:
                 active_call=_active_call(db, user_id),
             )
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def retry_claim(
         self,
@@ -732,7 +871,7 @@ class SqlStore:
                 for row in found.rows
             ]
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def release_agent_leases(self, owner: str, agents: Iterable[str] | None = None) -> int:
         """Delete ``owner``'s leases (of ``agents``, or all); returns how many went."""
@@ -765,14 +904,40 @@ class SqlStore:
         await self._run(run)
 
     async def record_placed(self, key: str, call: CallRecord) -> None:
-        """The claim is ``placed`` as ``call`` and the call is tracked: one transaction."""
+        """The claim is ``placed`` as ``call`` and the call is tracked: one transaction.
+
+        A :data:`CALL_STATE` write (no fsync on SQLite), which a power loss
+        may undo. That is safe because what it undoes is exactly the state of
+        a process that stopped between sending a dial and hearing back, which
+        the reconciler (``handlers/reconciler.py``) settles without sending
+        again:
+
+        - the claim it turns ``placed`` was committed durably before the
+          request was sent (``claim_for_dial``, ``retry_claim``: DURABLE), so
+          after the loss it is still ``claimed`` (or ``unknown``) under the
+          owner that stopped, never free to be claimed afresh;
+        - a ``claimed`` claim whose owner is gone (on this host: a pid no
+          longer running, or a new start's nonce; elsewhere: its lease run
+          out, ``reconcile.owner_gone``) needs reconciling; the reconciler
+          marks it ``unknown`` (DURABLE) and looks for its call among the
+          agent's calls seen on events, then in the platform's history;
+        - the call is found there: a call of the agent to that number since
+          the claim, which no tracked call owns (the lost write took this
+          call's row with it, so no other claim holds it). ``Found`` records
+          it ``placed`` again. A dial is sent again only when the platform
+          still lists no call after ``settle``: the same rule, and the same
+          risk, as for a process killed before this write;
+        - and SQLite's WAL keeps a prefix of the commits: a durable commit
+          after this one (the next claim of any agent) makes this one durable
+          too, so a loss undoes only the writes since the last claim.
+        """
 
         def run(db: Database) -> None:
             with db.transaction():
                 _set_claim(db, key, "placed", call.conversation_id, None)
                 _upsert_call(db, call)
 
-        await self._run(run)
+        await self._run(run, CALL_STATE)
 
     async def mark_failed(self, key: str, error: str) -> None:
         """The claim placed nothing; ``error`` says why."""
@@ -829,15 +994,20 @@ class SqlStore:
         def run(db: Database) -> None:
             _upsert_call(db, call)
 
-        await self._run(run)
+        await self._run(run, CALL_STATE)
 
     async def record_call_progress(
         self, call: CallRecord, *, contact_outcome: ContactOutcome | None = None
     ) -> Contact | None:
         """Upsert ``call`` and settle its contact by ``contact_outcome``: one transaction.
 
-        One worker-thread hop and one commit for a call event, where the
-        call's end used to take an upsert, a read and a second write.
+        One operation and one commit for a call event, where the call's end
+        used to take an upsert, a read and a second write. A
+        :data:`CALL_STATE` write (no fsync on SQLite): lost in a power loss,
+        the call is still stored in an earlier, not ended state, its contact
+        still ``dialing``; the daemon's refresh reads every such call again
+        from the platform (``active_calls``, then the platform's view of each)
+        and writes it again, its contact's outcome with it.
         """
 
         def run(db: Database) -> Contact | None:
@@ -847,7 +1017,7 @@ class SqlStore:
                     return None
                 return _settle_contact(db, call.contact_id, contact_outcome, call.updated_at)
 
-        return await self._run(run)
+        return await self._run(run, CALL_STATE)
 
     async def get_call(self, conversation_id: str) -> CallRecord | None:
         """The call by conversation id."""
@@ -863,7 +1033,7 @@ class SqlStore:
             )
             return [_call(db, row) for row in result.rows]
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def active_call_for_user(self, user_id: str) -> CallRecord | None:
         """The agent's call not yet ended, if any."""
@@ -871,14 +1041,14 @@ class SqlStore:
         def run(db: Database) -> CallRecord | None:
             return _active_call(db, user_id)
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def _one_call(self, where: str, param: str) -> CallRecord | None:
         def run(db: Database) -> CallRecord | None:
             row = db.execute(f"SELECT {_CALL_COLUMNS} FROM calls" + where, (param,)).one()
             return _call(db, row) if row else None
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def call_summary(self, since: datetime | None = None) -> list[UserCallSummary]:
         """Per agent: placed, active, outcomes, and dials the platform refused.
@@ -911,7 +1081,7 @@ class SqlStore:
                 counts.setdefault(row["user_id"], {})["dial_errors"] = int(row["n"])
             return [UserCallSummary(user_id=u, **c) for u, c in sorted(counts.items())]
 
-        return await self._run(run)
+        return await self._run(run, SCAN)
 
     async def contacts_summary(self) -> ContactsSummary:
         """Contacts per state."""
@@ -923,7 +1093,7 @@ class SqlStore:
                 due=found.get("due", 0), dialing=found.get("dialing", 0), done=found.get("done", 0)
             )
 
-        return await self._run(run)
+        return await self._run(run, SCAN)
 
     # do not call
 
@@ -948,7 +1118,7 @@ class SqlStore:
         def run(db: Database) -> bool:
             return _is_do_not_call(db, number)
 
-        return await self._run(run)
+        return await self._run(run, READ)
 
     async def aclose(self) -> None:
         """Close the connection (idempotent)."""

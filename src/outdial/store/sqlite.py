@@ -3,11 +3,41 @@
 The store itself is :class:`~outdial.store.sql.SqlStore`; this module connects,
 creates (or upgrades) the tables with :mod:`outdial.store.migrations` (the
 file's schema version is its ``PRAGMA user_version``), and says how SQLite
-differs. ``sqlite3`` blocks, which suits ``SqlStore``: each operation runs in a
-worker thread on the one shared connection, one at a time. SQLite serialises
-writers anyway, and ``BEGIN IMMEDIATE`` takes the write lock at the start of
-every transaction, so two processes on the same file cannot both pick the same
-contact either.
+differs. Every operation runs on the one shared connection, one at a time
+(``SqlStore``'s lock). SQLite serialises writers anyway, and ``BEGIN
+IMMEDIATE`` takes the write lock at the start of every transaction, so two
+processes on the same file cannot both pick the same contact either.
+
+Where an operation runs, and how it commits (the kinds are ``SqlStore``'s):
+
+- reads (``READ``) and call-state writes (``CALL_STATE``) run **inline**, on
+  the event loop's thread: a few microseconds of SQL, where the worker-thread
+  hop costs over a hundred. They run with ``busy_timeout = 0``, so a lock
+  another connection holds (``outdial contacts import``, another daemon)
+  fails them at once with nothing changed; they then run in the worker thread
+  like any other operation, waiting for the lock there. In WAL mode readers
+  take no lock a writer holds, so reads rarely meet one at all;
+- call-state writes commit with ``synchronous = NORMAL``: in WAL mode no fsync
+  at commit, so nothing on the loop waits for the disk. Such a commit survives
+  a crash of the process; a power loss may undo it (and any commit after it,
+  up to the next durable one, which makes everything before it durable too).
+  What that costs, and why it is safe, ``SqlStore.record_placed`` says.
+  Inline commits never checkpoint the WAL (``wal_autocheckpoint = 0`` while
+  they run: a checkpoint syncs the file); after ``_INLINE_COMMITS`` of them in
+  a row, the next call-state write runs in the thread, where the checkpoint
+  may happen, so the WAL cannot grow without bound;
+- everything else (claims, ``DURABLE``) and whole-table reads (``SCAN``) run in
+  the worker thread with the full ``busy_timeout`` and commit with
+  ``synchronous = FULL``: a claim is on disk before its dial is sent, which
+  exactly-once depends on.
+
+The connection's pragmas are switched between operations, never inside a
+transaction (where SQLite refuses to change ``synchronous``), and only when
+they change. Call-state writes commit with NORMAL only in WAL mode (or
+``:memory:``), where that is crash-safe; in a rollback journal every write is
+FULL. Inline operations are tried only then, and not on a network file system
+(where WAL cannot work and any read may stall): there every operation runs
+in the thread.
 Times are stored as fixed-width UTC text, so text order is time order.
 
 The file holds agents' contacts (names and numbers), so it is created
@@ -44,7 +74,17 @@ from outdial.store.migrations import (
     check_version,
     migrate,
 )
-from outdial.store.sql import Database, Result, SqlStore
+from outdial.store.sql import (
+    CALL_STATE,
+    DURABLE,
+    READ,
+    SCAN,
+    Database,
+    OperationKind,
+    Result,
+    SqlStore,
+    WouldWait,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -70,6 +110,17 @@ _UNAVAILABLE: dict[int, UnavailableReason] = {
 }
 # First and longest pause between tries of an operation that found the file locked.
 _BUSY_RETRY = (0.005, 0.1)
+# Call-state writes committed inline (no WAL checkpoint) before the next one is
+# sent to the thread, where the checkpoint it may owe blocks nobody. Each
+# writes a few pages: this many stay well under the default 1000-page
+# checkpoint threshold, and a claim (every dial) resets the count anyway.
+_INLINE_COMMITS = 100
+# PRAGMA synchronous values.
+_FULL, _NORMAL = 2, 1
+# Mount types on which a read may stall on the network: never inline there.
+_NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs"}
+)
 
 
 def classify(exc: sqlite3.Error) -> StoreError:
@@ -106,18 +157,45 @@ class _SqliteDatabase(Database):
         )
         self.conn.row_factory = _dict_row
         self.timeout = timeout
+        self._busy_ms = round(timeout * 1000)
+        # SQLite's own default; SqliteStore reads the file's setting at open.
+        self.checkpoint_pages = 1000
+        #: Whether call-state writes may commit with synchronous=NORMAL (WAL
+        #: mode, where that survives a crash); SqliteStore decides at open.
+        self.relaxed = False
+        # The pragmas as last set on the connection (absent: not set by us yet).
+        self._pragmas: dict[str, int] = {}
+        # Call-state commits made inline since the last one in the thread.
+        self._inline_commits = 0
 
-    def run(self, fn: Callable[[Database], _T]) -> _T:
+    def _pragma(self, name: str, value: int) -> None:
+        """Set a connection pragma unless it has that value already (a statement saved)."""
+        if self._pragmas.get(name) != value:
+            self.conn.execute(f"PRAGMA {name} = {int(value)}")
+            self._pragmas[name] = value
+
+    def run(self, fn: Callable[[Database], _T], kind: OperationKind = DURABLE) -> _T:
         """Run ``fn``; while the file is locked, try again until ``timeout`` has passed.
 
-        Safe to repeat: a locked file fails a statement (or a transaction,
-        rolled back whole) before it changed anything.
+        The worker thread's way: the full ``busy_timeout``, WAL checkpoints
+        as SQLite makes them, and ``synchronous`` FULL unless ``kind`` is a
+        call-state write (NORMAL). Safe to repeat: a locked file fails a
+        statement (or a transaction, rolled back whole) before it changed
+        anything.
         """
         deadline = time.monotonic() + self.timeout
         pause = _BUSY_RETRY[0]
         while True:
             try:
-                return fn(self)
+                self._pragma("busy_timeout", self._busy_ms)
+                if kind not in (READ, SCAN):
+                    relaxed = kind == CALL_STATE and self.relaxed
+                    self._pragma("synchronous", _NORMAL if relaxed else _FULL)
+                    self._pragma("wal_autocheckpoint", self.checkpoint_pages)
+                result = fn(self)
+                if kind not in (READ, SCAN):
+                    self._inline_commits = 0  # any checkpoint due was made by this commit
+                return result
             except sqlite3.Error as exc:
                 error = classify(exc)
                 locked = isinstance(error, StoreUnavailable) and error.reason == "locked"
@@ -126,6 +204,39 @@ class _SqliteDatabase(Database):
                     pause = min(pause * 2, _BUSY_RETRY[1])
                     continue
                 raise error from exc
+
+    def run_as(self, fn: Callable[[Database], _T], kind: OperationKind) -> _T:
+        """In the worker thread: :meth:`run`, committing as ``kind`` asks."""
+        return self.run(fn, kind)
+
+    def run_inline(self, fn: Callable[[Database], _T], kind: OperationKind) -> _T:
+        """On the event loop's thread: ``fn`` with ``busy_timeout = 0``; :class:`WouldWait`
+        when it meets a lock (or may owe a checkpoint), so the thread runs it instead.
+
+        Reads, and call-state writes committed with ``synchronous = NORMAL``
+        and no checkpoint; any other kind is never run here.
+        """
+        if kind not in (READ, CALL_STATE) or not self.inline:
+            raise WouldWait(kind)
+        writes = kind == CALL_STATE
+        if writes and self._inline_commits >= _INLINE_COMMITS:
+            raise WouldWait("checkpoint")  # this one commits in the thread, checkpointing there
+        try:
+            self._pragma("busy_timeout", 0)
+            if writes:
+                self._pragma("synchronous", _NORMAL)
+                self._pragma("wal_autocheckpoint", 0)
+            result = fn(self)
+        except sqlite3.Error as exc:
+            error = classify(exc)
+            if isinstance(error, StoreUnavailable) and error.reason == "locked":
+                # Nothing changed (a locked statement, or a transaction rolled
+                # back whole): the thread waits for the lock and tries again.
+                raise WouldWait(str(exc)) from exc
+            raise error from exc
+        if writes:
+            self._inline_commits += 1
+        return result
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         cursor = self.conn.execute(sql, params)
@@ -151,7 +262,12 @@ class _SqliteDatabase(Database):
         return when.strftime(_TS_FORMAT)
 
     def decode_ts(self, value: Any) -> datetime:
-        return datetime.strptime(value, _TS_FORMAT).replace(tzinfo=UTC)
+        if isinstance(value, str) and value.endswith("Z"):
+            # Our own fixed format, which fromisoformat reads (with "Z") since
+            # Python 3.11 at a fiftieth of strptime's cost: every call event
+            # reads a time or two.
+            return datetime.fromisoformat(value)
+        return datetime.strptime(value, _TS_FORMAT).replace(tzinfo=UTC)  # raises as it did
 
     def close(self) -> None:
         self.conn.close()
@@ -227,11 +343,37 @@ def _private_file(path: str) -> None:
             continue  # absent, or not ours to change: SQLite opens it as before
 
 
+def _on_network_fs(path: str, mounts_file: str = "/proc/self/mounts") -> bool:
+    """Whether ``path`` is on a network file system (by the longest mount point over it)."""
+    try:
+        target = os.path.realpath(path)
+        best, kind = "", ""
+        with open(mounts_file, encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return False  # not Linux: WAL mode (below) is what tells a local file then
+    return kind.split(".")[0] in _NETWORK_FS or kind.startswith("fuse.sshfs")
+
+
 class SqliteStore(SqlStore):
     """:class:`~outdial.store.base.Store` on one SQLite file (or ``:memory:``)."""
 
-    def __init__(self, path: str | Path, settings: StoreSettings | None = None) -> None:
-        """Open (or create) the file and its tables; raises :class:`StoreError` if it cannot."""
+    def __init__(
+        self, path: str | Path, settings: StoreSettings | None = None, *, fast_path: bool = True
+    ) -> None:
+        """Open (or create) the file and its tables; raises :class:`StoreError` if it cannot.
+
+        ``fast_path=False`` is the store as it was before operations ran
+        inline: every one in the worker thread, every commit FULL (the
+        benchmark's baseline; see :class:`~outdial.store.sql.SqlStore`).
+        """
         self.path = str(path)
         if self.path != ":memory:":
             _private_file(self.path)
@@ -245,7 +387,16 @@ class SqliteStore(SqlStore):
             # How long one statement waits for a lock another connection holds.
             conn.execute(f"PRAGMA busy_timeout = {round(settings.statement_timeout * 1000)}")
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                row = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                journal = str(row["journal_mode"]).lower() if row else ""
+                # NORMAL commits are crash-safe only in WAL mode; see the module docs.
+                db.relaxed = journal == "wal"
+                db.inline = db.relaxed and not _on_network_fs(self.path)
+            else:
+                db.relaxed = db.inline = True  # no file: nothing to lock or to sync
+            pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+            if pages and int(pages["wal_autocheckpoint"]) > 0:
+                db.checkpoint_pages = int(pages["wal_autocheckpoint"])
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn, self.path)
         except sqlite3.Error as exc:
@@ -254,4 +405,4 @@ class SqliteStore(SqlStore):
         except StoreError:
             db.close()
             raise
-        super().__init__(db)
+        super().__init__(db, fast_path=fast_path)
