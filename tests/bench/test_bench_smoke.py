@@ -23,6 +23,7 @@ RUNS = {
     "recovery": ["recovery.py", "--quick"],
     "scale": ["scale.py", "--quick"],
     "decode": ["decode.py", "--quick"],
+    "store_ops": ["store_ops.py", "--quick"],
     "soak": ["soak.py", "--duration", "4"],
 }
 
