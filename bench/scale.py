@@ -527,7 +527,7 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[Any] 
     return subprocess.Popen(
         [
             *(_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"),
-            *("--duration", str(seconds), "--nonblocking", "--output", args.profile),
+            *("--duration", str(seconds), "--output", args.profile),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

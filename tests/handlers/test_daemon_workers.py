@@ -24,7 +24,7 @@ from outdial.store import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
-OTHER = "agent-2"  # lands on another of the 16 workers than AGENT
+OTHER = "agent-2"  # lands on another of the 4 workers than AGENT
 
 
 class StubListener:
