@@ -18,6 +18,7 @@ from handlers_fakes import (
 )
 
 from outdial.config import GuardsConfig, NumberLimit
+from outdial.handlers.dialer import DialResult
 from outdial.platforms.base import (
     AmbiguousOutcome,
     DialRequest,
@@ -112,11 +113,50 @@ async def test_503_then_success_places_one_call() -> None:
 
 
 @pytest.mark.anyio
-async def test_429_honours_retry_after() -> None:
+async def test_429_parks_the_claim_and_the_same_trigger_sends_it_again() -> None:
     h = await make(None, RetryableError("slow down", status=429, retry_after=1.5))
-    result = await h.dial(presence())
-    assert result.status == "placed"
-    assert h.sleeps == [1.5]
+    first = await h.dial(presence())
+    # Not waited out in the dial (the agent's turn): skipped until the Retry-After is over.
+    assert (first.status, first.guard) == ("skipped", "rate_limited")
+    assert first.retry_at == h.clock.now() + timedelta(seconds=1.5)
+    assert h.sleeps == []
+    claim = await h.store.get_claim(first.key or "")
+    assert claim is not None
+    assert claim.state == "claimed"  # kept: the agent stays busy, nothing else dials it
+    assert not h.dialer.needs_reconciling(claim, h.clock.now())  # parked, not lost
+    other = await h.dial(presence(stamp="t2"))
+    assert (other.status, other.guard) == ("skipped", "one_active_call")
+    h.clock.advance(1.5)
+    again = await h.dial(presence())  # the same trigger, offered again
+    assert (again.status, again.key) == ("placed", first.key)
+    assert len(h.platform.requests) == 2
+    assert h.platform.placed == ["conv-1"]
+    assert await h.dial(presence()) == duplicate_of(again)
+
+
+def duplicate_of(placed: DialResult) -> DialResult:
+    """What a duplicate of a placed trigger comes to."""
+    return DialResult(
+        "skipped", placed.rule, placed.key, guard="idempotency", reason="already_claimed"
+    )
+
+
+@pytest.mark.anyio
+async def test_429s_for_longer_than_max_rate_limited_fail_the_dial() -> None:
+    h = await make(
+        None, *[RetryableError("slow down", status=429, retry_after=200.0) for _ in range(3)]
+    )
+    first = await h.dial(presence())
+    assert first.guard == "rate_limited"
+    h.clock.advance(200)
+    second = await h.dial(presence())
+    assert second.guard == "rate_limited"
+    assert second.retry_at == h.clock.now() + timedelta(seconds=100)  # capped at 300 s in all
+    h.clock.advance(100)
+    third = await h.dial(presence())
+    assert third.status == "failed"
+    assert len(h.platform.requests) == 3
+    assert h.platform.placed == []
 
 
 @pytest.mark.anyio

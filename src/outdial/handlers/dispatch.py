@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import Config
 from outdial.events import Event, topic_user_id
-from outdial.handlers.dialer import Dialer, DialResult
+from outdial.handlers.dialer import WAITED_OUT, Dialer, DialResult
 from outdial.handlers.donotcall import load_do_not_call_file
 from outdial.handlers.live import (
     HandlingObserver,
@@ -255,16 +256,28 @@ class Handlers:
             except Exception as exc:
                 report("reconcile", None, exc, key=claim.key)
                 continue
-            if result is None:
-                continue
-            if result.status != "unknown":
+            if result is not None and await self._reconciled(claim.user_id, claim.key, result):
                 settled += 1
-            self.offers.dial_settled(claim.user_id, claim.key, result)
-            try:
-                await self._after_dial(result)
-            except Exception as exc:
-                report("reconcile.after", None, exc, key=claim.key)
         return settled
+
+    async def _reconciled(self, user: str, key: str, result: DialResult) -> bool:
+        """After a reconcile (or a parked resend) of ``key``: True when it settled."""
+        self.offers.dial_settled(user, key, result)
+        try:
+            await self._after_dial(result)
+        except Exception as exc:
+            report("reconcile.after", None, exc, key=key)
+        if result.guard in WAITED_OUT and result.retry_at is not None:
+            # Sent again and refused with a 429 once more: sent again when that is over.
+            dialer = self.dialer
+
+            async def again() -> None:
+                resumed = await dialer.resume(key) if self.dialing_enabled else None
+                if resumed is not None:
+                    await self._reconciled(user, key, resumed)
+
+            self.pacer.call_after(user, partial(dialer.wait_out, result), again)
+        return result.status != "unknown" and result.guard not in WAITED_OUT
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -341,8 +354,11 @@ class Handlers:
         """Dial for one rule match; a skip that time lifts is offered again then.
 
         A dial held back by a rate limit (``calls_per_second``, the per-number
-        cap) keeps its trigger: the same match, so the same idempotency key,
-        is tried again when the limit lets it through, in the agent's turn.
+        cap, the REST budget, a 429) keeps its trigger: the same match, so the
+        same idempotency key, is tried again when the limit lets it through,
+        in the agent's turn; the wait itself is never in a turn (the worker
+        running it goes on with other agents' events at once). A dial parked
+        by a 429 is sent again then under the claim it already has.
         """
         try:
             result = await self.dialer.dial(match)
@@ -358,7 +374,12 @@ class Handlers:
                 if self.dialing_enabled:
                     await self._dial_match(user, match)
 
-            if not self.pacer.call_at(target, result.retry_at, again):
+            if result.guard in WAITED_OUT:
+                # A 429's Retry-After, the REST budget: waited out by the pacer, off this turn.
+                kept = self.pacer.call_after(target, partial(self.dialer.wait_out, result), again)
+            else:
+                kept = self.pacer.call_at(target, result.retry_at, again)
+            if not kept:
                 log.emit(
                     logger,
                     "dial.deferred_dropped",
