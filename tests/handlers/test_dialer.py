@@ -27,6 +27,7 @@ from outdial.platforms.base import (
     PlatformError,
     RetryableError,
 )
+from outdial.platforms.ratelimit import RateBudget, RequestBudget
 from outdial.store import CallRecord, ContactRow
 
 
@@ -411,3 +412,19 @@ async def test_a_number_called_its_max_times_is_passed_over_until_its_window_fre
     skipped = await h.dial(event)
     assert (skipped.status, skipped.guard) == ("skipped", "max_calls_per_number")
     assert skipped.retry_at == h.clock.now() + timedelta(hours=1)
+
+
+@pytest.mark.anyio
+async def test_a_dial_the_rest_budget_would_hold_back_is_deferred_before_claiming() -> None:
+    h = await make(None)
+    budget = RequestBudget(RateBudget(1, 60.0, margin=0), h.clock)
+    h.platform.budget = budget  # type: ignore[attr-defined]
+    assert budget.try_acquire() == 0.0  # another request took the minute's one grant
+    first = await h.dial(presence())
+    assert (first.status, first.guard) == ("skipped", "rest_budget")
+    assert first.retry_at == h.clock.now() + timedelta(seconds=60)
+    assert await h.store.get_claim(first.key or "") is None  # nothing claimed while it waits
+    assert h.platform.requests == []
+    h.clock.advance(60)
+    second = await h.dial(presence())
+    assert (second.status, second.key) == ("placed", first.key)
