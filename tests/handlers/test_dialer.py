@@ -428,3 +428,31 @@ async def test_a_dial_the_rest_budget_would_hold_back_is_deferred_before_claimin
     h.clock.advance(60)
     second = await h.dial(presence())
     assert (second.status, second.key) == ("placed", first.key)
+
+
+@pytest.mark.anyio
+async def test_a_dial_before_the_next_token_is_due_is_deferred_without_reading_the_store() -> None:
+    h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
+    await h.store.import_contacts([ContactRow("agent-2", LONDON)])
+    assert (await h.dial(presence())).status == "placed"
+    assert (await h.dial(presence("agent-2"))).guard == "calls_per_second"
+    reads: list[str] = []
+    real = h.store.due_contacts
+
+    async def counted(user_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(user_id)
+        return await real(user_id, *args, **kwargs)
+
+    h.store.due_contacts = counted  # type: ignore[method-assign]
+    # The deferred dials come back together when the token is due: those before it
+    # cost the store nothing.
+    h.clock.advance(0.5)
+    early = await h.dial(presence("agent-2"))
+    assert (early.guard, early.retry_at) == (
+        "calls_per_second",
+        h.clock.now() + timedelta(seconds=0.5),
+    )
+    assert reads == []
+    h.clock.advance(0.5)
+    assert (await h.dial(presence("agent-2"))).status == "placed"
+    assert reads == ["agent-2"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -130,6 +131,8 @@ class Dialer:
         #: This process, as the owner of the claims it makes (see :meth:`renew_leases`).
         self.owner = owner or this_process()
         self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
+        # No token before this (monotonic): known from the last dial the bucket refused.
+        self._no_token_before = -math.inf
         self._lock = AgentLocks()
         # Retry-After waits run on the injected sleep, else on the clock.
         self._wait: Sleep = sleep or self._clock_sleep
@@ -193,6 +196,7 @@ class Dialer:
         """Use the guards of a reloaded config from the next dial on (with a fresh rate bucket)."""
         self.config = guards_config
         self.bucket = guards.TokenBucket(guards_config.calls_per_second, self.clock.monotonic())
+        self._no_token_before = -math.inf
         self._placer.use_guards(guards_config)
         self.reconciler.use_guards(guards_config)
 
@@ -250,6 +254,11 @@ class Dialer:
         one is claimed by id. When none is callable the result says when one
         may be (``retry_at``), and nothing is claimed.
         """
+        early = self._no_token_yet(rule, key, spec.user_id)
+        if early is not None:
+            # Deferred dials come back when a token is due, all at once: the ones the
+            # bucket must refuse anyway are refused before reading the store.
+            return early
         now = self.clock.now()
         due = await self.store.due_contacts(
             spec.user_id, now, self.contacts_scanned, key=key, number_cap=self._number_cap(now)
@@ -316,6 +325,13 @@ class Dialer:
             level=logging.DEBUG,
         )
 
+    def _no_token_yet(self, rule: str, key: str, user: str) -> DialResult | None:
+        """The ``calls_per_second`` skip of a dial that comes before the bucket can have a token."""
+        wait = self._no_token_before - self.clock.monotonic()
+        if wait <= 0:
+            return None
+        return self._rate_limited(rule, key, wait, user)
+
     def _take_rate_token(
         self, rule: str, key: str, *, user: str | None = None
     ) -> DialResult | None:
@@ -324,9 +340,15 @@ class Dialer:
         A rate-limited dial is deferred, never dropped: the caller offers it
         again at ``retry_at``.
         """
-        wait = self.bucket.try_acquire(self.clock.monotonic())
+        now = self.clock.monotonic()
+        wait = self.bucket.try_acquire(now)
         if wait <= 0:
             return None
+        # Tokens only come with time: none before then, whatever is asked meanwhile.
+        self._no_token_before = max(self._no_token_before, now + wait)
+        return self._rate_limited(rule, key, wait, user)
+
+    def _rate_limited(self, rule: str, key: str, wait: float, user: str | None) -> DialResult:
         retry_at = self.clock.now() + timedelta(seconds=wait)
         return skipped(
             rule,
