@@ -444,8 +444,8 @@ async def test_a_dial_before_the_next_token_is_due_is_deferred_without_reading_t
         return await real(user_id, *args, **kwargs)
 
     h.store.due_contacts = counted  # type: ignore[method-assign]
-    # The deferred dials come back together when the token is due: those before it
-    # cost the store nothing.
+    # The deferred dials come back together when the token is due: those the bucket
+    # refuses cost the store nothing (the token is taken before the read).
     h.clock.advance(0.5)
     early = await h.dial(presence("agent-2"))
     assert (early.guard, early.retry_at) == (
@@ -456,3 +456,12 @@ async def test_a_dial_before_the_next_token_is_due_is_deferred_without_reading_t
     h.clock.advance(0.5)
     assert (await h.dial(presence("agent-2"))).status == "placed"
     assert reads == ["agent-2"]
+
+
+@pytest.mark.anyio
+async def test_a_dial_with_no_contact_to_call_gives_its_token_back() -> None:
+    h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
+    nothing = await h.dial(presence("agent-2"))  # agent-2 has no contacts
+    assert (nothing.status, nothing.guard) == ("skipped", "contacts")
+    # The one token of this second was given back: the next dial goes at once.
+    assert (await h.dial(presence())).status == "placed"

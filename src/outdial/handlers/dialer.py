@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -95,6 +94,14 @@ def _busy(active_call: CallRecord | None, open_claims: Sequence[Claim]) -> list[
     return busy
 
 
+class _Bucket(guards.TokenBucket):
+    """The ``calls_per_second`` bucket, which takes back a token no dial followed."""
+
+    def refund(self) -> None:
+        """Give back one token taken for a dial that then placed nothing (no contact chosen)."""
+        self._tokens = min(self.burst, self._tokens + 1.0)
+
+
 class Dialer:
     """Turns a rule match into at most one outbound call.
 
@@ -130,9 +137,7 @@ class Dialer:
         self.contacts_scanned = contacts_scanned
         #: This process, as the owner of the claims it makes (see :meth:`renew_leases`).
         self.owner = owner or this_process()
-        self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
-        # No token before this (monotonic): known from the last dial the bucket refused.
-        self._no_token_before = -math.inf
+        self.bucket = _Bucket(guards_config.calls_per_second, clock.monotonic())
         self._lock = AgentLocks()
         # Retry-After waits run on the injected sleep, else on the clock.
         self._wait: Sleep = sleep or self._clock_sleep
@@ -195,8 +200,7 @@ class Dialer:
     def apply_guards(self, guards_config: GuardsConfig) -> None:
         """Use the guards of a reloaded config from the next dial on (with a fresh rate bucket)."""
         self.config = guards_config
-        self.bucket = guards.TokenBucket(guards_config.calls_per_second, self.clock.monotonic())
-        self._no_token_before = -math.inf
+        self.bucket = _Bucket(guards_config.calls_per_second, self.clock.monotonic())
         self._placer.use_guards(guards_config)
         self.reconciler.use_guards(guards_config)
 
@@ -253,12 +257,30 @@ class Dialer:
         passed over untouched (they keep their place), and the first callable
         one is claimed by id. When none is callable the result says when one
         may be (``retry_at``), and nothing is claimed.
+
+        The ``calls_per_second`` token is taken before the store is read, and
+        given back when no contact is chosen: dials deferred by the bucket all
+        come back when the next token is due, and those the bucket refuses
+        then cost no read (the one that takes it takes it at once, before any
+        wait lets the others see it still there).
         """
-        early = self._no_token_yet(rule, key, spec.user_id)
-        if early is not None:
-            # Deferred dials come back when a token is due, all at once: the ones the
-            # bucket must refuse anyway are refused before reading the store.
-            return early
+        deferred = self._budget_holds(rule, key, spec.user_id) or self._take_rate_token(
+            rule, key, user=spec.user_id
+        )
+        if deferred is not None:
+            return deferred
+        chosen: int | DialResult | None = None
+        try:
+            chosen = await self._choose_contact(rule, key, spec)
+        finally:
+            if not isinstance(chosen, int):
+                self.bucket.refund()  # no dial follows: the token is another's
+        if isinstance(chosen, DialResult):
+            return chosen
+        return await self._claim_and_place(rule, key, spec, contact=chosen)
+
+    async def _choose_contact(self, rule: str, key: str, spec: RenderedDial) -> int | DialResult:
+        """The id of the agent's first contact callable now, or why there is none."""
         now = self.clock.now()
         due = await self.store.due_contacts(
             spec.user_id, now, self.contacts_scanned, key=key, number_cap=self._number_cap(now)
@@ -288,12 +310,7 @@ class Dialer:
             return skipped(
                 rule, key, "contacts", choice.reason, retry_at=choice.retry_at, user=spec.user_id
             )
-        deferred = self._budget_holds(rule, key, spec.user_id) or self._take_rate_token(
-            rule, key, user=spec.user_id
-        )
-        if deferred is not None:
-            return deferred
-        return await self._claim_and_place(rule, key, spec, contact=choice.contact.id)
+        return choice.contact.id
 
     def _number_cap(self, now: datetime) -> NumberCap | None:
         """``[guards] max_calls_per_number`` as the store checks it, None when off."""
@@ -325,13 +342,6 @@ class Dialer:
             level=logging.DEBUG,
         )
 
-    def _no_token_yet(self, rule: str, key: str, user: str) -> DialResult | None:
-        """The ``calls_per_second`` skip of a dial that comes before the bucket can have a token."""
-        wait = self._no_token_before - self.clock.monotonic()
-        if wait <= 0:
-            return None
-        return self._rate_limited(rule, key, wait, user)
-
     def _take_rate_token(
         self, rule: str, key: str, *, user: str | None = None
     ) -> DialResult | None:
@@ -340,15 +350,9 @@ class Dialer:
         A rate-limited dial is deferred, never dropped: the caller offers it
         again at ``retry_at``.
         """
-        now = self.clock.monotonic()
-        wait = self.bucket.try_acquire(now)
+        wait = self.bucket.try_acquire(self.clock.monotonic())
         if wait <= 0:
             return None
-        # Tokens only come with time: none before then, whatever is asked meanwhile.
-        self._no_token_before = max(self._no_token_before, now + wait)
-        return self._rate_limited(rule, key, wait, user)
-
-    def _rate_limited(self, rule: str, key: str, wait: float, user: str | None) -> DialResult:
         retry_at = self.clock.now() + timedelta(seconds=wait)
         return skipped(
             rule,
