@@ -25,7 +25,14 @@ triggers of the limited run are split in two:
   have, were the deferred served first come, first served by a bucket of
   ``--cps`` tokens a second (burst ``--cps``) fed the same arrivals: the
   time the limit itself imposes, against which the re-offers' own overhead
-  shows.
+  shows. The deferred wait in one first-come line (``Handlers``): only its
+  head is offered again at the next token. The bucket is no queue, though:
+  a fresh trigger that finds a token takes it. With this server's strictly
+  periodic schedule (two triggers per token period) a token comes due just
+  as a fresh trigger arrives, and the fresh one, a hop nearer, wins the
+  tie: the line then moves only once the stream stops, and the deferred
+  wait well beyond the model. Arrivals that are not phase-locked to the
+  bucket do not see this as much.
 
 Latency runs from the frame's arrival at the daemon (the listener's
 ``Event.received_at``) to the moment the agent's call request is handed to
