@@ -18,6 +18,7 @@ from handlers_fakes import (
 )
 
 from outdial.config import GuardsConfig, NumberLimit
+from outdial.handlers.dialer import DialResult
 from outdial.platforms.base import (
     AmbiguousOutcome,
     DialRequest,
@@ -26,6 +27,7 @@ from outdial.platforms.base import (
     PlatformError,
     RetryableError,
 )
+from outdial.platforms.ratelimit import RateBudget, RequestBudget
 from outdial.store import CallRecord, ContactRow
 
 
@@ -112,11 +114,50 @@ async def test_503_then_success_places_one_call() -> None:
 
 
 @pytest.mark.anyio
-async def test_429_honours_retry_after() -> None:
+async def test_429_parks_the_claim_and_the_same_trigger_sends_it_again() -> None:
     h = await make(None, RetryableError("slow down", status=429, retry_after=1.5))
-    result = await h.dial(presence())
-    assert result.status == "placed"
-    assert h.sleeps == [1.5]
+    first = await h.dial(presence())
+    # Not waited out in the dial (the agent's turn): skipped until the Retry-After is over.
+    assert (first.status, first.guard) == ("skipped", "rate_limited")
+    assert first.retry_at == h.clock.now() + timedelta(seconds=1.5)
+    assert h.sleeps == []
+    claim = await h.store.get_claim(first.key or "")
+    assert claim is not None
+    assert claim.state == "claimed"  # kept: the agent stays busy, nothing else dials it
+    assert not h.dialer.needs_reconciling(claim, h.clock.now())  # parked, not lost
+    other = await h.dial(presence(stamp="t2"))
+    assert (other.status, other.guard) == ("skipped", "one_active_call")
+    h.clock.advance(1.5)
+    again = await h.dial(presence())  # the same trigger, offered again
+    assert (again.status, again.key) == ("placed", first.key)
+    assert len(h.platform.requests) == 2
+    assert h.platform.placed == ["conv-1"]
+    assert await h.dial(presence()) == duplicate_of(again)
+
+
+def duplicate_of(placed: DialResult) -> DialResult:
+    """What a duplicate of a placed trigger comes to."""
+    return DialResult(
+        "skipped", placed.rule, placed.key, guard="idempotency", reason="already_claimed"
+    )
+
+
+@pytest.mark.anyio
+async def test_429s_for_longer_than_max_rate_limited_fail_the_dial() -> None:
+    h = await make(
+        None, *[RetryableError("slow down", status=429, retry_after=200.0) for _ in range(3)]
+    )
+    first = await h.dial(presence())
+    assert first.guard == "rate_limited"
+    h.clock.advance(200)
+    second = await h.dial(presence())
+    assert second.guard == "rate_limited"
+    assert second.retry_at == h.clock.now() + timedelta(seconds=100)  # capped at 300 s in all
+    h.clock.advance(100)
+    third = await h.dial(presence())
+    assert third.status == "failed"
+    assert len(h.platform.requests) == 3
+    assert h.platform.placed == []
 
 
 @pytest.mark.anyio
@@ -371,3 +412,56 @@ async def test_a_number_called_its_max_times_is_passed_over_until_its_window_fre
     skipped = await h.dial(event)
     assert (skipped.status, skipped.guard) == ("skipped", "max_calls_per_number")
     assert skipped.retry_at == h.clock.now() + timedelta(hours=1)
+
+
+@pytest.mark.anyio
+async def test_a_dial_the_rest_budget_would_hold_back_is_deferred_before_claiming() -> None:
+    h = await make(None)
+    budget = RequestBudget(RateBudget(1, 60.0, margin=0), h.clock)
+    h.platform.budget = budget  # type: ignore[attr-defined]
+    assert budget.try_acquire() == 0.0  # another request took the minute's one grant
+    first = await h.dial(presence())
+    assert (first.status, first.guard) == ("skipped", "rest_budget")
+    assert first.retry_at == h.clock.now() + timedelta(seconds=60)
+    assert await h.store.get_claim(first.key or "") is None  # nothing claimed while it waits
+    assert h.platform.requests == []
+    h.clock.advance(60)
+    second = await h.dial(presence())
+    assert (second.status, second.key) == ("placed", first.key)
+
+
+@pytest.mark.anyio
+async def test_a_dial_before_the_next_token_is_due_is_deferred_without_reading_the_store() -> None:
+    h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
+    await h.store.import_contacts([ContactRow("agent-2", LONDON)])
+    assert (await h.dial(presence())).status == "placed"
+    assert (await h.dial(presence("agent-2"))).guard == "calls_per_second"
+    reads: list[str] = []
+    real = h.store.due_contacts
+
+    async def counted(user_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(user_id)
+        return await real(user_id, *args, **kwargs)
+
+    h.store.due_contacts = counted  # type: ignore[method-assign]
+    # The deferred dials come back together when the token is due: those the bucket
+    # refuses cost the store nothing (the token is taken before the read).
+    h.clock.advance(0.5)
+    early = await h.dial(presence("agent-2"))
+    assert (early.guard, early.retry_at) == (
+        "calls_per_second",
+        h.clock.now() + timedelta(seconds=0.5),
+    )
+    assert reads == []
+    h.clock.advance(0.5)
+    assert (await h.dial(presence("agent-2"))).status == "placed"
+    assert reads == ["agent-2"]
+
+
+@pytest.mark.anyio
+async def test_a_dial_with_no_contact_to_call_gives_its_token_back() -> None:
+    h = await make(None, guards=GuardsConfig(calls_per_second=1.0))
+    nothing = await h.dial(presence("agent-2"))  # agent-2 has no contacts
+    assert (nothing.status, nothing.guard) == ("skipped", "contacts")
+    # The one token of this second was given back: the next dial goes at once.
+    assert (await h.dial(presence())).status == "placed"

@@ -19,7 +19,7 @@ from outdial.platforms.genesys.client import (
     error_from_response,
     retry_after_seconds,
 )
-from outdial.platforms.ratelimit import RateBudget, RequestBudget
+from outdial.platforms.ratelimit import BudgetSpent, RateBudget, RequestBudget
 
 pytestmark = pytest.mark.anyio
 
@@ -226,3 +226,21 @@ async def test_against_the_fakes_limit_the_headers_alone_prevent_any_429() -> No
             await platform.aclose()
         assert len(sleeper.slept) == 2
         assert all(s >= 50 for s in sleeper.slept)
+
+
+async def test_a_dial_the_budget_would_hold_back_is_refused_unsent_never_waited_for() -> None:
+    clock = ManualClock(T0, monotonic=0.0)
+    platform, sleeper, sent = mocked(ok, clock, limit=1)
+    await platform.create_channel()
+    with pytest.raises(BudgetSpent) as caught:
+        await platform.place_call(DialRequest(AGENT, "+441212345601"))
+    # Not sent, nothing slept: the dialer waits elsewhere and sends it again.
+    assert sent == ["POST /api/v2/notifications/channels"]
+    assert sleeper.slept == []
+    assert caught.value.retryable
+    assert caught.value.retry_after == pytest.approx(60.0)
+    await platform.budget.until_ready()
+    assert sleeper.slept == [pytest.approx(60.0)]
+    await platform.place_call(DialRequest(AGENT, "+441212345601"))
+    assert len(sent) == 2
+    await platform.aclose()

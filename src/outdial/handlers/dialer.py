@@ -7,7 +7,9 @@ Exactly one call per trigger comes from the order of the steps:
 2. the key is claimed in the store *before* anything is sent; a second claim
    of the same key gets nothing and places nothing;
 3. retries of a retryable error (429, 5xx, network trouble before sending)
-   happen under that one claim (:mod:`outdial.handlers.placing`);
+   happen under that one claim (:mod:`outdial.handlers.placing`); a 429
+   parks the claim and the dial is sent again when its trigger is offered
+   again, never waited out in the agent's turn;
 4. an ambiguous outcome (sent, no answer) is recorded as ``unknown`` and is
    never simply retried: a second request could be a second call. The
    :class:`~outdial.handlers.reconciler.Reconciler` settles it against the
@@ -16,6 +18,12 @@ Exactly one call per trigger comes from the order of the steps:
 
 A store whose database is away fails a dial closed: a claim that cannot be
 written is never sent.
+
+No limit is waited out in the agent's turn (the worker that runs it also
+runs other agents' events): a dial the ``calls_per_second`` bucket or the
+platform's REST budget would hold back is skipped with ``retry_at`` before
+anything is claimed, and its trigger offered again then (:meth:`Dialer.wait_out`
+is the wait, run off the turn).
 
 Per agent, dials run one at a time (an anyio lock per agent, shared with the
 reconciler), so "at most one active call per agent" is checked and claimed
@@ -43,6 +51,7 @@ from outdial.clock import Clock
 from outdial.config import GuardsConfig
 from outdial.handlers import guards, reconcile
 from outdial.handlers.placing import (
+    RATE_LIMITED,
     AgentLocks,
     DialResult,
     Placer,
@@ -59,9 +68,15 @@ from outdial.handlers.rules import Match
 from outdial.handlers.selection import choose_contact
 from outdial.handlers.templates import RenderedDial, TemplateError
 from outdial.platforms.base import CallControl
+from outdial.platforms.ratelimit import RequestBudget
 from outdial.store.base import CallRecord, Claim, NumberCap, Store
 
-__all__ = ["DialResult", "Dialer", "RetryPolicy", "idempotency_key"]
+__all__ = ["REST_BUDGET", "WAITED_OUT", "DialResult", "Dialer", "RetryPolicy", "idempotency_key"]
+
+#: The guard of a dial the platform's REST budget holds back (nothing claimed).
+REST_BUDGET = "rest_budget"
+#: Skips whose wait :meth:`Dialer.wait_out` does (off the agent's turn) before offering again.
+WAITED_OUT = frozenset({RATE_LIMITED, REST_BUDGET})
 
 logger = logging.getLogger("outdial.dialer")
 
@@ -77,6 +92,14 @@ def _busy(active_call: CallRecord | None, open_claims: Sequence[Claim]) -> list[
     busy = [active_call.conversation_id] if active_call else []
     busy += [f"unresolved dial {c.key[:12]} ({c.state})" for c in open_claims]
     return busy
+
+
+class _Bucket(guards.TokenBucket):
+    """The ``calls_per_second`` bucket, which takes back a token no dial followed."""
+
+    def refund(self) -> None:
+        """Give back one token taken for a dial that then placed nothing (no contact chosen)."""
+        self._tokens = min(self.burst, self._tokens + 1.0)
 
 
 class Dialer:
@@ -97,7 +120,7 @@ class Dialer:
         *,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
-        sleep: Sleep = anyio.sleep,
+        sleep: Sleep | None = None,
         reconcile_policy: ReconcilePolicy | None = None,
         contacts_scanned: int = 50,
         recent_calls: RecentCalls | None = None,
@@ -114,8 +137,10 @@ class Dialer:
         self.contacts_scanned = contacts_scanned
         #: This process, as the owner of the claims it makes (see :meth:`renew_leases`).
         self.owner = owner or this_process()
-        self.bucket = guards.TokenBucket(guards_config.calls_per_second, clock.monotonic())
+        self.bucket = _Bucket(guards_config.calls_per_second, clock.monotonic())
         self._lock = AgentLocks()
+        # Retry-After waits run on the injected sleep, else on the clock.
+        self._wait: Sleep = sleep or self._clock_sleep
         self._placer = Placer(
             platform,
             store,
@@ -123,7 +148,7 @@ class Dialer:
             clock,
             retry=self.retry,
             rng=rng or random.Random(),
-            sleep=sleep,
+            sleep=sleep or anyio.sleep,
         )
         #: Settles this dialer's unknown dials (and those of processes gone).
         self.reconciler = Reconciler(
@@ -139,10 +164,43 @@ class Dialer:
             recent_calls=recent_calls,
         )
 
+    async def _clock_sleep(self, seconds: float) -> None:
+        await self.clock.sleep_until(self.clock.monotonic() + seconds)
+
+    def _budget(self) -> RequestBudget | None:
+        """The platform's REST budget, if it has one (test doubles do not)."""
+        budget = getattr(self.platform, "budget", None)
+        return budget if isinstance(budget, RequestBudget) else None
+
+    async def wait_out(self, result: DialResult) -> None:
+        """Wait until a dial skipped with ``retry_at`` may be offered again.
+
+        For skips in :data:`WAITED_OUT`: run it anywhere but in the agent's
+        turn (the pacer does). Until ``retry_at`` (a 429's Retry-After), then
+        until the REST budget grants a request (on the budget's own sleep).
+        """
+        if result.retry_at is not None:
+            delay = (result.retry_at - self.clock.now()).total_seconds()
+            if delay > 0:
+                await self._wait(delay)
+        budget = self._budget()
+        if budget is not None:
+            await budget.until_ready()
+
+    async def resume(self, key: str) -> DialResult | None:
+        """Send the claim ``key`` parked by a 429 again; None when it is not parked (any more)."""
+        claim = await self.store.get_claim(key)
+        if claim is None:
+            return None
+        async with self._lock(claim.user_id):
+            if self._placer.parked(key) is None:
+                return None
+            return await self.reconciler.resume(key)
+
     def apply_guards(self, guards_config: GuardsConfig) -> None:
         """Use the guards of a reloaded config from the next dial on (with a fresh rate bucket)."""
         self.config = guards_config
-        self.bucket = guards.TokenBucket(guards_config.calls_per_second, self.clock.monotonic())
+        self.bucket = _Bucket(guards_config.calls_per_second, self.clock.monotonic())
         self._placer.use_guards(guards_config)
         self.reconciler.use_guards(guards_config)
 
@@ -173,6 +231,9 @@ class Dialer:
         return await self.store.renew_leases(str(self.owner), until)
 
     async def _dial_locked(self, rule: str, key: str, spec: RenderedDial) -> DialResult:
+        if self._placer.parked(key) is not None:
+            # Offered again after a 429: sent again under the claim it has.
+            return await self.reconciler.resume(key)
         if spec.contact == "next":
             return await self._dial_next_contact(rule, key, spec)
         assert spec.phone_number is not None
@@ -182,7 +243,7 @@ class Dialer:
         if isinstance(decision, guards.Deny):
             return await self._deny_unclaimed(rule, key, spec.user_id, decision)
         number = decision.value
-        deferred = self._take_rate_token(rule, key)
+        deferred = self._budget_holds(rule, key, spec.user_id) or self._take_rate_token(rule, key)
         if deferred is not None:
             return deferred
         return await self._claim_and_place(rule, key, spec, phone_number=number)
@@ -196,7 +257,30 @@ class Dialer:
         passed over untouched (they keep their place), and the first callable
         one is claimed by id. When none is callable the result says when one
         may be (``retry_at``), and nothing is claimed.
+
+        The ``calls_per_second`` token is taken before the store is read, and
+        given back when no contact is chosen: dials deferred by the bucket all
+        come back when the next token is due, and those the bucket refuses
+        then cost no read (the one that takes it takes it at once, before any
+        wait lets the others see it still there).
         """
+        deferred = self._budget_holds(rule, key, spec.user_id) or self._take_rate_token(
+            rule, key, user=spec.user_id
+        )
+        if deferred is not None:
+            return deferred
+        chosen: int | DialResult | None = None
+        try:
+            chosen = await self._choose_contact(rule, key, spec)
+        finally:
+            if not isinstance(chosen, int):
+                self.bucket.refund()  # no dial follows: the token is another's
+        if isinstance(chosen, DialResult):
+            return chosen
+        return await self._claim_and_place(rule, key, spec, contact=chosen)
+
+    async def _choose_contact(self, rule: str, key: str, spec: RenderedDial) -> int | DialResult:
+        """The id of the agent's first contact callable now, or why there is none."""
         now = self.clock.now()
         due = await self.store.due_contacts(
             spec.user_id, now, self.contacts_scanned, key=key, number_cap=self._number_cap(now)
@@ -226,10 +310,7 @@ class Dialer:
             return skipped(
                 rule, key, "contacts", choice.reason, retry_at=choice.retry_at, user=spec.user_id
             )
-        deferred = self._take_rate_token(rule, key, user=spec.user_id)
-        if deferred is not None:
-            return deferred
-        return await self._claim_and_place(rule, key, spec, contact=choice.contact.id)
+        return choice.contact.id
 
     def _number_cap(self, now: datetime) -> NumberCap | None:
         """``[guards] max_calls_per_number`` as the store checks it, None when off."""
@@ -238,6 +319,28 @@ class Dialer:
             return None
         window = timedelta(seconds=limit.per)
         return NumberCap(limit.count, now - window, window)
+
+    def _budget_holds(self, rule: str, key: str, user: str) -> DialResult | None:
+        """Skip (nothing claimed) a dial the REST budget would make wait; None: send it.
+
+        Checked before the ``calls_per_second`` token, so a token is not spent
+        on a dial that cannot go. The dial request itself never waits for the
+        budget either (it is refused unsent, and its claim parked), should
+        another request take the last grant between here and the send.
+        """
+        budget = self._budget()
+        wait = budget.wait() if budget is not None else 0.0
+        if wait <= 0:
+            return None
+        return skipped(
+            rule,
+            key,
+            REST_BUDGET,
+            f"rest_budget, next request in {wait:.3f}s",
+            retry_at=self.clock.now() + timedelta(seconds=wait),
+            user=user,
+            level=logging.DEBUG,
+        )
 
     def _take_rate_token(
         self, rule: str, key: str, *, user: str | None = None

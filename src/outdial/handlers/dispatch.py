@@ -37,13 +37,16 @@ lock per call keeps two updates of one call from losing either.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
+from functools import partial
 
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import Config
 from outdial.events import Event, topic_user_id
-from outdial.handlers.dialer import Dialer, DialResult
+from outdial.handlers.dialer import WAITED_OUT, Dialer, DialResult
 from outdial.handlers.donotcall import load_do_not_call_file
 from outdial.handlers.live import (
     HandlingObserver,
@@ -53,7 +56,7 @@ from outdial.handlers.live import (
     run_inline,
 )
 from outdial.handlers.offers import MAX_FAILED_PER_EPOCH, ReadinessOffers
-from outdial.handlers.pacer import READY_TOPIC, Pacer, is_derived, ready_topic_user
+from outdial.handlers.pacer import MAX_DEFERRED, READY_TOPIC, Pacer, is_derived, ready_topic_user
 from outdial.handlers.readiness import ReadinessPolicy
 from outdial.handlers.reconcile import ReconcilePolicy
 from outdial.handlers.refresher import GapRefresher, RestPorts
@@ -117,6 +120,10 @@ class Handlers:
         self._live = Live(config, rules, _readiness_policy(config, codec), dialer)
         #: Readiness facts, offers and wake-ups of the agents ready rules name.
         self.pacer = Pacer(clock, ready_users(rules, self.registry))
+        # Event dials ``calls_per_second`` deferred, first come first served, and
+        # whether the one timer of the line is set (see _queue_for_token).
+        self._token_line: deque[tuple[str | None, Match]] = deque()
+        self._token_line_armed = False
         #: The calls outdial placed, advanced by their events.
         self.tracker = CallTracker(store, clock, self._live, early)
         #: Readiness looks and offers, per tracked agent.
@@ -255,16 +262,28 @@ class Handlers:
             except Exception as exc:
                 report("reconcile", None, exc, key=claim.key)
                 continue
-            if result is None:
-                continue
-            if result.status != "unknown":
+            if result is not None and await self._reconciled(claim.user_id, claim.key, result):
                 settled += 1
-            self.offers.dial_settled(claim.user_id, claim.key, result)
-            try:
-                await self._after_dial(result)
-            except Exception as exc:
-                report("reconcile.after", None, exc, key=claim.key)
         return settled
+
+    async def _reconciled(self, user: str, key: str, result: DialResult) -> bool:
+        """After a reconcile (or a parked resend) of ``key``: True when it settled."""
+        self.offers.dial_settled(user, key, result)
+        try:
+            await self._after_dial(result)
+        except Exception as exc:
+            report("reconcile.after", None, exc, key=key)
+        if result.guard in WAITED_OUT and result.retry_at is not None:
+            # Sent again and refused with a 429 once more: sent again when that is over.
+            dialer = self.dialer
+
+            async def again() -> None:
+                resumed = await dialer.resume(key) if self.dialing_enabled else None
+                if resumed is not None:
+                    await self._reconciled(user, key, resumed)
+
+            self.pacer.call_after(user, partial(dialer.wait_out, result), again)
+        return result.status != "unknown" and result.guard not in WAITED_OUT
 
     # -- subscriptions -------------------------------------------------------------
 
@@ -391,12 +410,16 @@ class Handlers:
         if pace and user is not None and self.pacer.is_tracked(user):
             await self.pace(user)
 
-    async def _dial_match(self, user: str | None, match: Match) -> None:
+    async def _dial_match(self, user: str | None, match: Match, *, head: bool = False) -> None:
         """Dial for one rule match; a skip that time lifts is offered again then.
 
         A dial held back by a rate limit (``calls_per_second``, the per-number
-        cap) keeps its trigger: the same match, so the same idempotency key,
-        is tried again when the limit lets it through, in the agent's turn.
+        cap, the REST budget, a 429) keeps its trigger: the same match, so the
+        same idempotency key, is tried again when the limit lets it through,
+        in the agent's turn; the wait itself is never in a turn (the worker
+        running it goes on with other agents' events at once). A dial parked
+        by a 429 is sent again then under the claim it already has.
+        ``head``: this is the longest-waiting dial of the token line.
         """
         try:
             result = await self.dialer.dial(match)
@@ -404,6 +427,14 @@ class Handlers:
             await self._after_dial(result)
         except Exception as exc:
             report(f"rule {match.name}", match.event, exc)
+            result = None
+        if result is not None and result.guard == "calls_per_second" and result.retry_at:
+            self._queue_for_token(user, match, result.retry_at, head=head)
+            return
+        if head:
+            # The head went (or is done with the bucket): the next one asks at once.
+            self._arm_token_line(self.clock.now())
+        if result is None:
             return
         if result.status == "skipped" and result.retry_at is not None:
             target = user or ""
@@ -412,7 +443,12 @@ class Handlers:
                 if self.dialing_enabled:
                     await self._dial_match(user, match)
 
-            if not self.pacer.call_at(target, result.retry_at, again):
+            if result.guard in WAITED_OUT:
+                # A 429's Retry-After, the REST budget: waited out by the pacer, off this turn.
+                kept = self.pacer.call_after(target, partial(self.dialer.wait_out, result), again)
+            else:
+                kept = self.pacer.call_at(target, result.retry_at, again)
+            if not kept:
                 log.emit(
                     logger,
                     "dial.deferred_dropped",
@@ -421,6 +457,53 @@ class Handlers:
                     user=user,
                     reason="too many deferred dials waiting",
                 )
+
+    def _queue_for_token(
+        self, user: str | None, match: Match, when: datetime, *, head: bool
+    ) -> None:
+        """Line a dial ``calls_per_second`` deferred up for a token; the head keeps its place.
+
+        One timer for the whole line, at the next token, offers only its head
+        again: offering every deferred dial again at each token would send a
+        herd through the workers (and the store) every 1/rate seconds, ahead
+        of the triggers that find a token at once. A dial that finds one at
+        once may still go before the line (the bucket is not a queue).
+        """
+        if head:
+            self._token_line.appendleft((user, match))
+        elif len(self._token_line) >= MAX_DEFERRED:
+            self.pacer.deferred_dropped += 1
+            log.emit(
+                logger,
+                "dial.deferred_dropped",
+                logging.WARNING,
+                rule=match.name,
+                user=user,
+                reason="too many deferred dials waiting",
+            )
+            return
+        else:
+            self._token_line.append((user, match))
+        self._arm_token_line(when)
+
+    def _arm_token_line(self, when: datetime) -> None:
+        """Offer the token line's head again at ``when``, unless that is set already."""
+        if self._token_line_armed or not self._token_line:
+            return
+        entry = self._token_line[0]
+
+        async def turn() -> None:
+            self._token_line_armed = False
+            try:
+                self._token_line.remove(entry)
+            except ValueError:  # pragma: no cover (only a turn takes the head out)
+                return
+            if self.dialing_enabled:
+                await self._dial_match(entry[0], entry[1], head=True)
+            else:
+                self._arm_token_line(self.clock.now())
+
+        self._token_line_armed = self.pacer.call_at(entry[0] or "", when, turn)
 
     async def _after_dial(self, result: DialResult) -> None:
         """After any dial: track its call; re-read one found by reconciling (it may have

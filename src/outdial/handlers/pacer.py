@@ -15,7 +15,10 @@ a dial's result); this module keeps what it needs between looks:
 * a timer heap: the earliest time each agent must be looked at again because
   time alone may change the answer (the end of ``after_call``, a calling window
   opening, a retry coming due, the next ``calls_per_second`` token). One task,
-  :meth:`Pacer.run`, sleeps on the injected clock until the earliest one.
+  :meth:`Pacer.run`, sleeps on the injected clock until the earliest one;
+* deferred steps waiting on a wait of their own (:meth:`Pacer.call_after`: a
+  dial held back by a 429 or the REST budget), each waited out in a task of
+  :meth:`Pacer.run`, never in an agent's turn.
 
 Nothing that blocked a turn loses it: a skip that time lifts is a scheduled
 look, a skip that only new contacts lift is remembered (:meth:`Pacer.waiting`)
@@ -98,6 +101,12 @@ class Pacer:
         self._calls: list[tuple[float, int, str, Callable[[], Awaitable[None]]]] = []
         #: Deferred steps dropped because too many were waiting (see :data:`MAX_DEFERRED`).
         self.deferred_dropped = 0
+        # Steps behind a wait of their own, not started yet: (user, wait, step).
+        self._after: list[
+            tuple[str, Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+        ] = []
+        # Of those, how many are started and still waiting.
+        self._after_waiting = 0
         self._due_at: dict[str, float] = {}
         self._seq = itertools.count()
         self._changed: anyio.Event | None = None
@@ -201,6 +210,28 @@ class Pacer:
             self._changed.set()
         return kept
 
+    def call_after(
+        self,
+        user_id: str,
+        wait: Callable[[], Awaitable[None]],
+        step: Callable[[], Awaitable[None]],
+    ) -> bool:
+        """Run ``step`` as one of the agent's steps once ``wait()`` returns.
+
+        For a wait the clock alone cannot say (a 429's Retry-After on the
+        dialer's sleep, the REST budget on its own): :meth:`run` awaits it in
+        a task of its own, outside every agent's turn. Bounded like
+        :meth:`call_at`: past :data:`MAX_DEFERRED` waiting, the new one is
+        dropped (counted) and False is returned.
+        """
+        if len(self._after) + self._after_waiting + len(self._calls) >= MAX_DEFERRED:
+            self.deferred_dropped += 1
+            return False
+        self._after.append((user_id, wait, step))
+        if self._changed is not None:
+            self._changed.set()
+        return True
+
     def next_wake(self) -> float | None:
         """The monotonic time of the earliest pending look or deferred step, if any."""
         self._drop_stale()
@@ -255,6 +286,15 @@ class Pacer:
             async with slots:
                 await look(user, fn)
 
+        async def after(
+            user: str, wait: Callable[[], Awaitable[None]], fn: Callable[[], Awaitable[None]]
+        ) -> None:
+            try:
+                await wait()  # holding no slot: a long wait must not hold up the looks
+            finally:
+                self._after_waiting -= 1
+            await deferred(user, fn)
+
         async with anyio.create_task_group() as tg:
             while True:
                 changed = anyio.Event()
@@ -270,6 +310,10 @@ class Pacer:
                         tg.start_soon(one, user)
                 for user, fn in self.due_calls(now):
                     tg.start_soon(deferred, user, fn)
+                started, self._after = self._after, []
+                for user, wait, fn in started:
+                    self._after_waiting += 1
+                    tg.start_soon(after, user, wait, fn)
 
 
 async def _first_of(first: Awaitable[None], second: Awaitable[None]) -> None:

@@ -8,6 +8,17 @@ request sent without an answer is recorded ``unknown`` and handed back as
 :class:`Unanswered`, never simply retried: only the reconciler may decide to
 send it again.
 
+A request the platform refused with 429 (or the REST budget refused unsent,
+:class:`~outdial.platforms.ratelimit.BudgetSpent`) placed nothing, and is not
+waited out here: waiting under the agent's lock, in the agent's turn, would
+hold up every agent whose events share that worker. The claim is *parked*
+instead (:class:`Parked`): it stays ``claimed`` (in flight, this process's,
+its lease renewed), so the agent is still busy and nothing else dials it, and
+the dial comes back :data:`RATE_LIMITED` with ``retry_at``. Whoever offers it
+again then (the same trigger, so the same key) sends it under the same claim
+(:meth:`~outdial.handlers.reconciler.Reconciler.resume`); a restart finds it
+``claimed`` by a process gone and reconciles it like any dial left in flight.
+
 What the platform answered to a request already sent is written once the store
 takes it again, however long that is: dropping it would leave a call
 untracked, or its claim looking in flight.
@@ -19,7 +30,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import anyio
@@ -31,12 +42,15 @@ from outdial.handlers import guards
 from outdial.handlers.calls import CallState
 from outdial.handlers.templates import RenderedDial
 from outdial.platforms.base import AmbiguousOutcome, CallControl, DialRequest, PlatformError
+from outdial.platforms.ratelimit import BudgetSpent
 from outdial.store.base import CallRecord, Claim, Store, StoreUnavailable
 
 __all__ = [
+    "RATE_LIMITED",
     "AgentLocks",
     "DialResult",
     "DialStatus",
+    "Parked",
     "Placer",
     "RetryPolicy",
     "Sleep",
@@ -52,6 +66,9 @@ logger = logging.getLogger("outdial.dialer")
 
 DialStatus = Literal["placed", "skipped", "failed", "unknown"]
 Sleep = Callable[[float], Awaitable[None]]
+
+#: The guard of a claimed dial parked by a 429 (or the REST budget): sent again at ``retry_at``.
+RATE_LIMITED = "rate_limited"
 
 #: Pauses (first, longest) between tries of a write recording the answer to a
 #: dial already sent, while the store is away.
@@ -102,6 +119,19 @@ class RetryPolicy:
         if retry_after is not None:
             return max(0.0, retry_after)
         return rng.uniform(0.0, min(self.cap, self.base * (2**retry)))
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A claimed dial that was told "not now" (a 429, or the REST budget): nothing placed.
+
+    ``since`` is when the first refusal came and ``ready_at`` when it may be
+    sent again (monotonic seconds); ``sent`` counts its requests so far.
+    """
+
+    since: float
+    ready_at: float
+    sent: int
 
 
 class AgentLocks:
@@ -204,6 +234,21 @@ class Placer:
         self._guards = guards_config
         self._rng = rng
         self._sleep = sleep
+        # Claims parked by a 429, by key; at most one per agent (a parked claim
+        # keeps its agent busy), so bounded by the agents dialed for.
+        self._parked: dict[str, Parked] = {}
+
+    def parked(self, key: str) -> Parked | None:
+        """The claim ``key`` as parked by a 429, None when it is not parked."""
+        return self._parked.get(key)
+
+    def unpark(self, key: str) -> Parked | None:
+        """Take the claim ``key`` out of the parked ones (it is sent again, or settled)."""
+        return self._parked.pop(key, None)
+
+    def park_again(self, key: str, parked: Parked) -> None:
+        """Put back a parking :meth:`unpark` took, the claim not sent after all."""
+        self._parked[key] = parked
 
     def use_guards(self, guards_config: GuardsConfig) -> None:
         """Check the guards of a reloaded config from the next claim on."""
@@ -264,22 +309,26 @@ class Placer:
             # the agent's queue meanwhile (None keeps its old due time).
             await self.store.release_contact(contact.id, denied.retry_at)
 
-    async def place(self, claim: Claim, request: DialRequest) -> DialResult | Unanswered:
+    async def place(
+        self, claim: Claim, request: DialRequest, parked: Parked | None = None
+    ) -> DialResult | Unanswered:
         """Send the claimed dial; retry what is safe to retry, under the one claim.
 
-        A 429 is the platform's "not now": it never placed the call, so it is
-        retried after its Retry-After without using up one of the attempts, for
-        up to ``retry.max_rate_limited`` seconds in all (a rate limit delays a
-        dial, it does not drop it). Other retryable errors get
-        ``retry.attempts`` requests in all. Sent without an answer, it is
-        :class:`Unanswered`: the caller reconciles it.
+        A 429 is the platform's "not now": it never placed the call, so the
+        claim is parked (see the module docs) and the dial returned skipped
+        (:data:`RATE_LIMITED`) with ``retry_at`` its Retry-After, never slept
+        on here; ``parked`` is the claim's parking when it is sent again. It
+        is given up once ``retry.max_rate_limited`` seconds have passed since
+        the first 429 (a rate limit delays a dial, it does not drop it).
+        Other retryable errors get ``retry.attempts`` requests in all, a short
+        backoff apart. Sent without an answer, it is :class:`Unanswered`: the
+        caller reconciles it.
         """
         rule = claim.rule
         contact = contact_id(claim)
         tries = max(1, self.retry.attempts)
         attempt = 0
-        sent = 0
-        limited_for = 0.0
+        sent = parked.sent if parked else 0
         while True:
             sent += 1
             try:
@@ -287,12 +336,9 @@ class Placer:
             except PlatformError as exc:
                 if isinstance(exc, AmbiguousOutcome):
                     return await self._unknown(claim, str(exc), logging.WARNING)
-                rate_limited = exc.status == 429
-                if rate_limited and limited_for < self.retry.max_rate_limited:
-                    delay = self.retry.delay(attempt, self._rng, exc.retry_after)
-                    delay = min(delay, self.retry.max_rate_limited - limited_for)
-                    limited_for += delay
-                elif exc.retryable and attempt + 1 < tries:
+                if exc.status == 429 or isinstance(exc, BudgetSpent):
+                    return await self._park(claim, exc, sent, parked)
+                if exc.retryable and attempt + 1 < tries:
                     delay = self.retry.delay(attempt, self._rng, exc.retry_after)
                     attempt += 1
                     if delay > self.retry.max_retry_after:
@@ -309,6 +355,7 @@ class Placer:
                     delay=round(delay, 3),
                     error=str(exc),
                 )
+                # Short (``retry.cap`` at most, a few times): waited out here.
                 await self._sleep(delay)
                 continue
             except Exception as exc:
@@ -328,6 +375,40 @@ class Placer:
                 attempts=sent,
             )
             return DialResult("placed", rule, claim.key, conversation_id=placed.conversation_id)
+
+    async def _park(
+        self, claim: Claim, exc: PlatformError, sent: int, parked: Parked | None
+    ) -> DialResult:
+        """A 429 (or the budget) refused the claimed dial: park it, or give up after long enough."""
+        now = self.clock.monotonic()
+        since = parked.since if parked else now
+        limited_for = now - since
+        if limited_for >= self.retry.max_rate_limited:
+            return await self.failed(claim, str(exc), exc)
+        delay = self.retry.delay(0, self._rng, exc.retry_after)
+        delay = min(delay, self.retry.max_rate_limited - limited_for)
+        self._parked[claim.key] = Parked(since, now + delay, sent)
+        log.emit(
+            logger,
+            "dial.retry",
+            rule=claim.rule,
+            user=claim.user_id,
+            key=claim.key,
+            attempt=sent,
+            delay=round(delay, 3),
+            error=str(exc),
+            parked=True,
+        )
+        retry_at = self.clock.now() + timedelta(seconds=delay)
+        return DialResult(
+            "skipped",
+            claim.rule,
+            claim.key,
+            guard=RATE_LIMITED,
+            reason=f"rate_limited, sent again in {delay:.3f}s under the same claim",
+            error=exc,
+            retry_at=retry_at,
+        )
 
     async def record_placed(self, claim: Claim, conversation_id: str, number: str) -> None:
         """Write that ``claim`` placed ``conversation_id``, and track the call from now on."""

@@ -10,6 +10,12 @@ placed (and it is tracked from then on); only a call still not found once the
 history has had time to catch up lets the dial be sent again, under the same
 claim, a bounded number of times. A lookup that fails leaves the claim
 ``unknown`` for the next :meth:`Reconciler.reconcile`.
+
+A claim parked by a 429 (see :mod:`outdial.handlers.placing`) is no lost
+dial: the platform said it placed nothing. It is not looked for; it is sent
+again under the same claim (:meth:`Reconciler.resume`) when its trigger is
+offered again, or, should that offer never come (the agent's readiness moved
+on), by the next reconcile once its wait is over.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from outdial.clock import Clock
 from outdial.config import GuardsConfig
 from outdial.handlers import guards, reconcile
 from outdial.handlers.placing import (
+    RATE_LIMITED,
     AgentLocks,
     DialResult,
     Placer,
@@ -103,7 +110,11 @@ class Reconciler:
         self._guards = guards_config
 
     def needs_reconciling(self, claim: Claim, now: datetime) -> bool:
-        """Whether ``claim`` is reconciled now: unknown, or in flight for a process gone."""
+        """Whether ``claim`` is reconciled now: unknown, or in flight for a process gone;
+        or parked here by a 429 whose wait is over (it is then sent again)."""
+        parked = self._placer.parked(claim.key)
+        if parked is not None and claim.state == "claimed":
+            return self.clock.monotonic() >= parked.ready_at
         gone = reconcile.owner_gone(claim, now, self.owner, self._pid_alive)
         return reconcile.needs_reconciling(claim, now, self.policy, gone=gone)
 
@@ -122,6 +133,38 @@ class Reconciler:
             if claim is None or not self.needs_reconciling(claim, self.clock.now()):
                 return None
             return await self._reconcile_locked(claim, allow_retry=allow_retry)
+
+    async def resume(self, key: str, *, allow_retry: bool = True) -> DialResult:
+        """Send the parked claim ``key`` again, under the same claim (the caller holds the lock).
+
+        Only while it is still this process's and in flight: settled meanwhile
+        (a reconcile, a replica that took over its lapsed lease), it is
+        reported as the duplicate it now is, and nothing is sent.
+        """
+        claim = await self.store.get_claim(key)
+        parked = self._placer.unpark(key)
+        if claim is None or claim.state != "claimed" or claim.owner != str(self.owner):
+            rule = claim.rule if claim else ""
+            user = claim.user_id if claim else None
+            return skipped(rule, key, "idempotency", "already_claimed", user=user)
+        if not allow_retry:
+            if parked is not None:  # still waiting: sent once dialing is on again
+                self._placer.park_again(key, parked)
+            return DialResult("skipped", claim.rule, key, guard=RATE_LIMITED, reason="dialing off")
+        number, denied = await self._placer.contact_guards(claim)
+        if denied is not None:
+            await self._placer.deny_claimed(claim, denied)
+            return skipped(
+                claim.rule,
+                key,
+                denied.guard,
+                denied.reason,
+                user=claim.user_id,
+                contact=contact_id(claim),
+            )
+        return await self.settle(
+            await self._placer.place(claim, request_for(claim, number), parked)
+        )
 
     async def settle(self, sent: DialResult | Unanswered) -> DialResult:
         """What a sent dial came to; one sent without an answer is reconciled at once.
@@ -145,6 +188,9 @@ class Reconciler:
         policy = self.policy
         region = self._guards.default_region
         now = self.clock.now()
+        if claim.state == "claimed" and self._placer.parked(claim.key) is not None:
+            # Refused with a 429, so nothing to look for: send it again.
+            return await self.resume(claim.key, allow_retry=allow_retry)
         if claim.state == "claimed":
             # Left behind by a process that stopped mid-dial: unknown since its last send.
             since = reconcile.last_send(claim)

@@ -24,6 +24,11 @@ is held to the lower one until the platform's window resets.
 :class:`RequestBudget` is the shell: :meth:`RequestBudget.acquire` sleeps
 (with an injectable sleep, so tests never wait for real) until the core
 grants a request. Waiting requests are served first come, first served.
+A request that must not wait where it is (a dial, sent from an agent's turn:
+waiting there would hold up every agent behind it) takes a grant with
+:meth:`RequestBudget.try_acquire` instead and, refused, raises
+:class:`BudgetSpent` without sending; its caller waits elsewhere
+(:meth:`RequestBudget.until_ready`) and sends it again.
 """
 
 from __future__ import annotations
@@ -36,8 +41,17 @@ from dataclasses import dataclass, field
 import anyio
 
 from outdial.clock import Clock
+from outdial.platforms.base import RetryableError
 
-__all__ = ["DEFAULT_LIMIT", "DEFAULT_PER", "RateBudget", "RequestBudget", "RestStats", "Sleep"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "DEFAULT_PER",
+    "BudgetSpent",
+    "RateBudget",
+    "RequestBudget",
+    "RestStats",
+    "Sleep",
+]
 
 #: Requests a client-credentials token may make per window (the platform's default).
 DEFAULT_LIMIT = 300
@@ -159,6 +173,21 @@ class RateBudget:
             self._platform_end = max(self._platform_end, end)
 
 
+class BudgetSpent(RetryableError):
+    """A request refused here, unsent, because the REST budget holds it back.
+
+    Nothing reached the platform, so sending it again later is safe;
+    ``retry_after`` is how long the budget holds requests back now.
+    """
+
+    def __init__(self, what: str, wait: float) -> None:
+        super().__init__(
+            f"{what}: not sent, the REST budget holds requests back for {wait:.3f}s",
+            code="outdial.rest_budget",
+            retry_after=wait,
+        )
+
+
 class RequestBudget:
     """The async shell of a :class:`RateBudget`: :meth:`acquire` waits for a grant."""
 
@@ -177,6 +206,26 @@ class RequestBudget:
                 if wait <= 0:
                     return
                 await self._sleep(wait)
+
+    def try_acquire(self) -> float:
+        """Take one request now and return 0.0, or take nothing and return seconds to wait.
+
+        Never waits. It does not queue behind requests waiting in
+        :meth:`acquire`: those are woken by their own sleep, and the core
+        grants no more than its limit whoever asks.
+        """
+        return self.budget.try_acquire(self._clock.monotonic())
+
+    async def take_or_refuse(self, what: str = "request") -> None:
+        """:meth:`try_acquire`, raising :class:`BudgetSpent` when it would have to wait."""
+        wait = self.try_acquire()
+        if wait > 0:
+            raise BudgetSpent(what, wait)
+
+    async def until_ready(self) -> None:
+        """Wait (on this budget's sleep) until a request may be sent; takes nothing."""
+        while (wait := self.wait()) > 0:
+            await self._sleep(wait)
 
     def wait(self) -> float:
         """Seconds until the next request may be sent, as things stand now."""

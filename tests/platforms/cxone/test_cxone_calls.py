@@ -23,6 +23,7 @@ from outdial.events import Event
 from outdial.platforms.base import AmbiguousOutcome, PlatformBundle, PlatformError, RetryableError
 from outdial.platforms.cxone import wire
 from outdial.platforms.cxone.bundle import cxone_bundle
+from outdial.platforms.ratelimit import BudgetSpent
 
 pytestmark = pytest.mark.anyio
 AGENT = "3141592"
@@ -175,6 +176,27 @@ async def test_a_429_was_not_acted_on_and_stays_retryable() -> None:
         with pytest.raises(RetryableError) as caught:
             await place(rig)
         assert caught.value.retry_after == 3.0
+        rig.clock.advance(4)  # the budget holds every request, ending the session too
+
+
+async def test_a_dial_the_budget_holds_back_is_refused_unsent_and_sent_once_it_frees() -> None:
+    async with running() as rig:
+        rig.mock.overrides.append(
+            lambda r: (
+                httpx.Response(429, headers={"Retry-After": "3"})
+                if r.url.path.endswith("dial-phone")
+                else None
+            )
+        )
+        with pytest.raises(RetryableError):
+            await place(rig)
+        rig.mock.overrides.clear()
+        # The budget now holds every request for the Retry-After: the next dial
+        # is refused here, unsent, instead of waiting in the caller's turn.
+        with pytest.raises(BudgetSpent) as caught:
+            await place(rig)
+        assert (caught.value.retry_after or 0.0) > 0
+        assert dial_requests(rig.mock) == 1
         rig.clock.advance(4)  # the budget holds every request, ending the session too
 
 

@@ -104,10 +104,16 @@ class CxoneClient:
             before_send=self.budget.acquire,
         )
         self._auth = CxoneAuth(self.tokens, before_send=self.budget.acquire)
+        # A dial never waits for the budget (it is sent from an agent's turn):
+        # held back, it is refused unsent and the dialer waits elsewhere.
+        self._dial_auth = CxoneAuth(self.tokens, before_send=self._dial_budget)
         self._base: str | None = None
         self._base_lock = anyio.Lock()
         #: Answers by status and requests that got none (metrics read them).
         self.rest_stats = RestStats()
+
+    async def _dial_budget(self) -> None:
+        await self.budget.take_or_refuse("dial phone")
 
     async def _sleep(self, seconds: float) -> None:
         await self._clock.sleep_until(self._clock.monotonic() + seconds)
@@ -136,8 +142,12 @@ class CxoneClient:
         params: Mapping[str, str] | None = None,
         read_for: float | None = None,
         ambiguous_after_send: bool = False,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
-        """Send one authenticated request; an answer of any status comes back."""
+        """Send one authenticated request; an answer of any status comes back.
+
+        ``auth`` replaces the usual one (whose budget waits) for this request.
+        """
         url = f"{await self.api_base()}{path}"
         sent = self._clock.monotonic()
         response = await send(
@@ -149,7 +159,7 @@ class CxoneClient:
             ambiguous_after_send=ambiguous_after_send,
             json=json,
             params=dict(params) if params else None,
-            auth=self._auth,
+            auth=auth or self._auth,
             timeout=read_for if read_for is not None else httpx.USE_CLIENT_DEFAULT,
         )
         if response.status_code in (429, 503):
@@ -246,7 +256,8 @@ class CxoneClient:
         """``POST agent-sessions/{id}/dial-phone``: accepted (202) is not placed.
 
         A connection lost after sending is :class:`AmbiguousOutcome`; the caller
-        reconciles, never resends.
+        reconciles, never resends. Never waits for the REST budget: held back,
+        it raises :class:`~outdial.platforms.ratelimit.BudgetSpent`, unsent.
         """
         response = await self._request(
             "POST",
@@ -254,6 +265,7 @@ class CxoneClient:
             what="dial phone",
             json=request.model_dump(by_alias=True, exclude_none=True),
             ambiguous_after_send=True,
+            auth=self._dial_auth,
         )
         if response.status_code not in (200, 201, 202, 204):
             raise self._error(response, "dial phone")

@@ -602,15 +602,21 @@ class GenesysPlatform:
         json: Any = None,
         params: Sequence[tuple[str, str]] | None = None,
         ambiguous_after_send: bool = False,
+        wait_for_budget: bool = True,
     ) -> httpx.Response:
         """Send one authenticated request; refresh the token once on a 401.
 
-        Each send (the one after a refresh too) waits for the REST budget first.
+        Each send (the one after a refresh too) waits for the REST budget
+        first; with ``wait_for_budget`` False it is refused instead, unsent
+        (:class:`~outdial.platforms.ratelimit.BudgetSpent`), when it would wait.
         """
         stale_token: str | None = None
         for _ in range(2):
             token = await self._valid_token(force=stale_token is not None)
-            await self.budget.acquire()
+            if wait_for_budget:
+                await self.budget.acquire()
+            else:
+                await self.budget.take_or_refuse(what)
             sent = self._clock.monotonic()
             response = await send(
                 self._http,
@@ -744,7 +750,12 @@ class GenesysPlatform:
     # -- calls and agents ----------------------------------------------------
 
     async def place_call(self, request: DialRequest) -> PlacedCall:
-        """``POST /api/v2/conversations/calls/user/{userId}`` on behalf of the agent."""
+        """``POST /api/v2/conversations/calls/user/{userId}`` on behalf of the agent.
+
+        Never waits for the REST budget: a dial the budget holds back raises
+        :class:`~outdial.platforms.ratelimit.BudgetSpent`, unsent, so the
+        dialer can wait outside the agent's turn.
+        """
         try:
             body = CreateCallRequest.from_dial(request).to_json()
         except ValidationError as exc:
@@ -755,6 +766,7 @@ class GenesysPlatform:
             what="place call",
             json=body,
             ambiguous_after_send=True,
+            wait_for_budget=False,
         )
         if response.status_code == 504:
             # A gateway timeout: the platform behind it may still have placed the call.
