@@ -24,6 +24,7 @@ RUNS = {
     "scale": ["scale.py", "--quick"],
     "decode": ["decode.py", "--quick"],
     "store_ops": ["store_ops.py", "--quick"],
+    "ratelimited": ["ratelimited.py", "--quick"],
     "soak": ["soak.py", "--duration", "4"],
 }
 
