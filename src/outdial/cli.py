@@ -118,7 +118,7 @@ def _existing_store(config: Config) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from outdial.app import run_until_signalled
-    from outdial.loop import LoopUnavailable, backend_options
+    from outdial.loop import LoopUnavailable, backend_options, tune_gc
 
     try:
         options = backend_options(args.loop)
@@ -126,6 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"outdial: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = _load(args)
+    tune_gc()
     try:
         anyio.run(run_until_signalled, config, args.config, backend_options=options)
     except Exception as exc:  # every cause, however wrapped: one line each, a code by kind
