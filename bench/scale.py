@@ -459,7 +459,10 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
             with open(Path(tmp) / "outdial.log", "w") as log:
                 started = time.monotonic()
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "outdial", "run", "--config", str(config)],
+                    [
+                        *(sys.executable, "-m", "outdial", "run", "--config", str(config)),
+                        *("--loop", args.loop),
+                    ],
                     cwd=REPO,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
@@ -685,6 +688,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile",
         metavar="FILE",
         help="sample outdial with py-spy (installed separately) into FILE, as collapsed stacks",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="outdial run's --loop (auto: uvloop when installed)",
     )
     parser.add_argument("--child-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
