@@ -63,11 +63,20 @@ import httpx
 from anyio.streams.buffered import BufferedByteReceiveStream
 from websockets.asyncio.client import connect
 
-from _common import BENCH_DIR, header, percentile, valid_number, watch_handling
+from _common import (
+    BENCH_DIR,
+    Layout,
+    header,
+    percentile,
+    pin,
+    valid_number,
+    watch_handling,
+)
 from outdial.app import Daemon
 from outdial.clock import SystemClock
 from outdial.config import Config
 from outdial.events import Event
+from outdial.loop import GC_THRESHOLDS, backend_options, tune_gc
 from outdial.platforms.genesys import GenesysPlatform
 from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
@@ -198,6 +207,7 @@ def _summary(label: str, values: Sequence[float], undialed: int = 0) -> str:
 async def run_baseline(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]]:
     """The bare client: websockets loop, json.loads, one bare httpx POST per trigger."""
     async with Driver.running(args.server, args.agents, args.seed) as driver:
+        pin(driver.process.pid, args.layout.load)
         info = driver.info
         transport = TimingTransport()
         async with httpx.AsyncClient(
@@ -271,6 +281,7 @@ async def run_baseline(args: argparse.Namespace) -> tuple[Samples, dict[str, Any
 async def run_outdial(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]]:
     """The daemon, as wired by ``outdial run``, against a fresh fake."""
     async with Driver.running(args.server, args.agents, args.seed) as driver:
+        pin(driver.process.pid, args.layout.load)
         info = driver.info
         agents: list[str] = info["agents"]
         config = Config.model_validate(
@@ -494,7 +505,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="a short run: 0.5 s, 20 agents, at most 100/s"
     )
+    parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the event loop, as outdial run's --loop (auto: uvloop when installed)",
+    )
     args = parser.parse_args(argv)
+    args.layout = Layout()
+    pin(0, args.layout.measured)
     args.rates = [float(r) for r in str(args.rate).split(",") if r.strip()]
     if not 0 < args.share <= 1:
         parser.error("--trigger-share must be in (0, 1]")
@@ -512,11 +531,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"for {args.seconds:g} s after {args.warmup_seconds:g} s of warm-up",
                 f"server: {SERVERS[args.server]}, in its own process; "
                 "sent = handed to httpx's transport",
+                f"runtime: as outdial run (--loop {args.loop}, collector thresholds "
+                f"{', '.join(map(str, GC_THRESHOLDS))}); the baseline shares the process",
             ],
+            args.layout,
         ),
         flush=True,
     )
-    return anyio.run(measure, args)
+    # The daemon's side runs as ``outdial run`` does: on uvloop when installed
+    # (``--loop``), the collector tuned, pinned apart from the server.
+    tune_gc()
+    return anyio.run(measure, args, backend_options=backend_options(args.loop))
 
 
 if __name__ == "__main__":
