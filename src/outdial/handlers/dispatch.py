@@ -45,6 +45,7 @@ from functools import partial
 from outdial import log
 from outdial.clock import Clock
 from outdial.config import Config
+from outdial.domain import Decoded
 from outdial.events import Event, topic_user_id
 from outdial.handlers.dialer import WAITED_OUT, Dialer, DialResult
 from outdial.handlers.donotcall import load_do_not_call_file
@@ -356,7 +357,15 @@ class Handlers:
         """
         self.refresher.saw(event)
         tracked = self.pacer.is_tracked(user)
-        decoded = decode(self.codec, event, self.clock.now())
+        # What an event says of an agent's presence, routing or workload feeds
+        # readiness only: for an agent whose readiness is not followed it is not
+        # read at all (the rules match the body as it came). Call events always
+        # are, for tracking. Measured: decoding was 8 % of the daemon's CPU at
+        # 10,000 presence events/s of agents dialed by an event rule.
+        if tracked or self.codec.is_calls_topic(event.topic):
+            decoded = decode(self.codec, event, self.clock.now())
+        else:
+            decoded = _UNREAD
         call = decoded.call
         own = False
         if call is not None:
@@ -545,6 +554,10 @@ class Handlers:
         See :meth:`~outdial.handlers.refresher.GapRefresher.refresh_agents`.
         """
         return await self.refresher.refresh_agents(user_ids)
+
+
+#: The decoding of an event that is not read (see ``Handlers._bookkeep``).
+_UNREAD = Decoded()
 
 
 def _readiness_policy(config: Config, codec: Codec) -> ReadinessPolicy:
