@@ -278,42 +278,48 @@ async def run_baseline(args: argparse.Namespace) -> tuple[Samples, dict[str, Any
     return transport.samples, published
 
 
+#: A ``calls_per_second`` that never holds a dial back.
+UNLIMITED = 100_000.0
+
+
+def daemon_config(info: dict[str, Any], calls_per_second: float) -> Config:
+    """The daemon's config: one next-contact rule on Available presence, permissive guards
+    (but ``calls_per_second``)."""
+    return Config.model_validate(
+        {
+            "platform": {
+                "api_url": info["api_url"],
+                "login_url": info["login_url"],
+                "client_id": info["client_id"],
+                "client_secret": info["client_secret"],
+            },
+            "listener": {"ping_interval": 10.0, "ping_timeout": 5.0},
+            "guards": {
+                "default_region": "GB",
+                "calling_window": ["00:00", "23:59"],
+                "calls_per_second": calls_per_second,
+                "max_attempts": 3,
+            },
+            "rules": [
+                {
+                    "name": "next-contact-when-available",
+                    "topic": "v2.users.{userId}.presence",
+                    "users": info["agents"],
+                    "when": {"presenceDefinition.systemPresence": "Available"},
+                    "dial": {"user": "{userId}", "contact": "next", "caller_id": "+441214999999"},
+                }
+            ],
+        }
+    )
+
+
 async def run_outdial(args: argparse.Namespace) -> tuple[Samples, dict[str, Any]]:
     """The daemon, as wired by ``outdial run``, against a fresh fake."""
     async with Driver.running(args.server, args.agents, args.seed) as driver:
         pin(driver.process.pid, args.layout.load)
         info = driver.info
         agents: list[str] = info["agents"]
-        config = Config.model_validate(
-            {
-                "platform": {
-                    "api_url": info["api_url"],
-                    "login_url": info["login_url"],
-                    "client_id": info["client_id"],
-                    "client_secret": info["client_secret"],
-                },
-                "listener": {"ping_interval": 10.0, "ping_timeout": 5.0},
-                "guards": {
-                    "default_region": "GB",
-                    "calling_window": ["00:00", "23:59"],
-                    "calls_per_second": 100_000,
-                    "max_attempts": 3,
-                },
-                "rules": [
-                    {
-                        "name": "next-contact-when-available",
-                        "topic": "v2.users.{userId}.presence",
-                        "users": agents,
-                        "when": {"presenceDefinition.systemPresence": "Available"},
-                        "dial": {
-                            "user": "{userId}",
-                            "contact": "next",
-                            "caller_id": "+441214999999",
-                        },
-                    }
-                ],
-            }
-        )
+        config = daemon_config(info, UNLIMITED)
         per_agent = args.triggers // len(agents) + 3  # + the startup refresh's dial
         rows = [
             ContactRow(user, valid_number(a * per_agent + i), f"c{a}-{i}", None, "Europe/London")

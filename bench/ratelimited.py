@@ -61,18 +61,15 @@ import anyio
 import httpx
 
 from _common import Layout, header, percentile, pin, valid_number, watch_handling
-from latency import CALL_PATH, Driver, _summary
+from latency import CALL_PATH, UNLIMITED, Driver, _summary, daemon_config
 from outdial.app import Daemon
 from outdial.clock import SystemClock
-from outdial.config import Config
 from outdial.events import Event, topic_user_id
 from outdial.platforms.genesys import GenesysPlatform
 from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
 
-#: calls_per_second of the baseline run: never the limit.
-UNLIMITED = 100_000.0
 #: The target of issue 13 part 4, for triggers that got a token at once.
 TARGET_P99_MS = 50.0
 
@@ -140,36 +137,6 @@ def expected_waits(arrivals: Sequence[float], rate: float) -> list[float]:
     return waits
 
 
-def config_for(info: dict[str, Any], cps: float) -> Config:
-    """The daemon's config: one rule, permissive guards but ``calls_per_second``."""
-    return Config.model_validate(
-        {
-            "platform": {
-                "api_url": info["api_url"],
-                "login_url": info["login_url"],
-                "client_id": info["client_id"],
-                "client_secret": info["client_secret"],
-            },
-            "listener": {"ping_interval": 10.0, "ping_timeout": 5.0},
-            "guards": {
-                "default_region": "GB",
-                "calling_window": ["00:00", "23:59"],
-                "calls_per_second": cps,
-                "max_attempts": 3,
-            },
-            "rules": [
-                {
-                    "name": "next-contact-when-available",
-                    "topic": "v2.users.{userId}.presence",
-                    "users": info["agents"],
-                    "when": {"presenceDefinition.systemPresence": "Available"},
-                    "dial": {"user": "{userId}", "contact": "next", "caller_id": "+441214999999"},
-                }
-            ],
-        }
-    )
-
-
 async def run_daemon(args: argparse.Namespace, cps: float, layout: Layout) -> Run:
     """The daemon at ``cps`` calls a second against a fresh server."""
     run = Run(cps)
@@ -194,7 +161,7 @@ async def run_daemon(args: argparse.Namespace, cps: float, layout: Layout) -> Ru
                     transport=transport,
                     requests_per_minute=100_000_000,  # only calls_per_second limits here
                 )
-                config = config_for(info, cps)
+                config = daemon_config(info, cps)
                 daemon = Daemon(
                     config,
                     platform=genesys_bundle(platform, config.listener, SystemClock()),
