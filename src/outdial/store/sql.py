@@ -343,7 +343,7 @@ class SqlStore:
 
     ``fast_path=False`` runs every operation in the worker thread and commits
     every write durably, whatever the backend allows: the store as it was
-    before operations ran inline, kept as ``bench/store.py``'s baseline.
+    before operations ran inline, kept as ``bench/store_ops.py``'s baseline.
     """
 
     def __init__(self, db: Database, *, fast_path: bool = True) -> None:
