@@ -44,7 +44,7 @@ test: lint typecheck pytest
 
 # Each benchmark prints its machine, layout (pinned CPUs), command and same-run baseline.
 bench: $(STAMP)
-	for b in throughput latency memory recovery scale; do $(BIN)/python bench/$$b.py || exit 1; done
+	for b in throughput latency ratelimited memory recovery scale; do $(BIN)/python bench/$$b.py || exit 1; done
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
