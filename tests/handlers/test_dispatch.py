@@ -529,3 +529,21 @@ async def test_a_reload_brings_new_guards_to_the_next_dial() -> None:
     await h.apply_config(config(next_contact_rule()))
     await h.handle(presence(stamp="t2"))
     assert len(platform.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_prepare_hands_back_the_dial_and_does_the_rest_at_once() -> None:
+    """What waits on the platform (the dial) is returned to run apart; nothing else is."""
+    h = await make()
+    platform = cast(FakePlatform, h.platform)
+    assert await h.prepare(presence(value="Away")) is None, "nothing to dial: all done here"
+    rest = await h.prepare(presence(stamp="t2"))
+    assert rest is not None
+    assert platform.placed == [], "the dial waits for the step to run"
+    await rest()
+    assert platform.placed == ["conv-1"]
+    # The dialed call's events are quick (tracking only): done at once.
+    assert await h.prepare(call_event("conv-1", "connected", connectedTime="t")) is None
+    call = await h.store.get_call("conv-1")
+    assert call is not None
+    assert call.state == "connected"
