@@ -8,11 +8,19 @@ bounded stream; when it is full the dispatcher waits, and the backlog stays in
 the listener's own bounded queue (which overflows as it documents). Topics
 without an agent all go to one worker.
 
+A worker does only an event's quick part (:meth:`Handlers.prepare`: the call
+tracked, the readiness facts, the rules matched). What waits on the platform
+(a dial and its answer, an offer of a ready agent, a custom handler, a step
+such as a re-read) runs in the agent's *lane*: a task of its own, behind which
+the agent's next items queue until it is done. One agent's events stay in
+order; a slow answer or a rate limit holds up that agent only.
+
 A gap from the listener makes the handlers re-read the affected agents and
-calls over REST, in a task of its own (gaps arriving meanwhile are merged into
-the next re-read): each agent's re-read runs as a step queued in that agent's
-worker, so it is handled in order with the agent's live events and never holds
-up other agents' events for longer than one step.
+calls over REST, in a task of its own: a batch of agents at a time, each batch
+waiting for the listener's queue to have room
+(:class:`~outdial.handlers.rereads.RereadPacing`), gaps arriving meanwhile
+joining the agents pending. Each agent's re-read runs as a step queued for
+that agent, in order with its live events, in its lane.
 
 A store whose database goes away (see :mod:`outdial.store.health`) does not
 stop the daemon: the sockets stay up, events are still read, dials fail
