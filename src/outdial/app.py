@@ -211,6 +211,10 @@ class Daemon:
         # Agents whose handling runs beside their worker now (a dial, a step), each
         # with the items that came for it meanwhile, handled in order after it.
         self._lanes: dict[str | None, deque[_WorkItem]] = {}
+        # Events queued per lane at most (steps are bounded by their callers).
+        self._lane_size = config.handling.worker_queue_size
+        #: Events dropped because their agent's lane was full (each agent re-read after).
+        self.lane_overflowed = 0
         self._tg: anyio.abc.TaskGroup | None = None
         # Agents to re-read after gaps not yet refreshed: at most every subscribed agent.
         self._gap_users: set[str] = set()
@@ -316,7 +320,10 @@ class Daemon:
                 user = topic_user_id(item.topic)
             lane = lanes.get(user)
             if lane is not None:
-                lane.append(item)  # behind what the agent is doing
+                if isinstance(item, Event) and len(lane) >= self._lane_size:
+                    self._lane_overflow(user, item)
+                else:
+                    lane.append(item)  # behind what the agent is doing
                 continue
             if isinstance(item, _Step):
                 self._open_lane(user, item)
@@ -324,6 +331,29 @@ class Daemon:
             rest = await self.handlers.prepare(item)
             if rest is not None:
                 self._open_lane(user, rest)
+
+    def _lane_overflow(self, user: str | None, event: Event) -> None:
+        """An agent's lane is full (its dial waits long, its events keep coming): drop the
+        event, counted, and re-read the agent once its lane has drained.
+
+        The listener's overflow policy, for one agent: the re-read, a step
+        queued behind the lane (steps are never dropped), brings back what
+        the dropped events said. Other agents are not touched.
+        """
+        self.lane_overflowed += 1
+        if user is None:
+            return  # nothing to re-read (no agent topics here)
+        if user not in self._gap_users:
+            emit(
+                log,
+                "daemon.lane_overflow",
+                logging.WARNING,
+                user=user,
+                queued=self._lane_size,
+                topic=event.topic,
+            )
+        self._gap_users.add(user)
+        self._gap_wakeup.set()
 
     def _open_lane(self, user: str | None, first: UserStep) -> None:
         """Run ``first`` for ``user`` beside the worker, then the agent's items queued meanwhile."""

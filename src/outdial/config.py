@@ -291,6 +291,8 @@ class HandlingConfig(_Strict):
     less CPU than 16 at 10,000 events/s, ``bench/scale.py``).
     ``worker_queue_size``: events waiting per worker; when it is full the
     listener's own bounded queue takes the backlog (and overflows as it says).
+    It also bounds the events waiting in one agent's lane behind a dial:
+    past it, the agent's events are dropped, counted, and the agent re-read.
     ``refresh_concurrency``: agents re-read over REST at once after a gap.
     """
 

@@ -32,6 +32,8 @@ from outdial.store import open_store
 
 pytestmark = pytest.mark.anyio
 
+CALLS_PATH = r"/api/v2/conversations/calls/user/"
+
 AGENTS = [str(uuid.UUID(int=0x5EED0000 + n)) for n in range(40)]
 BLOCKER = AGENTS[0]
 
@@ -138,3 +140,34 @@ async def test_a_dial_waiting_for_the_platform_holds_up_its_agent_only(
             await run.until("call.ended", 2)
     assert sorted(fake.numbers()) == sorted(NUMBERS[:2])
     assert fake.requests == 2
+
+
+async def test_events_past_a_full_lane_are_dropped_counted_and_the_agent_re_read(
+    tmp_path: Path,
+) -> None:
+    """An agent's dial waits long while its events keep coming: past ``worker_queue_size``
+    they are dropped (no buffer grows without bound), and the agent is re-read after."""
+    agent = AGENTS[0]
+    async with FakePlatform([agent]) as platform:
+        await platform.set_presence(agent, "Away")
+        config = ready_config(platform, sqlite(tmp_path), [agent])
+        config = config.model_copy(
+            update={"handling": config.handling.model_copy(update={"worker_queue_size": 3})}
+        )
+        async with daemon_for(config, contacts=[(agent, NUMBERS[0])]) as run:
+            await run.until("agent.not_ready")
+            platform.stall_next(CALLS_PATH, 60.0, method="POST")  # released below
+            await platform.set_presence(agent, "Available")
+            await platform.wait_for(lambda: len(platform.recorded.call_requests) == 1)
+            reread = run.daemon.agents_reread
+            for n in range(6):  # the lane holds 3 of them
+                await platform.publish(f"v2.users.{agent}.presence", presence(100 + n))
+            # The call's own events come too (the platform placed it before answering).
+            await run.log.until(lambda: run.daemon.lane_overflowed >= 3)
+            warnings = run.log.named("daemon.lane_overflow")
+            assert warnings
+            assert {w["user"] for w in warnings} == {agent}
+            platform.release_stalls()
+            await run.until("dial.placed")
+            await run.log.until(lambda: run.daemon.agents_reread > reread)
+    assert len(platform.recorded.accepted_calls) == 1, "dropped events cost no second call"

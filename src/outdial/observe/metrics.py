@@ -44,6 +44,7 @@ METRIC_NAMES = (
     "outdial_listener_queue_depth",
     "outdial_listener_queue_capacity",
     "outdial_listener_overflowed",
+    "outdial_lane_overflowed",
     "outdial_agents_reread",
     "outdial_agents_reread_pending",
     "outdial_dials",
@@ -203,6 +204,11 @@ class _StateCollector(Collector):
             "outdial_listener_overflowed",
             "Events dropped because the queue was full (each run of them is a gap)",
             listener.stats.overflowed,
+        )
+        yield _counter(
+            "outdial_lane_overflowed",
+            "Events dropped because their agent's lane was full (the agent is re-read)",
+            daemon.lane_overflowed,
         )
         yield _counter(
             "outdial_agents_reread",
