@@ -61,11 +61,10 @@ import anyio
 import httpx
 
 from _common import Layout, header, percentile, pin, valid_number, watch_handling
-from latency import CALL_PATH, UNLIMITED, Driver, _summary, daemon_config
+from latency import CALL_PATH, UNLIMITED, Driver, _summary, daemon_config, server_client
 from outdial.app import Daemon
 from outdial.clock import SystemClock
 from outdial.events import Event, topic_user_id
-from outdial.platforms.genesys import GenesysPlatform
 from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
@@ -153,14 +152,7 @@ async def run_daemon(args: argparse.Namespace, cps: float, layout: Layout) -> Ru
             async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
                 await store.import_contacts(rows)
                 transport = SentTransport()
-                platform = GenesysPlatform(
-                    api_url=info["api_url"],
-                    login_url=info["login_url"],
-                    client_id=info["client_id"],
-                    client_secret=info["client_secret"],
-                    transport=transport,
-                    requests_per_minute=100_000_000,  # only calls_per_second limits here
-                )
+                platform = server_client(info, transport)  # only calls_per_second limits
                 config = daemon_config(info, cps)
                 daemon = Daemon(
                     config,

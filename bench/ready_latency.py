@@ -59,7 +59,6 @@ its next change, so that the pacer can be measured at all; the report says so.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -79,12 +78,11 @@ import httpx
 from websockets.asyncio.client import connect
 
 from _common import header, percentile, valid_number, watch_handling
-from latency import Driver
+from latency import Driver, server_client
 from outdial.app import Daemon
 from outdial.clock import SystemClock
 from outdial.config import Config
 from outdial.events import Event
-from outdial.platforms.genesys import GenesysPlatform
 from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
@@ -423,16 +421,6 @@ def outdial_config(info: Mapping[str, Any], args: argparse.Namespace) -> Config:
     )
 
 
-def unthrottled() -> dict[str, Any]:
-    """Client options that keep a REST budget, if the client has one, out of the way.
-
-    A client sized for a real organisation's limit (300 requests a minute) would
-    measure that limit, not the daemon: 1,000 agents dialing need far more.
-    """
-    parameters = inspect.signature(GenesysPlatform).parameters
-    return {"requests_per_minute": 10_000_000} if "requests_per_minute" in parameters else {}
-
-
 async def run_outdial(args: argparse.Namespace) -> tuple[Book, dict[str, Any]]:
     """The daemon, as ``outdial run`` wires it, against a fresh server."""
     book = Book(args.contacts, args.after_call)
@@ -449,14 +437,7 @@ async def run_outdial(args: argparse.Namespace) -> tuple[Book, dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="outdial-bench-") as tmp:
             async with open_store(f"sqlite:///{Path(tmp) / 'bench.db'}") as store:
                 await store.import_contacts(rows)
-                platform = GenesysPlatform(
-                    api_url=info["api_url"],
-                    login_url=info["login_url"],
-                    client_id=info["client_id"],
-                    client_secret=info["client_secret"],
-                    transport=TimingTransport(book),
-                    **unthrottled(),
-                )
+                platform = server_client(info, TimingTransport(book))
                 config = outdial_config(info, args)
                 daemon = Daemon(
                     config,
