@@ -19,12 +19,13 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 
 from outdial.clock import Clock
 from outdial.config import ListenerConfig
 from outdial.events import Event, Gap
 from outdial.listener.dedupe import OverlapDeduper
+from outdial.listener.queue import BoundedQueue
 from outdial.log import emit
 from outdial.platforms.base import EventSource, EventSourceFactory, SubscriptionResult
 
@@ -66,9 +67,7 @@ class Listener:
         self._sources = sources
         self._settings = settings
         self._clock = clock
-        self._send: MemoryObjectSendStream[Item]
-        self._receive: MemoryObjectReceiveStream[Item]
-        self._send, self._receive = anyio.create_memory_object_stream[Item](settings.queue_size)
+        self._queue = BoundedQueue[Item](settings.queue_size)
         self._dedupe = OverlapDeduper()
         self._rotations_under_way = 0
         self._overflow_since: float | None = None
@@ -93,7 +92,7 @@ class Listener:
     @property
     def queue_depth(self) -> int:
         """Items (events, gaps) received and waiting for the handlers."""
-        return self._receive.statistics().current_buffer_used
+        return len(self._queue)
 
     async def run(self) -> None:
         """Run every shard until cancelled."""
@@ -105,7 +104,7 @@ class Listener:
                     tg.start_soon(supervisor.run)
         finally:
             self._tg = None
-            self._send.close()
+            self._queue.close()
 
     async def set_topics(self, topics: Iterable[str]) -> list[SubscriptionResult]:
         """Subscribe exactly ``topics`` from now on, without reconnecting any socket.
@@ -156,7 +155,7 @@ class Listener:
         """The next event or gap, in order; raises ``anyio.EndOfStream`` once stopped."""
         if self._overflow_since is not None:
             try:
-                return self._receive.receive_nowait()
+                return self._queue.get_nowait()
             except anyio.WouldBlock:
                 # Everything queued before the overflow is handled: now the gap.
                 gap = Gap(
@@ -177,22 +176,22 @@ class Listener:
                 )
                 return gap
         # Whatever is queued is taken without a trip through the event loop:
-        # anyio's receive() is a full loop pass per item (a checkpoint before
-        # and after), which at full speed cost more than parsing the frame and
-        # let the queue overflow. Every _FAIR_EVERY items in a row it is still
-        # a checkpoint, so a consumer that never awaits anything else still
-        # sees cancellation and lets other tasks run; when the queue is empty
-        # it waits as before.
+        # a loop pass per item, at full speed, cost more than parsing the frame
+        # and let the queue overflow. Every _FAIR_EVERY items in a row it is
+        # still a checkpoint, so a consumer that never awaits anything else
+        # still sees cancellation and lets other tasks run; when the queue is
+        # empty it waits (a pass through the loop too).
         if self._fast_streak < _FAIR_EVERY:
             try:
-                item = self._receive.receive_nowait()
+                item = self._queue.get_nowait()
             except anyio.WouldBlock:
-                pass
-            else:
-                self._fast_streak += 1
-                return item
+                self._fast_streak = 0
+                return await self._queue.get()
+            self._fast_streak += 1
+            return item
         self._fast_streak = 0
-        return await self._receive.receive()
+        await anyio.lowlevel.checkpoint()
+        return await self._queue.get()
 
     def deliver(self, event: Event) -> None:
         """One event from a source: queued, dropped as a duplicate, or counted in an overflow."""
@@ -206,7 +205,7 @@ class Listener:
             self._overflow_topics.add(event.topic)
             return
         try:
-            self._send.send_nowait(event)
+            self._queue.put_nowait(event)
         except anyio.WouldBlock:
             self._start_overflow(event.received_at)
             self.stats.overflowed += 1
@@ -226,7 +225,7 @@ class Listener:
         overflow gap when they are behind."""
         if self._overflow_since is None:
             try:
-                self._send.send_nowait(gap)
+                self._queue.put_nowait(gap)
                 self.stats.gaps += 1
                 return
             except anyio.WouldBlock:

@@ -1,0 +1,92 @@
+"""A bounded queue with one consumer, for the listener's events and gaps.
+
+Putting never waits: a full queue refuses the item (``anyio.WouldBlock``) and
+the listener counts it into an overflow. Getting waits when the queue is
+empty, on one :class:`anyio.Event` that the next put sets.
+
+Why not anyio's memory object stream: its ``receive()`` makes a loop pass
+before it looks at the buffer, and when it has to wait it builds a receiver
+record that asks for the current task's info (a ``TaskInfo`` of its coroutine,
+name and parent). At 10,000 events/s the consumer waits for nearly every
+event, and those two were about 4 % of the daemon's CPU (``bench/scale.py
+--profile``). Here a wait is one Event; the caller decides when to yield
+(the listener does every few dozen items in a row).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import anyio
+
+__all__ = ["BoundedQueue"]
+
+_T = TypeVar("_T")
+
+
+class BoundedQueue(Generic[_T]):
+    """At most ``size`` items, first in first out; any task puts, one task gets."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a queue holds at least one item")
+        self._items: deque[_T] = deque()
+        self._size = size
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def size(self) -> int:
+        """The most items it holds."""
+        return self._size
+
+    def put_nowait(self, item: _T) -> None:
+        """Queue ``item``; raise ``anyio.WouldBlock`` when full, ``anyio.ClosedResourceError``
+        once closed."""
+        if self._closed:
+            raise anyio.ClosedResourceError
+        if len(self._items) >= self._size:
+            raise anyio.WouldBlock
+        self._items.append(item)
+        self._wake()
+
+    def get_nowait(self) -> _T:
+        """The oldest item; raise ``anyio.WouldBlock`` when empty, ``anyio.EndOfStream``
+        once closed and empty."""
+        if self._items:
+            return self._items.popleft()
+        if self._closed:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def get(self) -> _T:
+        """The oldest item, waiting for one; raise ``anyio.EndOfStream`` once closed and empty.
+
+        Not a checkpoint when an item is there: the caller yields as it sees fit.
+        """
+        while not self._items:
+            if self._closed:
+                raise anyio.EndOfStream
+            if self._waiter is not None:
+                raise RuntimeError("a BoundedQueue has one consumer")
+            waiter = self._waiter = anyio.Event()
+            try:
+                await waiter.wait()
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def close(self) -> None:
+        """No more items: the consumer gets what is queued, then ``anyio.EndOfStream``."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
