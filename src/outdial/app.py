@@ -1,19 +1,24 @@
 """The daemon: config, platform, listener, handlers and store wired together.
 
-One task receives (the listener, with its own tasks per shard); one task
-dispatches what it delivers to a fixed set of workers (``[handling] workers``),
-each event to the worker its agent hashes to, so one agent's events are handled
-in order while different agents' are handled at once. Each worker reads a small
-bounded stream; when it is full the dispatcher waits, and the backlog stays in
-the listener's own bounded queue (which overflows as it documents). Topics
-without an agent all go to one worker.
+One task receives (the listener, with its own tasks per shard); one task, the
+dispatcher, takes what it delivers. An event's quick part
+(:meth:`Handlers.prepare`: the call tracked, the readiness facts, the rules
+matched) is done by the dispatcher itself when the store answers on the event
+loop without waiting (SQLite on a local file, the default): a hand-off to
+another task per event was a tenth of the daemon's CPU at 10,000 events/s
+(``bench/scale.py``). With a store whose every operation waits on a network
+(PostgreSQL) it goes to a fixed set of workers (``[handling] workers``), each
+event to the worker its agent hashes to, so a slow store holds up a share of
+the agents only. Each worker reads a small bounded stream; when it is full
+the dispatcher waits, and the backlog stays in the listener's own bounded
+queue (which overflows as it documents). Topics without an agent all go to
+one worker. Either way one agent's events are handled in order.
 
-A worker does only an event's quick part (:meth:`Handlers.prepare`: the call
-tracked, the readiness facts, the rules matched). What waits on the platform
-(a dial and its answer, an offer of a ready agent, a custom handler, a step
-such as a re-read) runs in the agent's *lane*: a task of its own, behind which
-the agent's next items queue until it is done. One agent's events stay in
-order; a slow answer or a rate limit holds up that agent only.
+What waits on the platform (a dial and its answer, an offer of a ready agent,
+a custom handler, a step such as a re-read) runs in the agent's *lane*: a task
+of its own, behind which the agent's next items queue until it is done. One
+agent's events stay in order; a slow answer or a rate limit holds up that
+agent only.
 
 A gap from the listener makes the handlers re-read the affected agents and
 calls over REST, in a task of its own: a batch of agents at a time, each batch
@@ -207,6 +212,7 @@ class Daemon:
         #: Metrics and the status board, fed by hooks; served when ``[observe] listen`` is set.
         self.observatory = Observatory(self)
         self.handlers.observer = self.observatory
+        # Empty when the dispatcher does the quick part itself (a store answering inline).
         self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
         # Agents whose handling runs beside their worker now (a dial, a step), each
         # with the items that came for it meanwhile, handled in order after it.
@@ -251,7 +257,7 @@ class Daemon:
             await self.handlers.start()
             async with AsyncExitStack() as streams, anyio.create_task_group() as tg:
                 self._tg = tg
-                for _ in range(handling.workers):
+                for _ in range(0 if self.store.answers_inline else handling.workers):
                     send, receive = anyio.create_memory_object_stream[_WorkItem](
                         handling.worker_queue_size
                     )
@@ -308,29 +314,52 @@ class Daemon:
         rate limit) holds up its agent only.
         """
         inbox = _Inbox(items)
-        lanes = self._lanes
         while True:
             try:
                 item = await inbox.next()
             except anyio.EndOfStream:
                 return
             if isinstance(item, _Step):
-                user: str | None = item.user_id
+                self._take_step(item)
             else:
-                user = topic_user_id(item.topic)
-            lane = lanes.get(user)
-            if lane is not None:
-                if isinstance(item, Event) and len(lane) >= self._lane_size:
-                    self._lane_overflow(user, item)
-                else:
-                    lane.append(item)  # behind what the agent is doing
-                continue
-            if isinstance(item, _Step):
-                self._open_lane(user, item)
-                continue
-            rest = await self.handlers.prepare(item)
-            if rest is not None:
-                self._open_lane(user, rest)
+                await self._take_event(item, topic_user_id(item.topic))
+
+    async def _take_event(self, event: Event, user: str | None) -> None:
+        """Handle ``event``'s quick part now, or queue it behind what its agent is doing.
+
+        While the quick part runs the agent has a lane that is not started
+        yet: a step queued for the agent meanwhile (a refresh, a timer's
+        look; they come from other tasks) waits in it, after this event.
+        """
+        lanes = self._lanes
+        lane = lanes.get(user)
+        if lane is not None:
+            if len(lane) >= self._lane_size:
+                self._lane_overflow(user, event)
+            else:
+                lane.append(event)  # behind what the agent is doing
+            return
+        queued: deque[_WorkItem] = deque()
+        lanes[user] = queued
+        try:
+            rest = await self.handlers.prepare(event)
+        except BaseException:  # cancelled (prepare reports its own errors)
+            del lanes[user]
+            raise
+        if rest is None and not queued:
+            del lanes[user]
+        else:
+            self._start_lane(user, rest)
+
+    def _take_step(self, step: _Step) -> None:
+        """Run ``step`` in its agent's lane, behind what the agent is doing."""
+        user = step.user_id
+        lane = self._lanes.get(user)
+        if lane is not None:
+            lane.append(step)  # never dropped: its callers bound them
+            return
+        self._lanes[user] = deque()
+        self._start_lane(user, step)
 
     def _lane_overflow(self, user: str | None, event: Event) -> None:
         """An agent's lane is full (its dial waits long, its events keep coming): drop the
@@ -355,21 +384,22 @@ class Daemon:
         self._gap_users.add(user)
         self._gap_wakeup.set()
 
-    def _open_lane(self, user: str | None, first: UserStep) -> None:
-        """Run ``first`` for ``user`` beside the worker, then the agent's items queued meanwhile."""
+    def _start_lane(self, user: str | None, first: UserStep | None) -> None:
+        """Run ``first`` for ``user`` (its lane is in ``_lanes``) beside the dispatcher, then
+        the agent's items queued meanwhile."""
         assert self._tg is not None
-        self._lanes[user] = deque()
         self._tg.start_soon(self._lane, user, first)
 
-    async def _lane(self, user: str | None, first: UserStep) -> None:
+    async def _lane(self, user: str | None, first: UserStep | None) -> None:
         queued = self._lanes[user]
         try:
             # Neither raises (a step keeps its error, handle() reports its own); should
             # one all the same, the agent's next items are still handled.
-            try:
-                await first()
-            except Exception as exc:
-                emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
+            if first is not None:
+                try:
+                    await first()
+                except Exception as exc:
+                    emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
             while queued:
                 item = queued.popleft()
                 try:
@@ -378,13 +408,16 @@ class Daemon:
                     emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
         finally:
             # Nothing awaits between the last look at the queue and this: an item
-            # for the agent is either in it (handled above) or goes to the worker.
+            # for the agent is either in it (handled above) or taken afresh.
             del self._lanes[user]
 
     async def _run_for_user(self, user_id: str | None, step: UserStep) -> None:
         """Run ``step`` for ``user_id`` after the agent's events already queued; return once run."""
         item = _Step(user_id, step, anyio.Event())
-        await self._worker_for(user_id).send(item)
+        if self._workers:
+            await self._worker_for(user_id).send(item)
+        else:
+            self._take_step(item)  # in order: the agent's events are prepared or in its lane
         await item.done.wait()
         if item.error is not None:
             raise item.error
@@ -597,7 +630,11 @@ class Daemon:
         else:
             self.events_handled += 1
             self.observatory.event(item)
-            worker = self._worker_for(topic_user_id(item.topic))
+            user = topic_user_id(item.topic)
+            if not self._workers:
+                await self._take_event(item, user)
+                return
+            worker = self._worker_for(user)
             try:
                 # Handed over without a trip through the event loop while the
                 # worker has room: anyio's send() is a full loop pass per event.

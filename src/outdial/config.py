@@ -283,12 +283,15 @@ class LoggingConfig(_Strict):
 class HandlingConfig(_Strict):
     """How events are handled concurrently (``[handling]``; a change needs a restart).
 
-    ``workers``: tasks that handle the quick part of events (tracking,
+    ``workers``: with a store whose operations wait on a network
+    (PostgreSQL), tasks that handle the quick part of events (tracking,
     readiness, matching), each agent's events always by the same one, in
     order; what waits on the platform (a dial, a re-read) runs beside them in
     the agent's own lane. Few are enough: a busy worker takes its queued
     events in a row, an idle one costs a wake-up per event (4 took a fifth
-    less CPU than 16 at 10,000 events/s, ``bench/scale.py``).
+    less CPU than 16 at 10,000 events/s, ``bench/scale.py``). With SQLite on
+    a local file (it answers at once) there are none: the dispatcher does the
+    quick part itself, which saves a hand-off per event.
     ``worker_queue_size``: events waiting per worker; when it is full the
     listener's own bounded queue takes the backlog (and overflows as it says).
     It also bounds the events waiting in one agent's lane behind a dial:

@@ -49,6 +49,8 @@ async def test_tables_survive_reconnecting(postgres_url: str, postgres_schema: s
     await first.aclose()  # idempotent
     second = await PostgresStore.connect(postgres_url, schema=postgres_schema)
     assert [c.phone_number for c in await second.contacts()] == ["+441212345601"]
+    # Every operation waits on the network: the daemon hands events to worker tasks.
+    assert not second.answers_inline
     await second.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await second.contacts()

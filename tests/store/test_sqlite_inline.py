@@ -312,3 +312,14 @@ def test_a_file_on_a_network_file_system_is_never_run_inline(tmp_path: Path) -> 
     assert not _on_network_fs("/srv/nfs/local/o.db", str(mounts))  # the longest mount wins
     assert not _on_network_fs("/srv/nfsother/o.db", str(mounts))  # a prefix is not a mount
     assert not _on_network_fs("/x.db", str(tmp_path / "absent"))  # unknown: WAL mode decides
+
+
+async def test_the_store_says_whether_it_answers_on_the_loop(path: Path) -> None:
+    """The daemon hands events to worker tasks only when the store would make it wait."""
+    fast, baseline = SqliteStore(path), SqliteStore(path, fast_path=False)
+    try:
+        assert fast.answers_inline
+        assert not baseline.answers_inline
+    finally:
+        await fast.aclose()
+        await baseline.aclose()

@@ -37,4 +37,6 @@ def test_the_sql_store_implements_every_role_with_the_same_signatures() -> None:
             ours = inspect.signature(getattr(SqlStore, name))
             assert ours == inspect.signature(getattr(role, name)), f"{role.__name__}.{name}"
     public = {n for n in vars(SqlStore) if not n.startswith("_")}
-    assert public == set().union(*(methods(r) for r in ROLES)) | {"aclose"}
+    # Besides the roles' operations: the health and what the store says of itself.
+    assert public == set().union(*(methods(r) for r in ROLES)) | {"aclose", "answers_inline"}
+    assert "answers_inline" in vars(Store)

@@ -631,6 +631,13 @@ class Store(ClaimStore, CallStore, ContactStore, DoNotCallStore, AgentLeaseStore
 
     health: StoreHealth
 
+    @property
+    def answers_inline(self) -> bool:
+        """Whether the quick operations (reads, call-state writes) are answered on the
+        event loop without waiting (SQLite on a local file): a caller need not hand
+        them to a task of their own to keep other work going."""
+        ...
+
     async def aclose(self) -> None:
         """Close the connection."""
         ...

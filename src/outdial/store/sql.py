@@ -358,6 +358,11 @@ class SqlStore:
         #: Whether the database answers; see :mod:`outdial.store.health`.
         self.health = StoreHealth()
 
+    @property
+    def answers_inline(self) -> bool:
+        """Whether reads and call-state writes run inline, on the loop (see ``_run``)."""
+        return self._inline
+
     async def _run(self, fn: Callable[[Database], _T], kind: OperationKind = DURABLE) -> _T:
         """Run one operation: inline when ``kind`` and the backend allow, else in a thread.
 
