@@ -28,6 +28,7 @@ import pytest
 
 from outdial.store import CallRecord, ContactRow, SqliteStore, StoreSettings, StoreUnavailable
 from outdial.store.base import ContactOutcome
+from outdial.store.disksync import SyncTimes
 
 pytestmark = pytest.mark.anyio
 
@@ -117,7 +118,7 @@ def holder(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-async def test_claims_commit_with_fsync_in_the_thread_call_state_without_on_the_loop(
+async def test_a_first_claim_commits_with_fsync_in_the_thread_call_state_without_on_the_loop(
     store: SqliteStore,
 ) -> None:
     watched = Watched(store)
@@ -276,6 +277,27 @@ async def test_an_inline_write_locked_out_too_long_makes_the_store_unavailable(
         await store.aclose()
 
 
+async def test_a_claim_commits_with_fsync_on_the_loop_only_while_the_disk_syncs_fast(
+    store: SqliteStore,
+) -> None:
+    db: Any = store._db
+    db.sync_times = SyncTimes(samples=1)
+    db.sync_times.record(0.0002)  # claims have lately committed in 0.2 ms
+    watched = Watched(store)
+    claimed = await store.claim_for_dial("k1", "r", AGENT, NOW, contact="next")
+    assert claimed.claim is not None
+    assert watched.take() == [
+        Write("dial_claims", FULL, on_loop=True),
+        Write("contacts", FULL, on_loop=True),
+    ], "durable all the same: the fsync is made before the dial is sent"
+    assert db.sync_times.seen == 2, "its own commit time is measured too"
+    db.sync_times.record(0.050)  # a 50 ms fsync: the disk turned slow
+    claimed = await store.claim_for_dial("k2", "r", "agent-2", NOW, phone_number="+441212345602")
+    assert claimed.claim is not None
+    assert watched.take() == [Write("dial_claims", FULL, on_loop=False)]
+    assert db.sync_times.seen == 4, "measured in the thread as well, so it can come back"
+
+
 async def test_inline_commits_leave_the_wal_checkpoint_to_the_thread_now_and_then(
     store: SqliteStore,
 ) -> None:
@@ -288,7 +310,7 @@ async def test_inline_commits_leave_the_wal_checkpoint_to_the_thread_now_and_the
     # Every _INLINE_COMMITS-th and one more goes to the thread, where a checkpoint may sync.
     assert on_loop.count(False) == 2
     assert on_loop.index(False) == _INLINE_COMMITS
-    # A claim (durable, in the thread) starts the count again.
+    # A claim (durable, in the thread: no commit times yet) starts the count again.
     await store.claim_for_dial("k1", "r", AGENT, NOW, contact="next")
     for _ in range(_INLINE_COMMITS):
         await store.record_call_progress(call("connected"))

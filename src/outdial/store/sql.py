@@ -24,9 +24,14 @@ it. Each method says what kind of operation it is (:data:`OperationKind`):
   ``upsert_call``, ``record_placed``): may commit without an fsync, and so
   inline where the backend allows. Losing one in a power loss costs a re-read
   of the call from the platform, never a second dial (see ``record_placed``);
-- :data:`DURABLE`, everything else and the default (claims, ``mark_unknown``,
-  ``mark_failed``, ``retry_claim``, contacts, leases, do-not-call): committed
-  durably, always in the thread (an fsync on the loop would stall it).
+- :data:`CLAIM`, a dial's claim (``claim_for_dial``): committed durably
+  before the dial is sent; inline only where the backend finds its disk
+  syncs fast (an fsync on a slow disk would stall the loop), else in the
+  thread;
+- :data:`DURABLE`, everything else and the default (``claim_dial``,
+  ``mark_unknown``, ``mark_failed``, ``retry_claim``, contacts, leases,
+  do-not-call): committed durably, always in the thread (an fsync on the
+  loop would stall it).
 
 An inline operation never waits: when it would (another process holds the
 database's write lock) the backend says so before it changed anything
@@ -87,6 +92,7 @@ from outdial.store.health import StoreHealth
 
 __all__ = [
     "CALL_STATE",
+    "CLAIM",
     "DURABLE",
     "READ",
     "SCAN",
@@ -111,7 +117,7 @@ Row = Mapping[str, Any]
 
 #: What a store operation does, which says where it may run and how its commit
 #: is made durable (see the module docs and :meth:`SqlStore._run`).
-OperationKind = Literal["read", "scan", "call_state", "durable"]
+OperationKind = Literal["read", "scan", "call_state", "claim", "durable"]
 #: A read of a few rows by key or index (an agent's, or the calls in progress):
 #: quick enough for the event loop's own thread, where the backend allows it.
 READ: OperationKind = "read"
@@ -121,8 +127,12 @@ SCAN: OperationKind = "scan"
 #: A write of a call's progress: may commit without waiting for the disk
 #: (SQLite: ``synchronous=NORMAL``), and so without leaving the event loop.
 CALL_STATE: OperationKind = "call_state"
-#: Everything else (claims, contacts, leases, the default): committed durably
-#: (SQLite: ``synchronous=FULL``, an fsync), so always in the worker thread.
+#: A dial's claim: committed durably (SQLite: ``synchronous=FULL``, an fsync)
+#: before its request is sent; on the event loop's thread only where the
+#: backend finds its disk syncs fast (see :mod:`outdial.store.disksync`).
+CLAIM: OperationKind = "claim"
+#: Everything else (contacts, leases, settling claims, the default): committed
+#: durably (SQLite: ``synchronous=FULL``, an fsync), always in the worker thread.
 DURABLE: OperationKind = "durable"
 
 
@@ -377,7 +387,7 @@ class SqlStore:
         # probe that may take a whole connect timeout (re-checked under the lock).
         if not self._closed and not health.admits(time.monotonic()):
             raise health.down_error(time.monotonic(), operation)
-        inline = self._inline and kind in (READ, CALL_STATE)
+        inline = self._inline and kind in (READ, CALL_STATE, CLAIM)
         async with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
@@ -746,7 +756,7 @@ class SqlStore:
                 return DialClaim(None, "number_limit", free_at=capped.free_at)
             return DialClaim(claim, do_not_call=listed)
 
-        return await self._run(run)
+        return await self._run(run, CLAIM)
 
     async def get_claim(self, key: str) -> Claim | None:
         """The claim under ``key``, with its contact as it is now."""

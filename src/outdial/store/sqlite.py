@@ -26,10 +26,15 @@ Where an operation runs, and how it commits (the kinds are ``SqlStore``'s):
   they run: a checkpoint syncs the file); after ``_INLINE_COMMITS`` of them in
   a row, the next call-state write runs in the thread, where the checkpoint
   may happen, so the WAL cannot grow without bound;
-- everything else (claims, ``DURABLE``) and whole-table reads (``SCAN``) run in
-  the worker thread with the full ``busy_timeout`` and commit with
-  ``synchronous = FULL``: a claim is on disk before its dial is sent, which
-  exactly-once depends on.
+- a dial's claim (``CLAIM``) commits with ``synchronous = FULL``: it is on
+  disk before its dial is sent, which exactly-once depends on. It runs inline
+  (``busy_timeout = 0``, no checkpoint, counted with the call-state writes)
+  while the file's recent claims committed fast
+  (:class:`~outdial.store.disksync.SyncTimes`, from every claim's commit time
+  wherever it ran), else in the worker thread;
+- everything else (``DURABLE``) and whole-table reads (``SCAN``) run in the
+  worker thread with the full ``busy_timeout``; durable writes commit with
+  ``synchronous = FULL``.
 
 The connection's pragmas are switched between operations, never inside a
 transaction (where SQLite refuses to change ``synchronous``), and only when
@@ -66,6 +71,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from outdial.store.base import StoreError, StoreSettings, StoreUnavailable, UnavailableReason
+from outdial.store.disksync import SyncTimes
 from outdial.store.migrations import (
     LATEST,
     ColumnTypes,
@@ -76,6 +82,7 @@ from outdial.store.migrations import (
 )
 from outdial.store.sql import (
     CALL_STATE,
+    CLAIM,
     DURABLE,
     READ,
     SCAN,
@@ -165,8 +172,10 @@ class _SqliteDatabase(Database):
         self.relaxed = False
         # The pragmas as last set on the connection (absent: not set by us yet).
         self._pragmas: dict[str, int] = {}
-        # Call-state commits made inline since the last one in the thread.
+        # Call-state commits and claims made inline since the last write in the thread.
         self._inline_commits = 0
+        #: How fast claims have lately committed: whether the next may run inline.
+        self.sync_times = SyncTimes()
 
     def _pragma(self, name: str, value: int) -> None:
         """Set a connection pragma unless it has that value already (a statement saved)."""
@@ -192,7 +201,10 @@ class _SqliteDatabase(Database):
                     relaxed = kind == CALL_STATE and self.relaxed
                     self._pragma("synchronous", _NORMAL if relaxed else _FULL)
                     self._pragma("wal_autocheckpoint", self.checkpoint_pages)
+                started = time.monotonic()
                 result = fn(self)
+                if kind == CLAIM:
+                    self.sync_times.record(time.monotonic() - started)
                 if kind not in (READ, SCAN):
                     self._inline_commits = 0  # any checkpoint due was made by this commit
                 return result
@@ -213,18 +225,22 @@ class _SqliteDatabase(Database):
         """On the event loop's thread: ``fn`` with ``busy_timeout = 0``; :class:`WouldWait`
         when it meets a lock (or may owe a checkpoint), so the thread runs it instead.
 
-        Reads, and call-state writes committed with ``synchronous = NORMAL``
-        and no checkpoint; any other kind is never run here.
+        Reads; call-state writes committed with ``synchronous = NORMAL`` and
+        no checkpoint; claims committed with ``FULL`` and no checkpoint,
+        while the disk syncs fast. Any other kind is never run here.
         """
-        if kind not in (READ, CALL_STATE) or not self.inline:
+        if kind not in (READ, CALL_STATE, CLAIM) or not self.inline:
             raise WouldWait(kind)
-        writes = kind == CALL_STATE
+        if kind == CLAIM and not self.sync_times.fast:
+            raise WouldWait("slow disk")  # its fsync would hold up the loop: the thread's
+        writes = kind != READ
         if writes and self._inline_commits >= _INLINE_COMMITS:
             raise WouldWait("checkpoint")  # this one commits in the thread, checkpointing there
+        started = time.monotonic()
         try:
             self._pragma("busy_timeout", 0)
             if writes:
-                self._pragma("synchronous", _NORMAL)
+                self._pragma("synchronous", _FULL if kind == CLAIM else _NORMAL)
                 self._pragma("wal_autocheckpoint", 0)
             result = fn(self)
         except sqlite3.Error as exc:
@@ -236,6 +252,8 @@ class _SqliteDatabase(Database):
             raise error from exc
         if writes:
             self._inline_commits += 1
+        if kind == CLAIM:
+            self.sync_times.record(time.monotonic() - started)
         return result
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
