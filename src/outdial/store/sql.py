@@ -388,6 +388,18 @@ class SqlStore:
         if not self._closed and not health.admits(time.monotonic()):
             raise health.down_error(time.monotonic(), operation)
         inline = self._inline and kind in (READ, CALL_STATE, CLAIM)
+        if inline and health.healthy and not self._closed and not self._lock.locked():
+            # Nobody on the connection (no thread operation under way or waiting):
+            # an inline operation never awaits, so it is alone on it without the
+            # lock, whose every take and release asks for the current task (2 %
+            # of the daemon's CPU at 10,000 events/s, three store calls a dial).
+            try:
+                result = self._attempt_inline(fn, kind, operation)
+            except WouldWait:
+                pass  # it met another process's lock: it waits in the thread, below
+            else:
+                await self._after_inline(kind)
+                return result
         async with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
@@ -403,17 +415,20 @@ class SqlStore:
             except WouldWait:
                 # It met a lock (nothing changed): wait for it in the thread.
                 return await self._attempt(lambda: db.run_as(fn, kind), operation)
-        # Still a checkpoint after it (the lock let go first), as a thread hop
-        # was: other tasks run before the caller goes on (none starves behind a
-        # loop of store calls, and callers' interleavings stay as they were). A
-        # write's is shielded, as the thread's wait is: what it committed is
-        # returned, never lost to a cancellation (the caller's next checkpoint
-        # sees that).
+        await self._after_inline(kind)
+        return result
+
+    @staticmethod
+    async def _after_inline(kind: OperationKind) -> None:
+        """The checkpoint after an inline operation (the lock let go first), as a thread
+        hop was: other tasks run before the caller goes on (none starves behind a
+        loop of store calls, and callers' interleavings stay as they were). A
+        write's is shielded, as the thread's wait is: what it committed is returned,
+        never lost to a cancellation (the caller's next checkpoint sees that)."""
         if kind == READ:
             await anyio.lowlevel.checkpoint()
         else:
             await anyio.lowlevel.cancel_shielded_checkpoint()
-        return result
 
     def _attempt_inline(
         self, fn: Callable[[Database], _T], kind: OperationKind, operation: str
