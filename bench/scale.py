@@ -32,7 +32,8 @@ machine has two). After ``--warmup-seconds`` the measured window of
 ``--seconds`` starts; the client's CPU time (``utime + stime`` of its process,
 from ``/proc/PID/stat``: what ``os.times()`` reports inside it) over the
 window gives its CPU %, with its RSS at both ends. outdial's events processed,
-drops (``outdial_listener_overflowed``) and gaps come from its ``/metrics``,
+drops (``outdial_listener_overflowed`` and ``outdial_lane_overflowed``: the
+listener's queue and the agents' lanes) and gaps come from its ``/metrics``,
 read once at each end of the window. Event -> dial latency is measured by the
 platform: from writing the trigger's frame to receiving the agent's call
 request, over **every** trigger written in the window; one not dialed
@@ -302,6 +303,11 @@ def metric(values: dict[str, float], name: str) -> float:
     return values.get(f"{name}_total", values.get(name, 0.0))
 
 
+def events_dropped(values: dict[str, float]) -> float:
+    """Events outdial dropped: its listener's queue full, or an agent's lane full."""
+    return metric(values, "outdial_listener_overflowed") + metric(values, "outdial_lane_overflowed")
+
+
 def free_port() -> int:
     """A loopback port free a moment ago (for ``[observe] listen``)."""
     with socket.socket() as sock:
@@ -491,7 +497,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                             cpu,
                             rss,
                             metric(values, "outdial_events"),
-                            metric(values, "outdial_listener_overflowed"),
+                            events_dropped(values),
                             metric(values, "outdial_gaps"),
                             metric(values, "outdial_agents_reread"),
                         )
@@ -501,7 +507,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                         start, end, published = run_window(platform, args, rate, sample)
                     finally:
                         stop_profiler(profiler)
-                    dropped = metric(metrics(f"{url}/metrics"), "outdial_listener_overflowed")
+                    dropped_total = events_dropped(metrics(f"{url}/metrics"))
                     return Result(
                         "outdial",
                         rate,
@@ -511,7 +517,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                         startup,
                         requests,
                         channels,
-                        dropped_total=dropped,
+                        dropped_total=dropped_total,
                     )
                 finally:
                     stop(proc)

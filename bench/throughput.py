@@ -23,8 +23,9 @@ run and against the same server this measures:
 
 Events per second count the events *handled* (for the daemon: its handler
 returned) from the first frame's arrival to the last event handled. An event
-the listener dropped on queue overflow is never counted as handled: the drops
-(``listener.stats.overflowed``) and gaps are printed beside the rate, with the
+dropped on overflow is never counted as handled: the drops (the listener's
+queue, ``listener.stats.overflowed``, and for the daemon its agents' full
+lanes, ``lane_overflowed``) and gaps are printed beside the rate, with the
 offered rate (handled + dropped). Each variant runs ``--repeats`` times,
 interleaved; the median is reported with every run's figure. Then
 ``RuleIndex.match`` alone, on the same events, without a socket.
@@ -300,14 +301,16 @@ async def run_daemon(url: str, n: int, users: Sequence[str]) -> Run:
             stats = daemon.listener.stats
             async with anyio.create_task_group() as tg:
                 await tg.start(daemon.run)
-                # Dropped frames never reach the handler: poll for handled + dropped.
-                while handled + stats.overflowed < n:  # noqa: ASYNC110
+                # Dropped frames never reach the handler (or its end, dropped from a
+                # full lane): poll for handled + dropped.
+                while handled + stats.overflowed + daemon.lane_overflowed < n:  # noqa: ASYNC110
                     await anyio.sleep(0.005)
                 tg.cancel_scope.cancel()
     seconds = max(last - start, 1e-9)
     # The startup gap (subscribed: re-read every agent) is not an overflow gap.
     gaps = max(0, daemon.gaps_handled - 1)
-    return Run((handled - 1) / seconds, handled, stats.overflowed, gaps, (n - 1) / seconds)
+    dropped = stats.overflowed + daemon.lane_overflowed
+    return Run((handled - 1) / seconds, handled, dropped, gaps, (n - 1) / seconds)
 
 
 def match_only(
