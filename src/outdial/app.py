@@ -219,6 +219,12 @@ class Daemon:
         self._lanes: dict[str | None, deque[_WorkItem]] = {}
         # Events queued per lane at most (steps are bounded by their callers).
         self._lane_size = config.handling.worker_queue_size
+        # Events queued in all lanes together at most, before the dispatcher waits
+        # for them to drain (see _take_event): as many as the workers' queues hold.
+        self._lane_budget = config.handling.workers * config.handling.worker_queue_size
+        self._lane_backlog = 0
+        self._lane_room: anyio.Event | None = None  # set when a lane takes its next event
+        self._lane_wait_after = 0.0  # lanes stalled: no waiting for them before this time
         #: Events dropped because their agent's lane was full (each agent re-read after).
         self.lane_overflowed = 0
         self._tg: anyio.abc.TaskGroup | None = None
@@ -233,6 +239,11 @@ class Daemon:
     def agents_reread_pending(self) -> int:
         """Agents of reported gaps not re-read yet."""
         return len(self._gap_users)
+
+    @property
+    def lanes_queued(self) -> int:
+        """Events waiting in agents' lanes, behind what each agent is doing."""
+        return self._lane_backlog
 
     @property
     def store_healthy(self) -> bool:
@@ -331,6 +342,8 @@ class Daemon:
         yet: a step queued for the agent meanwhile (a refresh, a timer's
         look; they come from other tasks) waits in it, after this event.
         """
+        if self._lane_backlog >= self._lane_budget:
+            await self._wait_for_lanes()
         lanes = self._lanes
         lane = lanes.get(user)
         if lane is not None:
@@ -338,6 +351,7 @@ class Daemon:
                 self._lane_overflow(user, event)
             else:
                 lane.append(event)  # behind what the agent is doing
+                self._lane_backlog += 1
             return
         queued: deque[_WorkItem] = deque()
         lanes[user] = queued
@@ -350,6 +364,32 @@ class Daemon:
             del lanes[user]
         else:
             self._start_lane(user, rest)
+
+    async def _wait_for_lanes(self) -> None:
+        """The lanes together hold ``workers x worker_queue_size`` events: wait while they
+        take them, so that the backlog stays in the listener's bounded queue.
+
+        Under a load past what the CPU handles, the dispatcher (which takes a
+        few dozen events a pass) would fill the lanes (which take one event in
+        a few passes) and drop from them, an event at a time and after its
+        parse and dispatch were paid for; waiting moves the overflow to the
+        listener's queue, one gap for the lot (``bench/throughput.py``). Lanes
+        that take nothing for ``_LANE_STALL`` seconds are waiting on the
+        platform, not on the CPU: then the dispatcher goes on, for a while
+        without waiting at all, and full lanes drop as they do for one slow
+        agent.
+        """
+        if anyio.current_time() < self._lane_wait_after:
+            return
+        while self._lane_backlog >= self._lane_budget:
+            room = self._lane_room = anyio.Event()
+            with anyio.move_on_after(_LANE_STALL):
+                await room.wait()
+            if not room.is_set():
+                self._lane_room = None
+                self._lane_wait_after = anyio.current_time() + _LANE_STALL_PAUSE
+                emit(log, "daemon.lanes_stalled", logging.WARNING, queued=self._lane_backlog)
+                return
 
     def _take_step(self, step: _Step) -> None:
         """Run ``step`` in its agent's lane, behind what the agent is doing."""
@@ -402,6 +442,12 @@ class Daemon:
                     emit(log, "daemon.lane_failed", logging.ERROR, user=user, error=repr(exc))
             while queued:
                 item = queued.popleft()
+                if not isinstance(item, _Step):
+                    self._lane_backlog -= 1
+                    room = self._lane_room
+                    if room is not None:
+                        self._lane_room = None
+                        room.set()
                 try:
                     await (item() if isinstance(item, _Step) else self.handlers.handle(item))
                 except Exception as exc:
@@ -410,6 +456,8 @@ class Daemon:
             # Nothing awaits between the last look at the queue and this: an item
             # for the agent is either in it (handled above) or taken afresh.
             del self._lanes[user]
+            # Cancelled with events still queued (the daemon stopping): not queued now.
+            self._lane_backlog -= sum(1 for item in queued if not isinstance(item, _Step))
 
     async def _run_for_user(self, user_id: str | None, step: UserStep) -> None:
         """Run ``step`` for ``user_id`` after the agent's events already queued; return once run."""
@@ -644,6 +692,11 @@ class Daemon:
             except anyio.WouldBlock:
                 await worker.send(item)  # full: wait, the backlog stays in the listener
 
+
+#: Lanes that take no event for this long wait on the platform: the dispatcher stops
+#: waiting for them (for _LANE_STALL_PAUSE seconds), and full lanes drop.
+_LANE_STALL = 0.1
+_LANE_STALL_PAUSE = 1.0
 
 #: A worker takes at most this many queued items in a row without a checkpoint.
 _FAIR_EVERY = 32

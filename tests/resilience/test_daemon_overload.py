@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from backends import Backend, backend_fixture  # noqa: F401 (the backend fixture)
+from backends import Backend, backend, backend_fixture  # noqa: F401 (the backend fixture)
 from daemon_harness import NUMBERS, daemon_for, ready_config, sqlite
 from listener_harness import LogWatch, presence
 
@@ -140,6 +140,42 @@ async def test_a_dial_waiting_for_the_platform_holds_up_its_agent_only(
             await run.until("dial.placed", user=first)
             await run.until("call.ended", 2)
     assert sorted(fake.numbers()) == sorted(NUMBERS[:2])
+    assert fake.requests == 2
+
+
+async def test_lanes_full_and_waiting_on_the_platform_hold_up_the_others_only_briefly(
+    tmp_path: Path,
+) -> None:
+    """The lanes together hold at most ``workers x worker_queue_size`` events, past which
+    the dispatcher waits for them; lanes that take nothing (a held dial answer) wait on
+    the platform, not on the CPU: the dispatcher goes on and the other agent is dialed.
+
+    On Genesys only: a CXone dial is settled by the agent's own events before its held
+    HTTP answer comes, so a held answer there does not keep the lane waiting.
+    """
+    genesys = backend("genesys")
+    first, second = genesys.agent_ids(2)
+    async with genesys.start([first, second], available=False) as fake:
+        fake.set_outcome(NUMBERS[0], Outcome.ANSWERED)
+        fake.set_outcome(NUMBERS[1], Outcome.ANSWERED)
+        config = fake.config(sqlite(tmp_path))
+        handling = {"workers": 1, "worker_queue_size": 1}  # the lanes hold one event in all
+        config = config.model_copy(update={"handling": config.handling.model_copy(update=handling)})
+        contacts = [(first, NUMBERS[0]), (second, NUMBERS[1])]
+        async with daemon_for(config, contacts=contacts) as run:
+            await fake.connected()
+            await run.until("agent.not_ready", 2, reason=fake.away_reason())
+            fake.hold_next_dial_answer(60.0)  # released below, never waited out
+            await fake.available(first)
+            await fake.wait_for(lambda: fake.requests == 1)
+            await fake.away(first)  # queued behind the held dial: the lanes are full
+            await run.log.until(lambda: run.daemon.lanes_queued >= 1)
+            await fake.available(second)
+            await run.until("dial.placed", user=second)
+            assert run.log.named("daemon.lanes_stalled"), "it waited for the lanes first"
+            assert not run.log.named("dial.placed", user=first), "the first answer is held"
+            fake.release()
+            await run.until("dial.placed", user=first)
     assert fake.requests == 2
 
 

@@ -45,6 +45,7 @@ METRIC_NAMES = (
     "outdial_listener_queue_capacity",
     "outdial_listener_overflowed",
     "outdial_lane_overflowed",
+    "outdial_lanes_queued",
     "outdial_agents_reread",
     "outdial_agents_reread_pending",
     "outdial_dials",
@@ -209,6 +210,11 @@ class _StateCollector(Collector):
             "outdial_lane_overflowed",
             "Events dropped because their agent's lane was full (the agent is re-read)",
             daemon.lane_overflowed,
+        )
+        yield _gauge(
+            "outdial_lanes_queued",
+            "Events waiting in agents' lanes behind what each agent is doing",
+            daemon.lanes_queued,
         )
         yield _counter(
             "outdial_agents_reread",
