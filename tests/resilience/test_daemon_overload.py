@@ -12,23 +12,21 @@ that agent only: the other agents of its worker go on.
 
 from __future__ import annotations
 
-import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import pytest
 from backends import Backend, backend, backend_fixture  # noqa: F401 (the backend fixture)
 from daemon_harness import NUMBERS, daemon_for, ready_config, sqlite
-from listener_harness import LogWatch, presence
+from listener_harness import presence
 
-from outdial.app import Daemon, platform_from_config
-from outdial.clock import SystemClock
+from outdial.app import Daemon
 from outdial.events import Event, topic_user_id
 from outdial.fake import FakePlatform, Outcome
 from outdial.handlers.dispatch import UserStep
 from outdial.handlers.rereads import RereadPacing
-from outdial.store import open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -38,75 +36,71 @@ AGENTS = [str(uuid.UUID(int=0x5EED0000 + n)) for n in range(40)]
 BLOCKER = AGENTS[0]
 
 
+def holding_prepare(daemon: Daemon, agent: str, hold: Callable[[], Awaitable[None]]) -> None:
+    """Make the quick part of ``agent``'s live events await ``hold()`` first (an instance
+    attribute shadows ``Handlers.prepare``; re-reads do not go through it)."""
+    prepare = daemon.handlers.prepare
+
+    async def held(event: Event) -> UserStep | None:
+        if topic_user_id(event.topic) == agent:
+            await hold()
+        return await prepare(event)
+
+    daemon.handlers.prepare = held  # type: ignore[method-assign]
+
+
+async def run_step(daemon: Daemon, agent: str, step: Callable[[], Awaitable[None]]) -> None:
+    """Queue ``step`` for ``agent`` as the refresher does, and wait for it to run."""
+    await daemon.handlers.run_for_user(agent, step)
+
+
 async def test_an_overflow_re_reads_only_the_agents_whose_events_were_dropped(
     tmp_path: Path,
 ) -> None:
     held = anyio.Event()
     release = anyio.Event()
 
-    log = LogWatch(wait=20)
-    logger = logging.getLogger("outdial")
-    logger.addHandler(log)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        async with FakePlatform(AGENTS) as platform:
-            config = ready_config(platform, sqlite(tmp_path), AGENTS)
-            config = config.model_copy(
-                update={
-                    "listener": config.listener.model_copy(update={"queue_size": 4}),
-                    "handling": config.handling.model_copy(
-                        update={"workers": 1, "worker_queue_size": 1}
-                    ),
-                }
+    async def falling_behind() -> None:
+        # The handlers stop taking events (the quick part of one never ends)
+        # until released: the listener's queue overflows meanwhile.
+        if not release.is_set():
+            held.set()
+            await release.wait()
+
+    async with FakePlatform(AGENTS) as platform:
+        config = ready_config(platform, sqlite(tmp_path), AGENTS)
+        config = config.model_copy(
+            update={
+                "listener": config.listener.model_copy(update={"queue_size": 4}),
+                "handling": config.handling.model_copy(
+                    update={"workers": 1, "worker_queue_size": 1}
+                ),
+            }
+        )
+        async with daemon_for(config) as run:
+            daemon, log = run.daemon, run.log
+            await run.until("daemon.refreshed")
+            at_start = daemon.agents_reread
+            assert at_start == len(AGENTS), "the startup reads every agent once"
+            holding_prepare(daemon, BLOCKER, falling_behind)
+            # Small batches, so that the re-read of the dropped agents takes several.
+            daemon.reread_pacing = RereadPacing(batch=5)
+            for n, agent in enumerate(AGENTS):
+                await platform.publish(f"v2.users.{agent}.presence", presence(n, "Away"))
+                if agent == BLOCKER:
+                    await held.wait()
+            await log.until(lambda: daemon.listener.stats.overflowed > 0)
+            release.set()
+            await log.until(
+                lambda: (
+                    len(log.named("daemon.gap")) >= 2
+                    and daemon.agents_reread_pending == 0
+                    and len(log.named("daemon.refreshed")) >= 2
+                )
             )
-            async with open_store(config.store.url) as store:
-                client = platform_from_config(config)
-                daemon = Daemon(config, platform=client, store=store, clock=SystemClock())
-                prepare = daemon.handlers.prepare
-
-                async def falling_behind(event: Event) -> UserStep | None:
-                    # The handlers stop taking events (the quick part of one never
-                    # ends) until released: the listener's queue overflows meanwhile.
-                    if topic_user_id(event.topic) == BLOCKER and not release.is_set():
-                        held.set()
-                        await release.wait()
-                    return await prepare(event)
-
-                daemon.handlers.prepare = falling_behind  # type: ignore[method-assign]
-                # Small batches, so that the re-read of the dropped agents takes several.
-                daemon.reread_pacing = RereadPacing(batch=5)
-                try:
-                    async with anyio.create_task_group() as tg:
-                        await tg.start(daemon.run)
-                        await log.until(lambda: bool(log.named("daemon.refreshed")))
-                        at_start = daemon.agents_reread
-                        assert at_start == len(AGENTS), "the startup reads every agent once"
-                        for n, agent in enumerate(AGENTS):
-                            await platform.publish(
-                                f"v2.users.{agent}.presence", presence(n, "Away")
-                            )
-                            if agent == BLOCKER:
-                                await held.wait()
-                        await log.until(lambda: daemon.listener.stats.overflowed > 0)
-                        release.set()
-                        await log.until(
-                            lambda: (
-                                len(log.named("daemon.gap")) >= 2
-                                and daemon.agents_reread_pending == 0
-                                and len(log.named("daemon.refreshed")) >= 2
-                            )
-                        )
-                        dropped = daemon.listener.stats.overflowed
-                        reread = daemon.agents_reread - at_start
-                        gaps = log.named("daemon.gap")[1:]  # the first is the startup's
-                        tg.cancel_scope.cancel()
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await client.aclose()
-    finally:
-        logger.removeHandler(log)
-        logger.setLevel(level)
+            dropped = daemon.listener.stats.overflowed
+            reread = daemon.agents_reread - at_start
+            gaps = log.named("daemon.gap")[1:]  # the first is the startup's
     # One presence event per agent: each dropped event is one agent to re-read.
     assert 0 < dropped < len(AGENTS) - 1
     assert sum(gap["users"] for gap in gaps) == dropped
@@ -217,54 +211,28 @@ async def test_a_step_queued_while_an_agents_event_is_prepared_runs_after_it(
     the agent meanwhile (from another task) waits for it, as it would behind a worker."""
     agent, other = AGENTS[:2]
     order: list[str] = []
-    entered, release = anyio.Event(), anyio.Event()
+    entered, release, stepped = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def hold() -> None:
+        order.append("event")
+        entered.set()
+        await release.wait()
+        order.append("event done")
+
+    async def step() -> None:
+        order.append("step")
+        stepped.set()
+
     async with FakePlatform([agent, other]) as platform:
         config = ready_config(platform, sqlite(tmp_path), [agent, other])
-        async with open_store(config.store.url) as store:
-            client = platform_from_config(config)
-            daemon = Daemon(config, platform=client, store=store, clock=SystemClock())
-            prepare = daemon.handlers.prepare
-
-            async def held(event: Event) -> UserStep | None:
-                if topic_user_id(event.topic) == agent and not release.is_set():
-                    order.append("event")
-                    entered.set()
-                    await release.wait()
-                    order.append("event done")
-                return await prepare(event)
-
-            daemon.handlers.prepare = held  # type: ignore[method-assign]
-
-            stepped = anyio.Event()
-
-            async def step() -> None:
-                order.append("step")
-                stepped.set()
-
-            async def queue_step() -> None:
-                await daemon.handlers.run_for_user(agent, step)
-
-            log = LogWatch(wait=20)
-            logger = logging.getLogger("outdial")
-            logger.addHandler(log)
-            level = logger.level
-            logger.setLevel(logging.INFO)
-            try:
-                with anyio.fail_after(20):
-                    async with anyio.create_task_group() as tg:
-                        await tg.start(daemon.run)
-                        await log.until(lambda: bool(log.named("daemon.refreshed")))
-                        await platform.publish(f"v2.users.{agent}.presence", presence(0, "Away"))
-                        await entered.wait()
-                        tg.start_soon(queue_step)
-                        await anyio.wait_all_tasks_blocked()
-                        assert order == ["event"], "the step waits for the agent's event"
-                        release.set()
-                        await stepped.wait()
-                        tg.cancel_scope.cancel()
-            finally:
-                logger.removeHandler(log)
-                logger.setLevel(level)
-                with anyio.CancelScope(shield=True):
-                    await client.aclose()
+        async with daemon_for(config) as run, anyio.create_task_group() as tg:
+            await run.until("daemon.refreshed")
+            holding_prepare(run.daemon, agent, hold)
+            await platform.publish(f"v2.users.{agent}.presence", presence(0, "Away"))
+            await entered.wait()
+            tg.start_soon(run_step, run.daemon, agent, step)
+            await anyio.wait_all_tasks_blocked()
+            assert order == ["event"], "the step waits for the agent's event"
+            release.set()
+            await stepped.wait()
     assert order == ["event", "event done", "step"]
