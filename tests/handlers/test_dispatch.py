@@ -82,7 +82,7 @@ async def test_answered_call_finishes_the_contact(caplog: pytest.LogCaptureFixtu
 
 
 @pytest.mark.anyio
-async def test_a_call_event_is_one_read_and_at_most_one_write() -> None:
+async def test_a_call_event_is_one_store_operation_and_at_most_one_write() -> None:
     h = await make()
     await h.handle(presence())
     used: list[str] = []
@@ -103,15 +103,23 @@ async def test_a_call_event_is_one_read_and_at_most_one_write() -> None:
             return _m(*args, **kw)
 
         setattr(h.store, name, counted)
+    advance = h.store.advance_call
+
+    async def advance_counted(*args: Any, **kw: Any) -> Any:
+        advanced = await advance(*args, **kw)
+        used.append("advance_call, written" if advanced.written else "advance_call")
+        return advanced
+
+    setattr(h.store, "advance_call", advance_counted)  # noqa: B010
     await h.handle(call_event("conv-1", "connected", connectedTime="t"))
-    assert used == ["get_call", "record_call_progress"]
+    assert used == ["advance_call, written"]
     used.clear()
     await h.handle(call_event("conv-1", "connected", connectedTime="t"))
-    assert used == ["get_call"]  # no change: nothing written
+    assert used == ["advance_call"]  # no change: nothing written
     used.clear()
     await h.handle(call_event("conv-1", "disconnected", disconnectType="peer"))
-    # The call's end and its contact's outcome: one write.
-    assert used == ["get_call", "record_call_progress"]
+    # The call's end and its contact's outcome: one operation, one write.
+    assert used == ["advance_call, written"]
     contact = await h.store.get_contact(1)
     assert contact is not None
     assert (contact.state, contact.attempts, contact.last_outcome) == ("done", 1, "answered")

@@ -875,3 +875,51 @@ async def test_call_summary_since_counts_only_calls_and_refusals_from_then(store
     row = from_then[AGENT]
     assert (row.placed, row.answered, row.busy, row.dial_errors) == (1, 1, 0, 1)
     assert await store.call_summary(NOW + timedelta(hours=1)) == []
+
+
+@pytest.mark.anyio
+async def test_advance_call_reads_asks_and_writes_in_one_operation(store: Store) -> None:
+    contact, call = await _dialed_contact(store)
+    assert await store.advance_call("conv-unknown", lambda seen: None) is None
+    # Unchanged: nothing written.
+    unchanged = await store.advance_call("conv-1", lambda seen: None)
+    assert unchanged is not None
+    assert (unchanged.previous, unchanged.written, unchanged.contact) == (call, None, None)
+    # The call's end and its contact's outcome, from what was stored.
+    later = NOW + timedelta(minutes=1)
+    retry = ContactOutcome("no_answer", counted=True, retry_at=later + timedelta(hours=1))
+    seen: list[CallRecord] = []
+
+    def end(stored: CallRecord) -> tuple[CallRecord, ContactOutcome]:
+        seen.append(stored)
+        return replace(stored, state="ended", outcome="no_answer", updated_at=later), retry
+
+    advanced = await store.advance_call("conv-1", end)
+    assert seen == [call]
+    assert advanced is not None
+    ended = replace(call, state="ended", outcome="no_answer", updated_at=later)
+    assert (advanced.previous, advanced.written) == (call, ended)
+    assert await store.get_call("conv-1") == ended
+    stored = await store.get_contact(contact.id)
+    assert advanced.contact == stored
+    assert stored is not None
+    assert (stored.state, stored.attempts, stored.last_outcome) == ("due", 2, "no_answer")
+
+
+@pytest.mark.anyio
+async def test_advance_call_writes_the_call_and_its_contact_together_or_not_at_all(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contact, call = await _dialed_contact(store)
+    ended = replace(call, state="ended", outcome="busy", ended_at=NOW)
+    outcome = ContactOutcome("busy", counted=True, retry_at=NOW)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sql, "_settle_contact", broken)
+        with pytest.raises(RuntimeError):
+            await store.advance_call("conv-1", lambda stored: (ended, outcome))
+    assert await store.get_call("conv-1") == call
+    assert await store.get_contact(contact.id) == contact

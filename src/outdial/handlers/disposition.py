@@ -2,7 +2,7 @@
 
 The guards decide it from the call's outcome, the time and ``[guards]``
 (``retry_after``, ``max_attempts``); the store only writes the answer, in the
-same transaction as the call's end (:meth:`~outdial.store.base.CallStore.record_call_progress`).
+same transaction as the call's end (:meth:`~outdial.store.base.CallStore.advance_call`).
 """
 
 from __future__ import annotations

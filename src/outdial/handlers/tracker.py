@@ -24,6 +24,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import anyio
 
@@ -35,7 +36,7 @@ from outdial.handlers.calls import Call, Outcome, advance
 from outdial.handlers.dialer import DialResult
 from outdial.handlers.disposition import contact_outcome
 from outdial.handlers.live import Live
-from outdial.store.base import CallRecord, Store
+from outdial.store.base import CallChange, CallRecord, ContactOutcome, Store
 
 __all__ = ["CallTracker", "EarlyCall", "EarlyCalls"]
 
@@ -92,6 +93,15 @@ class EarlyCalls:
         return calls
 
 
+class _Decision(NamedTuple):
+    """A call event applied: the call as it was, as it is now, as written, its contact's fate."""
+
+    call: Call
+    new: Call
+    written: CallRecord
+    settled: ContactOutcome | None
+
+
 def _to_call(record: CallRecord) -> Call:
     return Call(
         conversation_id=record.conversation_id,
@@ -129,22 +139,18 @@ class CallTracker:
         (it is tracked in the store)."""
         cid = call.update.conversation_id
         async with self._call_lock(cid):
-            record = await self.store.get_call(cid)
-            if record is None:
+            if not await self._apply(cid, call.update):
                 # Not ours, or ours but the dial's response is not back yet.
                 self._early.keep(EarlyCall(user_id, call, self.clock.now()))
                 return False
-            await self._apply(record, call.update)
         return True
 
     async def end_unseen(self, conversation_id: str) -> None:
         """End a tracked call the platform no longer knows (it ended while nobody looked)."""
         update = CallUpdate(conversation_id, CallState.ENDED, disconnect_type="unknown")
         async with self._call_lock(conversation_id):
-            # Re-read under the lock: an event may have ended it meanwhile.
-            current = await self.store.get_call(conversation_id)
-            if current is not None:
-                await self._apply(current, update)
+            # Read under the lock (in the same operation): an event may have ended it meanwhile.
+            await self._apply(conversation_id, update)
 
     async def dialed_now(self, user_id: str | None, call: CallSeen) -> bool:
         """Whether an untracked call is one of outdial's whose dial is still open.
@@ -179,27 +185,19 @@ class CallTracker:
         async with self._call_lock(result.conversation_id):
             early = self._early.pop(result.conversation_id)
             if early is not None:
-                record = await self.store.get_call(result.conversation_id)
-                if record is not None:
-                    await self._apply(record, early.call.update)
+                await self._apply(result.conversation_id, early.call.update)
         if not result.reconciled:
             return None
         return await self.store.get_call(result.conversation_id)
 
-    async def _apply(self, record: CallRecord, update: CallUpdate) -> None:
-        """Advance one stored call; on its end, record the contact's outcome.
-
-        One store operation (one transaction) writes the call and, when it
-        ended, its contact's outcome (or release): the end of a call costs one
-        commit, and the two are never written apart.
-        """
+    def _decide(self, record: CallRecord, update: CallUpdate) -> _Decision | None:
+        """What ``update`` makes of the stored call (None: nothing changes); pure but for
+        the clock's reading."""
         call = _to_call(record)
         new = advance(call, update)
         if new == call:
-            return
+            return None
         now = self.clock.now()
-        config = self._live.config.guards
-        settled = contact_outcome(new, now, config)
         written = CallRecord(
             conversation_id=new.conversation_id,
             user_id=new.user_id,
@@ -210,7 +208,33 @@ class CallTracker:
             updated_at=now,
             ended_at=now if new.ended else None,
         )
-        contact = await self.store.record_call_progress(written, contact_outcome=settled)
+        return _Decision(call, new, written, contact_outcome(new, now, self._live.config.guards))
+
+    async def _apply(self, conversation_id: str, update: CallUpdate) -> bool:
+        """Advance one stored call; on its end, record the contact's outcome. False when
+        no call has ``conversation_id`` (it is not tracked).
+
+        One store operation reads the call and writes it and, when it ended,
+        its contact's outcome (or release), in one transaction: a call event
+        costs one operation, and the end of a call one commit; the call and
+        its contact are never written apart.
+        """
+        decided: _Decision | None = None
+
+        def change(record: CallRecord) -> CallChange:
+            # Run inside the store's operation (again, should it be tried again):
+            # the last decision is the one written.
+            nonlocal decided
+            decided = self._decide(record, update)
+            return None if decided is None else (decided.written, decided.settled)
+
+        advanced = await self.store.advance_call(conversation_id, change)
+        if advanced is None:
+            return False
+        if decided is None or advanced.written is None:
+            return True
+        call, new, written, settled = decided
+        contact, now, config = advanced.contact, written.updated_at, self._live.config.guards
         self._live.observer.call_progressed(written)
         log.emit(
             logger,
@@ -221,7 +245,7 @@ class CallTracker:
             previous=call.state.value,
         )
         if not new.ended or new.outcome is None:
-            return
+            return True
         counted: bool | None = None
         next_due_at = None
         if contact is not None and settled is not None:
@@ -241,3 +265,4 @@ class CallTracker:
             next_due_at=next_due_at.isoformat() if next_due_at else None,
             attempt_counted=counted,
         )
+        return True

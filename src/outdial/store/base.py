@@ -15,7 +15,7 @@ values are those of :class:`outdial.handlers.calls.CallState` and ``Outcome``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -207,6 +207,20 @@ class ContactOutcome:
     counted: bool
     retry_at: datetime | None = None
     max_attempts: int | None = None
+
+
+#: What a call becomes (written as is) and how its contact settles, or None: unchanged.
+CallChange = tuple[CallRecord, ContactOutcome | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAdvanced:
+    """What :meth:`CallStore.advance_call` found and wrote: the call as it was stored,
+    as written (None: unchanged) and its contact as settled (None: not settled)."""
+
+    previous: CallRecord
+    written: CallRecord | None = None
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,8 +445,10 @@ class CallStore(Protocol):
 
     A call is keyed by its conversation id, so writing it again (a repeated
     or re-read event) replaces it rather than adding one. An ended call and
-    its contact's outcome are written together (:meth:`record_call_progress`),
-    so a contact never loses or gains an attempt to a crash between the two.
+    its contact's outcome are written together (:meth:`record_call_progress`,
+    and :meth:`advance_call`, which reads the call first in the same
+    operation), so a contact never loses or gains an attempt to a crash
+    between the two.
     """
 
     async def upsert_call(self, call: CallRecord) -> None:
@@ -450,6 +466,20 @@ class CallStore(Protocol):
         ``call.updated_at``. Returns the contact as written, or None when no
         outcome was given, the call names no contact, or the contact does not
         exist (the call is written all the same).
+        """
+        ...
+
+    async def advance_call(
+        self, conversation_id: str, change: Callable[[CallRecord], CallChange]
+    ) -> CallAdvanced | None:
+        """Read a call, ask ``change`` what it becomes, and record that: one operation.
+
+        ``change`` (pure, quick: it runs inside the operation) gets the call
+        as stored and returns what to write, as :meth:`record_call_progress`
+        takes it, or None to leave it as it is. Returns None when no call has
+        ``conversation_id``. A call event costs one store operation this way,
+        where a read and then a write were two (with their two hops or
+        loop passes).
         """
         ...
 

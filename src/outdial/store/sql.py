@@ -73,6 +73,8 @@ import anyio.to_thread
 from outdial.log import emit
 from outdial.store.base import (
     AgentLease,
+    CallAdvanced,
+    CallChange,
     CallRecord,
     Claim,
     ClaimState,
@@ -1041,11 +1043,33 @@ class SqlStore:
         """
 
         def run(db: Database) -> Contact | None:
-            with db.transaction():
-                _upsert_call(db, call)
-                if contact_outcome is None or call.contact_id is None:
-                    return None
-                return _settle_contact(db, call.contact_id, contact_outcome, call.updated_at)
+            return _write_progress(db, call, contact_outcome)
+
+        return await self._run(run, CALL_STATE)
+
+    async def advance_call(
+        self, conversation_id: str, change: Callable[[CallRecord], CallChange]
+    ) -> CallAdvanced | None:
+        """Read the call, ask ``change``, write what it says: one operation (a
+        :data:`CALL_STATE` write, as :meth:`record_call_progress` is).
+
+        The read is outside the write's transaction, as it was when it was an
+        operation of its own: a call that does not change takes no write lock.
+        The tracker's per-call lock keeps two events of one call apart.
+        """
+
+        def run(db: Database) -> CallAdvanced | None:
+            row = db.execute(
+                f"SELECT {_CALL_COLUMNS} FROM calls WHERE conversation_id = ?", (conversation_id,)
+            ).one()
+            if row is None:
+                return None
+            previous = _call(db, row)
+            changed = change(previous)
+            if changed is None:
+                return CallAdvanced(previous)
+            written, outcome = changed
+            return CallAdvanced(previous, written, _write_progress(db, written, outcome))
 
         return await self._run(run, CALL_STATE)
 
@@ -1196,6 +1220,17 @@ def _insert_claim(
         owner=owner,
         lease_until=lease_until,
     )
+
+
+def _write_progress(
+    db: Database, call: CallRecord, outcome: ContactOutcome | None
+) -> Contact | None:
+    """One transaction: upsert ``call`` and, given ``outcome``, settle its contact."""
+    with db.transaction():
+        _upsert_call(db, call)
+        if outcome is None or call.contact_id is None:
+            return None
+        return _settle_contact(db, call.contact_id, outcome, call.updated_at)
 
 
 def _number_calls(
