@@ -107,7 +107,8 @@ async def test_a_call_event_is_one_store_operation_and_at_most_one_write() -> No
 
     async def advance_counted(*args: Any, **kw: Any) -> Any:
         advanced = await advance(*args, **kw)
-        used.append("advance_call, written" if advanced.written else "advance_call")
+        wrote = advanced is not None and advanced.written is not None
+        used.append("advance_call, written" if wrote else "advance_call")
         return advanced
 
     setattr(h.store, "advance_call", advance_counted)  # noqa: B010
