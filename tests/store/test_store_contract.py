@@ -6,6 +6,7 @@ skipped when no server is reachable, see ``conftest.py``).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -630,9 +631,29 @@ async def test_record_call_progress_without_the_contact_still_writes_the_call(
     assert await store.get_call("conv-2") == no_contact
 
 
+#: The two ways a call's progress is written (as given, and read-decide-write), each
+#: returning the contact as settled.
+
+
+async def _record(store: Store, call: CallRecord, outcome: ContactOutcome) -> Contact | None:
+    return await store.record_call_progress(call, contact_outcome=outcome)
+
+
+async def _advance(store: Store, call: CallRecord, outcome: ContactOutcome) -> Contact | None:
+    advanced = await store.advance_call(call.conversation_id, lambda stored: (call, outcome))
+    return None if advanced is None else advanced.contact
+
+
+WRITES: dict[str, Callable[[Store, CallRecord, ContactOutcome], Awaitable[Contact | None]]] = {
+    "record_call_progress": _record,
+    "advance_call": _advance,
+}
+
+
 @pytest.mark.anyio
-async def test_record_call_progress_is_one_transaction(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("write", sorted(WRITES))
+async def test_a_calls_progress_is_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch, write: str
 ) -> None:
     contact, call = await _dialed_contact(store)
     ended = replace(call, state="ended", outcome="busy", ended_at=NOW)
@@ -645,12 +666,12 @@ async def test_record_call_progress_is_one_transaction(
     with monkeypatch.context() as patched:
         patched.setattr(sql, "_settle_contact", broken)
         with pytest.raises(RuntimeError):
-            await store.record_call_progress(ended, contact_outcome=outcome)
+            await WRITES[write](store, ended, outcome)
     # Rolled back whole: the call is not ended without its contact's outcome.
     assert await store.get_call("conv-1") == call
     assert await store.get_contact(contact.id) == contact
     # And the store goes on.
-    written = await store.record_call_progress(ended, contact_outcome=outcome)
+    written = await WRITES[write](store, ended, outcome)
     assert written is not None
     assert written.attempts == 2
 
@@ -904,22 +925,3 @@ async def test_advance_call_reads_asks_and_writes_in_one_operation(store: Store)
     assert advanced.contact == stored
     assert stored is not None
     assert (stored.state, stored.attempts, stored.last_outcome) == ("due", 2, "no_answer")
-
-
-@pytest.mark.anyio
-async def test_advance_call_writes_the_call_and_its_contact_together_or_not_at_all(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    contact, call = await _dialed_contact(store)
-    ended = replace(call, state="ended", outcome="busy", ended_at=NOW)
-    outcome = ContactOutcome("busy", counted=True, retry_at=NOW)
-
-    def broken(*args: object) -> None:
-        raise RuntimeError("boom")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(sql, "_settle_contact", broken)
-        with pytest.raises(RuntimeError):
-            await store.advance_call("conv-1", lambda stored: (ended, outcome))
-    assert await store.get_call("conv-1") == call
-    assert await store.get_contact(contact.id) == contact
