@@ -13,13 +13,14 @@ that agent only: the other agents of its worker go on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
-from backends import Backend, backend, backend_fixture  # noqa: F401 (the backend fixture)
-from daemon_harness import NUMBERS, daemon_for, ready_config, sqlite
+from backends import Backend, Fake, backend, backend_fixture  # noqa: F401 (the backend fixture)
+from daemon_harness import NUMBERS, Watched, daemon_for, ready_config, sqlite
 from listener_harness import presence
 
 from outdial.app import Daemon
@@ -107,32 +108,41 @@ async def test_an_overflow_re_reads_only_the_agents_whose_events_were_dropped(
     assert reread == dropped, "re-read exactly the agents whose events were dropped"
 
 
+@asynccontextmanager
+async def first_dial_held(
+    backend: Backend, tmp_path: Path, **handling: int
+) -> AsyncIterator[tuple[Fake, Watched]]:
+    """Two agents with a contact each, the daemon running with ``[handling]`` as given; the
+    first agent made available and its dial sent, the answer held (until ``release``)."""
+    first, second = backend.agent_ids(2)
+    async with backend.start([first, second], available=False) as fake:
+        fake.set_outcome(NUMBERS[0], Outcome.ANSWERED)
+        fake.set_outcome(NUMBERS[1], Outcome.ANSWERED)
+        config = fake.config(sqlite(tmp_path))
+        config = config.model_copy(update={"handling": config.handling.model_copy(update=handling)})
+        contacts = [(first, NUMBERS[0]), (second, NUMBERS[1])]
+        async with daemon_for(config, contacts=contacts) as run:
+            await fake.connected()
+            await run.until("agent.not_ready", 2, reason=fake.away_reason())
+            fake.hold_next_dial_answer(60.0)  # released by the test, never waited out
+            await fake.available(first)
+            await fake.wait_for(lambda: fake.requests == 1)
+            yield fake, run
+
+
 async def test_a_dial_waiting_for_the_platform_holds_up_its_agent_only(
     tmp_path: Path, backend: Backend
 ) -> None:
     """Two agents on one worker: while the first one's dial waits for its answer, the
     second one is dialed; the first one's call is placed once and tracked to its end."""
     first, second = backend.agent_ids(2)
-    async with backend.start([first, second], available=False) as fake:
-        fake.set_outcome(NUMBERS[0], Outcome.ANSWERED)
-        fake.set_outcome(NUMBERS[1], Outcome.ANSWERED)
-        config = fake.config(sqlite(tmp_path))
-        config = config.model_copy(
-            update={"handling": config.handling.model_copy(update={"workers": 1})}
-        )
-        contacts = [(first, NUMBERS[0]), (second, NUMBERS[1])]
-        async with daemon_for(config, contacts=contacts) as run:
-            await fake.connected()
-            await run.until("agent.not_ready", 2, reason=fake.away_reason())
-            fake.hold_next_dial_answer(60.0)  # released below, never waited out
-            await fake.available(first)
-            await fake.wait_for(lambda: fake.requests == 1)
-            await fake.available(second)
-            await run.until("dial.placed", user=second)
-            assert not run.log.named("dial.placed", user=first), "the first answer is held"
-            fake.release()
-            await run.until("dial.placed", user=first)
-            await run.until("call.ended", 2)
+    async with first_dial_held(backend, tmp_path, workers=1) as (fake, run):
+        await fake.available(second)
+        await run.until("dial.placed", user=second)
+        assert not run.log.named("dial.placed", user=first), "the first answer is held"
+        fake.release()
+        await run.until("dial.placed", user=first)
+        await run.until("call.ended", 2)
     assert sorted(fake.numbers()) == sorted(NUMBERS[:2])
     assert fake.requests == 2
 
@@ -149,27 +159,16 @@ async def test_lanes_full_and_waiting_on_the_platform_hold_up_the_others_only_br
     """
     genesys = backend("genesys")
     first, second = genesys.agent_ids(2)
-    async with genesys.start([first, second], available=False) as fake:
-        fake.set_outcome(NUMBERS[0], Outcome.ANSWERED)
-        fake.set_outcome(NUMBERS[1], Outcome.ANSWERED)
-        config = fake.config(sqlite(tmp_path))
-        handling = {"workers": 1, "worker_queue_size": 1}  # the lanes hold one event in all
-        config = config.model_copy(update={"handling": config.handling.model_copy(update=handling)})
-        contacts = [(first, NUMBERS[0]), (second, NUMBERS[1])]
-        async with daemon_for(config, contacts=contacts) as run:
-            await fake.connected()
-            await run.until("agent.not_ready", 2, reason=fake.away_reason())
-            fake.hold_next_dial_answer(60.0)  # released below, never waited out
-            await fake.available(first)
-            await fake.wait_for(lambda: fake.requests == 1)
-            await fake.away(first)  # queued behind the held dial: the lanes are full
-            await run.log.until(lambda: run.daemon.lanes_queued >= 1)
-            await fake.available(second)
-            await run.until("dial.placed", user=second)
-            assert run.log.named("daemon.lanes_stalled"), "it waited for the lanes first"
-            assert not run.log.named("dial.placed", user=first), "the first answer is held"
-            fake.release()
-            await run.until("dial.placed", user=first)
+    # The lanes hold one event in all.
+    async with first_dial_held(genesys, tmp_path, workers=1, worker_queue_size=1) as (fake, run):
+        await fake.away(first)  # queued behind the held dial: the lanes are full
+        await run.log.until(lambda: run.daemon.lanes_queued >= 1)
+        await fake.available(second)
+        await run.until("dial.placed", user=second)
+        assert run.log.named("daemon.lanes_stalled"), "it waited for the lanes first"
+        assert not run.log.named("dial.placed", user=first), "the first answer is held"
+        fake.release()
+        await run.until("dial.placed", user=first)
     assert fake.requests == 2
 
 
