@@ -214,8 +214,8 @@ class Daemon:
         self.handlers.observer = self.observatory
         # Empty when the dispatcher does the quick part itself (a store answering inline).
         self._workers: list[MemoryObjectSendStream[_WorkItem]] = []
-        # Agents whose handling runs beside their worker now (a dial, a step), each
-        # with the items that came for it meanwhile, handled in order after it.
+        # Agents whose handling runs in a lane now (a dial, a step; or whose quick part
+        # is under way), each with the items that came for it meanwhile, in order.
         self._lanes: dict[str | None, deque[_WorkItem]] = {}
         # Events queued per lane at most (steps are bounded by their callers).
         self._lane_size = config.handling.worker_queue_size

@@ -398,7 +398,9 @@ class SqlStore:
             try:
                 result = self._attempt_inline(fn, kind, operation)
             except WouldWait:
-                pass  # it met another process's lock: it waits in the thread, below
+                # It would wait (another process's lock, a slow disk): the thread's,
+                # under the lock, below, without trying it inline a second time.
+                inline = False
             else:
                 await self._after_inline(kind)
                 return result
