@@ -39,11 +39,6 @@ class BoundedQueue(Generic[_T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    @property
-    def size(self) -> int:
-        """The most items it holds."""
-        return self._size
-
     def put_nowait(self, item: _T) -> None:
         """Queue ``item``; raise ``anyio.WouldBlock`` when full, ``anyio.ClosedResourceError``
         once closed."""
