@@ -345,3 +345,32 @@ async def test_the_store_says_whether_it_answers_on_the_loop(path: Path) -> None
     finally:
         await fast.aclose()
         await baseline.aclose()
+
+
+async def test_inline_operations_run_back_to_back_yet_a_loop_of_them_lets_others_run(
+    store: SqliteStore,
+) -> None:
+    """A dial reads its agent's contacts and claims one without a trip through the event
+    loop between them (each trip put every other agent's events before the dial); a task
+    doing nothing but store calls still lets the others run every few of them."""
+    from outdial.store.sql import _INLINE_RUN
+
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    operations = 10 * _INLINE_RUN
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()  # it has started
+        before = turns
+        for _ in range(operations):
+            assert await store.get_call("conv-none") is None
+        let_run = turns - before
+        tg.cancel_scope.cancel()
+    assert let_run < operations, "every inline operation went through the loop"
+    assert let_run >= operations // _INLINE_RUN - 1, f"the others ran {let_run} times only"
