@@ -86,7 +86,9 @@ class TokenSource:
         self._key_secret = access_key_secret
         self._clock = clock
         self._before_send = before_send
-        self._lock = anyio.Lock()
+        # fast_acquire: taken by every request (a dial's too), and free but while a
+        # token is fetched: no trip through the event loop for it.
+        self._lock = anyio.Lock(fast_acquire=True)
         self._token: str | None = None
         self._refresh_token: str | None = None
         self._expires_at = 0.0
