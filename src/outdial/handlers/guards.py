@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
 from phonenumbers import timezone as phone_timezone
 
 from outdial.config import GuardsConfig
+from outdial.phone import number_facts
 
 __all__ = [
     "UNCOUNTED_OUTCOMES",
@@ -61,8 +61,8 @@ _URI_SCHEMES = ("tel:", "sip:", "sips:")
 
 #: Numbers remembered by :func:`normalize_number` and :func:`zones_for`: a dial
 #: reads its number several times (choosing the contact, its guards, the
-#: calling window, the request), and ``phonenumbers.parse`` costs more than the
-#: rest of a guard (about 50 us a number here, and 30 us more for its zones).
+#: calling window, the request), and its parse (:func:`outdial.phone.number_facts`,
+#: made once for all of them) and its zones cost more than the rest of a guard.
 _NUMBERS_KEPT = 4096
 
 
@@ -80,13 +80,12 @@ def normalize_number(raw: str, default_region: str) -> Decision:
             # sip:+4930123456@host;user=phone -> +4930123456
             text = text[len(scheme) :].split("@", 1)[0].split(";", 1)[0]
             break
-    try:
-        parsed = phonenumbers.parse(text, default_region.upper())
-    except phonenumbers.NumberParseException as exc:
-        return Deny("number", f"invalid_number: {raw!r} ({exc})")
-    if not phonenumbers.is_valid_number(parsed):
+    facts = number_facts(text, default_region.upper())
+    if facts.parsed is None:
+        return Deny("number", f"invalid_number: {raw!r} ({facts.error})")
+    if facts.e164 is None:
         return Deny("number", f"invalid_number: {raw!r}")
-    return Allow(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+    return Allow(facts.e164)
 
 
 def zones_for(e164: str, contact_timezone: str | None = None) -> tuple[str, ...]:
@@ -98,9 +97,8 @@ def zones_for(e164: str, contact_timezone: str | None = None) -> tuple[str, ...]
 
 @functools.lru_cache(maxsize=_NUMBERS_KEPT)
 def _number_zones(e164: str) -> tuple[str, ...]:
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
+    parsed = number_facts(e164, None).parsed
+    if parsed is None:
         return ()
     zones = tuple(phone_timezone.time_zones_for_number(parsed))
     # The library answers Etc/Unknown when it does not know: no zone at all.

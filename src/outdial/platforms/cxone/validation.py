@@ -23,6 +23,7 @@ from typing import Any
 import phonenumbers
 from pydantic import ValidationError
 
+from outdial.phone import number_facts
 from outdial.platforms.cxone.wire import DialPhoneRequest
 
 __all__ = [
@@ -131,10 +132,7 @@ def check_phone_number(value: object, field: str) -> DialProblem | None:
         return DialProblem(field, "missing", f"missing {field} (it is empty)")
     possible = False
     if _E164.match(value):
-        try:
-            parsed = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            parsed = None
+        parsed = number_facts(value, None).parsed  # parsed once a dial (outdial.phone)
         possible = parsed is not None and bool(phonenumbers.is_possible_number(parsed))
     if not possible:
         return DialProblem(

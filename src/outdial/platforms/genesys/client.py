@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from outdial.clock import Clock, SystemClock
 from outdial.events import ConversationSummary, Presence
 from outdial.log import emit
+from outdial.phone import number_facts
 from outdial.platforms.base import (
     AgentState,
     AmbiguousOutcome,
@@ -109,18 +111,14 @@ class CreateCallRequest(BaseModel):
     @field_validator("phone_number")
     @classmethod
     def _e164(cls, value: str) -> str:
-        import phonenumbers
-
-        try:
-            parsed = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            raise ValueError(
-                f"{value!r} is not an E.164 number (expected +<country code><number>)"
-            ) from None
+        # Parsed once a dial (outdial.phone): the guards have read this number already.
+        facts = number_facts(value, None)
+        if facts.parsed is None:
+            raise ValueError(f"{value!r} is not an E.164 number (expected +<country code><number>)")
         if not value.startswith("+"):
             raise ValueError(f"{value!r} is not E.164: it must start with +")
-        if not phonenumbers.is_valid_number(parsed):
-            region = phonenumbers.region_code_for_number(parsed) or "its country code"
+        if not facts.valid:
+            region = phonenumbers.region_code_for_number(facts.parsed) or "its country code"
             raise ValueError(f"{value!r} is not a valid number for {region}")
         return value
 
