@@ -549,7 +549,9 @@ class GenesysPlatform:
         )
         self._token: str | None = None
         self._token_expires_at = 0.0
-        self._token_lock = anyio.Lock()
+        # fast_acquire: taken by every request, and free but while a token is
+        # fetched; a trip through the loop for it was one of a dial's loop passes.
+        self._token_lock = anyio.Lock(fast_acquire=True)
         #: Every authenticated request's answer, by status (read by the metrics).
         self.rest_stats = RestStats()
 
