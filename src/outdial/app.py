@@ -362,8 +362,13 @@ class Daemon:
             raise
         if rest is None and not queued:
             del lanes[user]
-        else:
-            self._start_lane(user, rest)
+            return
+        self._start_lane(user, rest)
+        if rest is not None:
+            # Let the lane start now (a dial, up to its request) rather than after the
+            # dozens of queued events the dispatcher takes in a row: at 10,000 events/s
+            # that wait was most of a dial's latency. One loop pass per started dial.
+            await anyio.lowlevel.checkpoint()
 
     async def _wait_for_lanes(self) -> None:
         """The lanes together hold ``workers x worker_queue_size`` events: wait while they

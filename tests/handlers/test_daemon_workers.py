@@ -130,3 +130,56 @@ async def test_a_gaps_bulk_read_holds_up_no_one_and_never_overrides_a_newer_live
         await recorder.until((OTHER, "rest"))
     # AGENT's re-read began before its live event: it is older, and left out.
     assert [s for u, s in recorder.seen if u == AGENT] == ["live"]
+
+
+class BurstListener:
+    """Hands out its items without a checkpoint between them, as the real listener does
+    with what is queued (every few dozen items it yields)."""
+
+    def __init__(self, items: Sequence[Event]) -> None:
+        self.items = list(items)
+        self.topics: set[str] = set()
+
+    async def run(self) -> None:
+        await anyio.sleep_forever()
+
+    def __aiter__(self) -> BurstListener:
+        return self
+
+    async def __anext__(self) -> Event:
+        if not self.items:
+            await anyio.sleep_forever()
+        return self.items.pop(0)
+
+
+async def test_an_agents_step_starts_before_the_dispatcher_takes_the_events_queued_behind() -> None:
+    """A trigger's dial (here a custom handler, run as the agent's step) goes out at
+    once, not after the dozens of other agents' events the dispatcher takes in a row."""
+    store = SqliteStore(":memory:")
+    taken_when_run: list[int] = []
+    ran = anyio.Event()
+    registry = HandlerRegistry()
+
+    @registry.on("v2.users.{userId}.presence", users=[AGENT])
+    async def step(event: Event, match: object) -> None:
+        taken_when_run.append(daemon.events_handled)
+        ran.set()
+
+    daemon = Daemon(
+        config(next_contact_rule()),
+        platform=genesys_bundle(FakePlatform(), ListenerConfig(), clock()),  # type: ignore[arg-type]
+        store=store,
+        clock=clock(),
+        registry=registry,
+    )
+    others = [presence(OTHER, value="Away", stamp=f"b{n}") for n in range(20)]
+    daemon.listener = BurstListener([presence(AGENT, value="Away"), *others])  # type: ignore[assignment]
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(daemon.run)
+            with anyio.fail_after(5):
+                await ran.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        await store.aclose()
+    assert taken_when_run == [1], "the agent's step waited for the events queued behind it"
