@@ -365,9 +365,9 @@ class Daemon:
             return
         self._start_lane(user, rest)
         if rest is not None:
-            # Let the lane start now (a dial, up to its request) rather than after the
-            # dozens of queued events the dispatcher takes in a row: at 10,000 events/s
-            # that wait was most of a dial's latency. One loop pass per started dial.
+            # Let the lane start now (a dial runs up to its request) rather than after
+            # the dozens of queued events the dispatcher takes in a row: at 10,000
+            # events/s that wait was most of a dial's latency. One loop pass per step.
             await anyio.lowlevel.checkpoint()
 
     async def _wait_for_lanes(self) -> None:
