@@ -434,8 +434,8 @@ class SqlStore:
         on (none starves behind a loop of store calls). The others go on at once: a
         dial reads its agent's contacts and claims one back to back, and a trip
         through the loop after each put every other agent's pending events between
-        the trigger and its request (two of a dial's seven loop passes before
-        ``bench/scale.py``'s p50 of 2-3 ms). A write's checkpoint is shielded, as
+        the trigger and its request (two of the four trips a dial made beyond the
+        bare client's, at ``bench/scale.py``'s p50 of 2-3 ms). A write's checkpoint is shielded, as
         the thread's wait is: what it committed is returned, never lost to a
         cancellation (the caller's next checkpoint sees that)."""
         self._inline_run += 1
