@@ -117,10 +117,11 @@ _UNAVAILABLE: dict[int, UnavailableReason] = {
 }
 # First and longest pause between tries of an operation that found the file locked.
 _BUSY_RETRY = (0.005, 0.1)
-# Call-state writes committed inline (no WAL checkpoint) before the next one is
-# sent to the thread, where the checkpoint it may owe blocks nobody. Each
-# writes a few pages: this many stay well under the default 1000-page
-# checkpoint threshold, and a claim (every dial) resets the count anyway.
+# Writes committed inline (call-state writes and claims made on the loop; no
+# WAL checkpoint) before the next one is sent to the thread, where the
+# checkpoint it may owe blocks nobody; any commit made in the thread resets the
+# count. Each writes a few pages: this many stay well under the default
+# 1000-page checkpoint threshold.
 _INLINE_COMMITS = 100
 # PRAGMA synchronous values.
 _FULL, _NORMAL = 2, 1
