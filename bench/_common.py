@@ -222,6 +222,27 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def cpu_ticks(cpu: int | None) -> tuple[int, int]:
+    """(stolen, all) clock ticks of one CPU (``cpuN`` in /proc/stat), or of all when None.
+
+    "Stolen" is the time a virtual machine's host ran something else while
+    this CPU had work: on a shared VM it makes the same code take longer, and
+    a run with much of it is a noisy run. (0, 0) where /proc/stat is missing.
+    """
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return 0, 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] == name:
+            ticks = [int(v) for v in fields[1:]]
+            # user nice system idle iowait irq softirq steal (guest ticks are in user)
+            return (ticks[7] if len(ticks) > 7 else 0), sum(ticks[:8])
+    return 0, 0
+
+
 # -- realistic frames (shapes from tests/fixtures/genesys) -------------------------------------
 
 

@@ -71,6 +71,7 @@ from _common import (
     REPO,
     Layout,
     cpu_seconds,
+    cpu_ticks,
     header,
     percentile,
     pin,
@@ -237,6 +238,7 @@ class Sample:
     dropped: float
     gaps: float
     reread: float = 0.0  # agents re-read after gaps (outdial only)
+    steal: tuple[int, int] = (0, 0)  # the measured CPU's (stolen, all) ticks, set by run_window
 
 
 @dataclass
@@ -265,6 +267,13 @@ class Result:
     def cpu_share(self) -> float:
         """CPU seconds per second of the window (1.0: one core)."""
         return (self.end.cpu - self.start.cpu) / self.seconds
+
+    @property
+    def steal_share(self) -> float | None:
+        """Share of the measured CPU's time the VM's host took in the window (None: unknown)."""
+        stolen = self.end.steal[0] - self.start.steal[0]
+        ticks = self.end.steal[1] - self.start.steal[1]
+        return stolen / ticks if ticks > 0 else None
 
     @property
     def events_per_second(self) -> float:
@@ -389,9 +398,12 @@ def run_window(
     )
     begun = time.monotonic()
     time.sleep(args.warmup_seconds)
+    cpu = min(args.layout.measured) if args.layout.measured else None
     start = sample()
+    start.steal = cpu_ticks(cpu)
     time.sleep(max(0.0, begun + args.warmup_seconds + args.seconds - time.monotonic()))
     end = sample()
+    end.steal = cpu_ticks(cpu)
     return start, end, platform.line()
 
 
@@ -536,6 +548,8 @@ def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[Any] 
     return subprocess.Popen(
         [
             *(_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "250"),
+            # Without pausing the daemon at each sample: paused, it fell behind and dropped.
+            "--nonblocking",
             *("--duration", str(seconds), "--output", args.profile),
         ],
         stdout=subprocess.DEVNULL,
@@ -636,6 +650,13 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
         f"dropped in the window ({_per(reread, window_dropped)} re-reads per drop); "
         f"{dials / window if window > 0 else 0:,.0f} dials/s"
     )
+    steals = [r.steal_share for r in (bare, ours)]
+    if all(share is not None for share in steals):
+        print(
+            f"stolen by the VM's host from the measured CPU: bare run {steals[0]:.1%}, outdial "
+            f"run {steals[1]:.1%} of its time (more than a few %: a noisy run, the CPU % above "
+            "and the latencies swell)"
+        )
     cpu = ours.cpu_share / bare.cpu_share if bare.cpu_share > 0 else math.inf
     p99 = _ratio(ours.p(99), bare.p(99))
     print(f"ratio outdial / bare: CPU x{cpu:.2f}, p50 {_ratio(ours.p(50), bare.p(50))}, p99 {p99}")
