@@ -58,7 +58,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -82,6 +82,8 @@ from outdial.store import open_store
 from outdial.store.base import ContactRow
 
 CALL_PATH = "/api/v2/conversations/calls/user/"
+#: Bounds (seconds, buckets of outdial_store_claim_seconds) a slow claim is counted over.
+SLOW_CLAIM = (0.01, 0.05, 0.1)
 #: Topics per notification channel: the platform's maximum, and outdial's shard size.
 TOPICS_PER_CHANNEL = 1000
 #: The bare client sheds a trigger rather than queue a request behind this many.
@@ -238,6 +240,9 @@ class Sample:
     dropped: float
     gaps: float
     reread: float = 0.0  # agents re-read after gaps (outdial only)
+    #: Claims that took longer than each bound (seconds), from outdial's histogram.
+    slow_claims: dict[float, float] = field(default_factory=dict)
+    claims: float = 0.0
     steal: tuple[int, int] = (0, 0)  # the measured CPU's (stolen, all) ticks, set by run_window
 
 
@@ -304,6 +309,10 @@ def metrics(url: str) -> dict[str, float]:
             values[name] = values.get(name, 0.0) + float(value)
         except ValueError:
             continue
+        if name.endswith("_bucket") and 'le="' in name_labels:
+            # A histogram's buckets also by their bound: "name|le=0.05".
+            bound = name_labels.split('le="', 1)[1].split('"', 1)[0]
+            values[f"{name}|le={bound}"] = float(value)
     return values
 
 
@@ -512,6 +521,12 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                             events_dropped(values),
                             metric(values, "outdial_gaps"),
                             metric(values, "outdial_agents_reread"),
+                            slow_claims={
+                                bound: values.get("outdial_store_claim_seconds_count", 0.0)
+                                - values.get(f"outdial_store_claim_seconds_bucket|le={bound}", 0.0)
+                                for bound in SLOW_CLAIM
+                            },
+                            claims=values.get("outdial_store_claim_seconds_count", 0.0),
                         )
 
                     profiler = start_profiler(args, proc.pid)
@@ -657,6 +672,14 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
             f"run {steals[1]:.1%} of its time (more than a few %: a noisy run, the CPU % above "
             "and the latencies swell)"
         )
+    claims = ours.end.claims - ours.start.claims
+    slow = ", ".join(
+        f"over {bound * 1000:g} ms: {_slow_in_window(ours, bound):,.0f}" for bound in SLOW_CLAIM
+    )
+    print(
+        f"outdial's claims in the window: {claims:,.0f}; {slow} (each waits for the disk's "
+        "fsync; a trigger behind a slow one is as late; the bare client writes nothing)"
+    )
     cpu = ours.cpu_share / bare.cpu_share if bare.cpu_share > 0 else math.inf
     p99 = _ratio(ours.p(99), bare.p(99))
     print(f"ratio outdial / bare: CPU x{cpu:.2f}, p50 {_ratio(ours.p(50), bare.p(50))}, p99 {p99}")
@@ -670,6 +693,10 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
         f"RSS < 150 MB: {'met' if rss_mb < 150 else 'NOT met'} ({rss_mb:.0f} MB)",
     ]
     print("targets (issue 13, meant at 10,000 events/s): " + "; ".join(checks))
+
+
+def _slow_in_window(result: Result, bound: float) -> float:
+    return result.end.slow_claims.get(bound, 0.0) - result.start.slow_claims.get(bound, 0.0)
 
 
 def _per(part: float, whole: float) -> str:

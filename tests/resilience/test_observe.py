@@ -90,6 +90,10 @@ async def test_metrics_count_a_dial_a_skip_a_reconnect_and_the_length_of_its_gap
             )
             assert value(samples, "outdial_dials_total", rule=RULE, status="placed") == 1
             assert value(samples, "outdial_event_to_dial_seconds_count") == 1
+            # The dial's one claim, timed with its commit: every claim is in a bucket.
+            assert value(samples, "outdial_store_claim_seconds_count") == 1
+            assert value(samples, "outdial_store_claim_seconds_bucket", le="+Inf") == 1
+            assert 0 < value(samples, "outdial_store_claim_seconds_sum") < 10
             assert value(samples, "outdial_channel_state", shard="shard-0", state="subscribed") == 1
             assert value(samples, "outdial_channel_reconnects_total", shard="shard-0") == 0
             assert value(samples, "outdial_gap_seconds_count", reason="startup") == 1

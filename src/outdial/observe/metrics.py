@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from outdial.listener import ChannelState
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from outdial.app import Daemon
     from outdial.events import Event, Gap
     from outdial.handlers.dialer import DialResult
+    from outdial.store.timings import Timings
 
 __all__ = ["METRIC_NAMES", "DaemonMetrics", "topic_kind"]
 
@@ -33,6 +39,7 @@ __all__ = ["METRIC_NAMES", "DaemonMetrics", "topic_kind"]
 METRIC_NAMES = (
     "outdial_ready",
     "outdial_store_healthy",
+    "outdial_store_claim_seconds",
     "outdial_channels",
     "outdial_channel_state",
     "outdial_channel_last_frame_age_seconds",
@@ -154,6 +161,11 @@ class _StateCollector(Collector):
         yield _gauge(
             "outdial_store_healthy", "1 while the store answers", int(daemon.store_healthy)
         )
+        yield _histogram(
+            "outdial_store_claim_seconds",
+            "Seconds a dial's claim took in the store, its durable commit (fsync) included",
+            daemon.store.claim_timings,
+        )
         yield _gauge(
             "outdial_channels",
             "Notification channels (shards) kept open",
@@ -274,3 +286,11 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, doc, value=value)
+
+
+def _histogram(name: str, doc: str, timings: Timings) -> HistogramMetricFamily:
+    buckets = [
+        ("+Inf" if bound == float("inf") else repr(bound), count)
+        for bound, count in timings.cumulative()
+    ]
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=timings.total)

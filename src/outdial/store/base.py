@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from outdial.store.health import StoreHealth
+    from outdial.store.timings import Timings
 
 __all__ = [
     "AgentLease",
@@ -660,6 +661,8 @@ class Store(ClaimStore, CallStore, ContactStore, DoNotCallStore, AgentLeaseStore
     """
 
     health: StoreHealth
+    #: How long dials' claims have taken, lock and durable commit included.
+    claim_timings: Timings
 
     @property
     def answers_inline(self) -> bool:

@@ -91,6 +91,7 @@ from outdial.store.base import (
     UserCallSummary,
 )
 from outdial.store.health import StoreHealth
+from outdial.store.timings import CLAIM_BOUNDS, Timings
 
 __all__ = [
     "CALL_STATE",
@@ -375,6 +376,8 @@ class SqlStore:
         self._inline_run = 0
         #: Whether the database answers; see :mod:`outdial.store.health`.
         self.health = StoreHealth()
+        #: How long dials' claims took (lock, statements, durable commit).
+        self.claim_timings = Timings(CLAIM_BOUNDS)
 
     @property
     def answers_inline(self) -> bool:
@@ -382,6 +385,17 @@ class SqlStore:
         return self._inline
 
     async def _run(self, fn: Callable[[Database], _T], kind: OperationKind = DURABLE) -> _T:
+        """Run one operation (:meth:`_run_op`); a claim's time goes to :attr:`claim_timings`."""
+        if kind != CLAIM:
+            return await self._run_op(fn, kind)
+        started = time.monotonic()
+        try:
+            return await self._run_op(fn, kind)
+        finally:
+            # Lock wait and durable commit included: what the dial waited for.
+            self.claim_timings.record(time.monotonic() - started)
+
+    async def _run_op(self, fn: Callable[[Database], _T], kind: OperationKind) -> _T:
         """Run one operation: inline when ``kind`` and the backend allow, else in a thread.
 
         Under the lock either way: one operation at a time on the connection,
