@@ -81,6 +81,7 @@ from outdial.platforms.genesys import GenesysPlatform
 from outdial.platforms.genesys.bundle import genesys_bundle
 from outdial.store import open_store
 from outdial.store.base import ContactRow
+from outdial.store.timings import Timings
 
 #: The trigger being handled in this task: (frame arrival, handling started), monotonic.
 TRIGGER: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar(
@@ -401,6 +402,7 @@ async def _drive_daemon(
                 await anyio.sleep(0.02)
             while await daemon.store.active_calls():  # noqa: ASYNC110
                 await anyio.sleep(0.05)
+        claims_before = list(daemon.store.claim_timings.counts)
         await driver.send(f"go {args.rate} {args.events} {args.share}")
         published = await driver.line()
         with anyio.move_on_after(10):
@@ -415,8 +417,24 @@ async def _drive_daemon(
                 await anyio.sleep(0.3)
         published["triggers_handled"] = triggers
         published["overflowed"] = daemon.listener.stats.overflowed
+        published["claims"] = _claims_over(daemon.store.claim_timings, claims_before)
         tg.cancel_scope.cancel()
     return published
+
+
+#: Bounds (seconds) a claim is counted as slow over: the buckets of outdial_store_claim_seconds.
+SLOW_CLAIM = (0.002, 0.005, 0.01)
+
+
+def _claims_over(timings: Timings, before: Sequence[int]) -> dict[str, int]:
+    """Claims since ``before`` (a copy of the counts), and how many took over each bound."""
+    counts = [now - then for now, then in zip(timings.counts, before, strict=True)]
+    out = {"all": sum(counts)}
+    for bound in SLOW_CLAIM:
+        # Bucket i holds durations up to bounds[i]: those above ``bound`` are past its index.
+        index = timings.bounds.index(bound)
+        out[f"{bound * 1000:g} ms"] = sum(counts[index + 1 :])
+    return out
 
 
 async def measure_rate(args: argparse.Namespace) -> bool:
@@ -459,6 +477,12 @@ async def measure_rate(args: argparse.Namespace) -> bool:
     print(
         "(percentiles over every trigger of the window: an undialed one counts as infinitely "
         "late; 'of which' rows cover the dialed ones only)"
+    )
+    claims = our_pub["claims"]
+    slow = ", ".join(f"over {bound}: {n:,}" for bound, n in claims.items() if bound != "all")
+    print(
+        f"outdial's claims during the stream: {claims['all']:,}; {slow} (lock wait and the "
+        "disk's fsync included: a trigger is dialed only once its claim is on disk)"
     )
     ours_all = with_undialed(ours.total, our_undialed)
     base_all = with_undialed(base.total, base_undialed)
