@@ -262,6 +262,7 @@ class Result:
     shed: int = 0
     log_lines: int = 0
     log_top: str = ""
+    instructions: int | None = None  # counted in the window (--instructions)
 
     @property
     def seconds(self) -> float:
@@ -395,13 +396,60 @@ def wait_until(check: Any, timeout: float, what: str, proc: subprocess.Popen[Any
         time.sleep(0.1)
 
 
+class Callgrind:
+    """``--instructions``: a measured client runs under valgrind's callgrind, which counts
+    the instructions it executes in the window only.
+
+    Counted instructions do not move with what else the machine does (a
+    shared VM's neighbours, its host's steal), so the same code at the same
+    load gives the same count from run to run, where CPU seconds moved by a
+    third; under callgrind the client runs some 50 times slower, so only a
+    low rate can be offered (``--rate 100`` or so, every event still handled).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+            raise SystemExit("--instructions needs valgrind: apt-get install valgrind")
+        self.directory = directory
+
+    def prefix(self, name: str) -> list[str]:
+        """The command words that run a client under callgrind, counting nothing yet."""
+        out = self.directory / f"{name}.%p"
+        return ["valgrind", "-q", "--tool=callgrind", "--instr-atstart=no",
+                f"--callgrind-out-file={out}"]  # fmt: skip
+
+    @staticmethod
+    def count(pid: int, on: bool) -> None:
+        """Start (or stop) counting in process ``pid``."""
+        subprocess.run(
+            ["callgrind_control", "-i", "on" if on else "off", str(pid)],
+            check=True,
+            capture_output=True,
+        )
+
+    def counted(self, pid: int, name: str) -> int:
+        """The instructions counted so far in ``pid``, from a dump callgrind writes now."""
+        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+        dumps = sorted(self.directory.glob(f"{name}.{pid}.*"), key=lambda p: p.stat().st_mtime)
+        for line in dumps[-1].read_text().splitlines():
+            # "totals:" sums the dump's costs ("summary:" may say 0 in a dump made on demand).
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no instruction total in {dumps[-1]}")
+
+
 def run_window(
     platform: Platform,
     args: argparse.Namespace,
     rate: float,
     sample: Any,
+    pid: int | None = None,
 ) -> tuple[Sample, Sample, dict[str, Any]]:
-    """Publish at ``rate``; sample the client after the warm-up and at the window's end."""
+    """Publish at ``rate``; sample the client after the warm-up and at the window's end.
+
+    With ``--instructions``, callgrind counts process ``pid``'s instructions
+    between the two samples.
+    """
     platform.send(
         f"scale {rate} {args.seconds} {args.share} {args.warmup_seconds} {args.grace_seconds}"
     )
@@ -410,7 +458,11 @@ def run_window(
     cpu = min(args.layout.measured) if args.layout.measured else None
     start = sample()
     start.steal = cpu_ticks(cpu)
+    if args.callgrind is not None and pid is not None:
+        Callgrind.count(pid, on=True)
     time.sleep(max(0.0, begun + args.warmup_seconds + args.seconds - time.monotonic()))
+    if args.callgrind is not None and pid is not None:
+        Callgrind.count(pid, on=False)
     end = sample()
     end.steal = cpu_ticks(cpu)
     return start, end, platform.line()
@@ -425,7 +477,10 @@ def run_bare(args: argparse.Namespace, rate: float, layout: Layout) -> Result:
             json.dump({"api_url": info["api_url"], "agents": info["agents"]}, spec)
         started = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "scale.py"), "--child-bare", spec.name],
+            [
+                *(args.callgrind.prefix("bare") if args.callgrind else []),
+                *(sys.executable, str(BENCH_DIR / "scale.py"), "--child-bare", spec.name),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -457,9 +512,19 @@ def run_bare(args: argparse.Namespace, rate: float, layout: Layout) -> Result:
                     0,
                 )
 
-            start, end, published = run_window(platform, args, rate, sample)
+            start, end, published = run_window(platform, args, rate, sample, proc.pid)
+            instructions = args.callgrind.counted(proc.pid, "bare") if args.callgrind else None
             return Result(
-                "bare", rate, start, end, published, startup, requests, int(ready[1]), shed=shed
+                "bare",
+                rate,
+                start,
+                end,
+                published,
+                startup,
+                requests,
+                int(ready[1]),
+                shed=shed,
+                instructions=instructions,
             )
         finally:
             stop(proc)
@@ -487,6 +552,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                 started = time.monotonic()
                 proc = subprocess.Popen(
                     [
+                        *(args.callgrind.prefix("outdial") if args.callgrind else []),
                         *(sys.executable, "-m", "outdial", "run", "--config", str(config)),
                         *("--loop", args.loop),
                     ],
@@ -530,8 +596,11 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                         )
 
                     profiler = start_profiler(args, proc.pid)
+                    instructions: int | None = None
                     try:
-                        start, end, published = run_window(platform, args, rate, sample)
+                        start, end, published = run_window(platform, args, rate, sample, proc.pid)
+                        if args.callgrind:
+                            instructions = args.callgrind.counted(proc.pid, "outdial")
                     finally:
                         stop_profiler(profiler)
                     dropped_total = events_dropped(metrics(f"{url}/metrics"))
@@ -545,6 +614,7 @@ def run_outdial(args: argparse.Namespace, rate: float, layout: Layout) -> Result
                         requests,
                         channels,
                         dropped_total=dropped_total,
+                        instructions=instructions,
                     )
                 finally:
                     stop(proc)
@@ -680,6 +750,18 @@ def report(args: argparse.Namespace, bare: Result, ours: Result) -> None:
         f"outdial's claims in the window: {claims:,.0f}; {slow} (each waits for the disk's "
         "fsync; a trigger behind a slow one is as late; the bare client writes nothing)"
     )
+    if bare.instructions is not None and ours.instructions is not None:
+        per = [
+            r.instructions / (r.end.events - r.start.events)
+            if r.instructions and r.end.events > r.start.events
+            else math.nan
+            for r in (bare, ours)
+        ]
+        print(
+            f"instructions in the window (callgrind): bare {bare.instructions / 1e6:,.1f} M, "
+            f"{per[0]:,.0f} an event; outdial {ours.instructions / 1e6:,.1f} M, {per[1]:,.0f} "
+            f"an event: x{per[1] / per[0]:.2f} (the CPU % above is under valgrind: ignore it)"
+        )
     cpu = ours.cpu_share / bare.cpu_share if bare.cpu_share > 0 else math.inf
     p99 = _ratio(ours.p(99), bare.p(99))
     print(f"ratio outdial / bare: CPU x{cpu:.2f}, p50 {_ratio(ours.p(50), bare.p(50))}, p99 {p99}")
@@ -749,6 +831,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="outdial run's --loop (auto: uvloop when installed)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count each client's instructions in the window with valgrind's callgrind "
+        "(repeatable whatever the machine does; ~50x slower: use a low --rate)",
+    )
+    parser.add_argument(
+        "--callgrind-dir",
+        metavar="DIR",
+        help="with --instructions: keep callgrind's dumps in DIR (for callgrind_annotate)",
+    )
     parser.add_argument("--child-bare", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_bare:
@@ -765,6 +858,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seconds, args.warmup_seconds, args.grace_seconds = 1.0, 0.5, 0.5
     args.layout = Layout(pinned=not args.no_pin)
     pin(0, args.layout.load)  # this process only waits and reads counters: off the measured CPU
+    if args.callgrind_dir and not args.instructions:
+        parser.error("--callgrind-dir goes with --instructions")
+    if args.callgrind_dir:
+        Path(args.callgrind_dir).mkdir(parents=True, exist_ok=True)
+        args.callgrind = Callgrind(Path(args.callgrind_dir))
+        return _run(args)
+    if args.instructions:
+        with tempfile.TemporaryDirectory(prefix="outdial-callgrind-") as counts:
+            args.callgrind = Callgrind(Path(counts))
+            return _run(args)
+    args.callgrind = None
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     print(
         header(
             "scale: outdial run with many agents at given event rates vs a bare client",
