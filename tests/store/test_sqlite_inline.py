@@ -374,3 +374,47 @@ async def test_inline_operations_run_back_to_back_yet_a_loop_of_them_lets_others
         tg.cancel_scope.cancel()
     assert let_run < operations, "every inline operation went through the loop"
     assert let_run >= operations // _INLINE_RUN - 1, f"the others ran {let_run} times only"
+
+
+class _Clock:
+    """``time`` for the store's module: monotonic() says what the test set."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_only_a_claims_commit_counts_as_the_disks_time_not_the_statements_before_it(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outdial.store.sqlite as sqlite_module
+    from outdial.store.sql import CLAIM
+
+    clock = _Clock()
+    monkeypatch.setattr(sqlite_module, "time", clock)
+    db: Any = store._db
+    db.sync_times = SyncTimes(samples=1)
+
+    def slow_statements(database: Any) -> None:
+        with database.transaction():
+            database.execute("INSERT OR REPLACE INTO store_meta (key, value) VALUES ('t', 1)")
+            # 50 ms before the COMMIT: in the worker thread, waiting for the
+            # interpreter's lock while the loop is busy; not the disk.
+            clock.now += 0.050
+
+    db.run(slow_statements, CLAIM)
+    assert db.sync_times.seen == 1
+    assert db.sync_times.fast, "its COMMIT took no time: the disk is fast"
+
+    def advance(sql: str) -> None:
+        if sql == "COMMIT":
+            clock.now += 0.050  # what a slow fsync looks like from here: COMMIT returns late
+
+    db.conn.set_trace_callback(advance)
+    db.run(slow_statements, CLAIM)
+    assert not db.sync_times.fast, "a 50 ms COMMIT is a slow disk: claims go to the thread"
