@@ -9,12 +9,17 @@ before it looks at the buffer, and when it has to wait it builds a receiver
 record that asks for the current task's info (a ``TaskInfo`` of its coroutine,
 name and parent). At 10,000 events/s the consumer waits for nearly every
 event, and those two were about 4 % of the daemon's CPU (``bench/scale.py
---profile``). Here a wait is one Event; the caller decides when to yield
-(the listener does every few dozen items in a row).
+--profile``). Here a wait is one future of the running loop, the primitive an
+``anyio.Event`` wraps on asyncio (outdial runs on asyncio's loop or uvloop):
+making an ``anyio.Event`` looks the backend up through sniffio and builds two
+objects, and at a few hundred events a second, where the consumer waits for
+every event, that was most of what the queue cost. The caller decides when
+to yield (the listener does every few dozen items in a row).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -33,7 +38,7 @@ class BoundedQueue(Generic[_T]):
             raise ValueError("a queue holds at least one item")
         self._items: deque[_T] = deque()
         self._size = size
-        self._waiter: anyio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._closed = False
 
     def __len__(self) -> int:
@@ -68,9 +73,9 @@ class BoundedQueue(Generic[_T]):
                 raise anyio.EndOfStream
             if self._waiter is not None:
                 raise RuntimeError("a BoundedQueue has one consumer")
-            waiter = self._waiter = anyio.Event()
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await waiter.wait()
+                await waiter  # cancellable, as anyio's wait is: the scope cancels the task
             finally:
                 self._waiter = None
         return self._items.popleft()
@@ -84,4 +89,5 @@ class BoundedQueue(Generic[_T]):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            waiter.set()
+            if not waiter.done():  # a cancelled wait's future is done already
+                waiter.set_result(None)
