@@ -2,19 +2,20 @@
 
 Putting never waits: a full queue refuses the item (``anyio.WouldBlock``) and
 the listener counts it into an overflow. Getting waits when the queue is
-empty, on one :class:`anyio.Event` that the next put sets.
+empty, on one future of the running loop that the next put resolves.
 
 Why not anyio's memory object stream: its ``receive()`` makes a loop pass
 before it looks at the buffer, and when it has to wait it builds a receiver
 record that asks for the current task's info (a ``TaskInfo`` of its coroutine,
-name and parent). At 10,000 events/s the consumer waits for nearly every
-event, and those two were about 4 % of the daemon's CPU (``bench/scale.py
---profile``). Here a wait is one future of the running loop, the primitive an
-``anyio.Event`` wraps on asyncio (outdial runs on asyncio's loop or uvloop):
-making an ``anyio.Event`` looks the backend up through sniffio and builds two
-objects, and at a few hundred events a second, where the consumer waits for
-every event, that was most of what the queue cost. The caller decides when
-to yield (the listener does every few dozen items in a row).
+name and parent); when the consumer waited for nearly every event, those two
+were about 4 % of the daemon's CPU at 10,000 events/s (``bench/scale.py
+--profile``). Why not an ``anyio.Event`` per wait: making one looks the
+backend up through sniffio and builds two objects around the same future
+(outdial runs on asyncio's loop or uvloop, where an anyio wait is that
+future); at a few hundred events a second, where the consumer still waits
+for nearly every event, that was most of what the queue cost (``bench/scale.py
+--instructions``: -8 % of the daemon's instructions an event). The caller
+decides when to yield (the listener does every few dozen items in a row).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ commit itself (claim to request p50 0.75 -> 0.65 ms, p99 event to dial 3.4-4.2
 network disk, a busy one), an fsync on the loop would hold up every event,
 so the claim commits in the thread, as every other durable write does.
 
-:class:`SyncTimes` decides which from the claims' own commit times, measured
+:class:`SyncTimes` decides which from the claims' own COMMIT times, measured
 wherever they ran: a moving average, with a few samples taken before the
 first verdict. Pure: the caller measures and passes the seconds.
 """
@@ -37,7 +37,7 @@ class SyncTimes:
     seen: int = 0
 
     def record(self, seconds: float) -> None:
-        """One durable commit took ``seconds`` (from its first statement to its end)."""
+        """One durable commit took ``seconds`` (its COMMIT: where it waits for the disk)."""
         self.seen += 1
         if self.average is None:
             self.average = seconds
